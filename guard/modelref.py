@@ -55,7 +55,9 @@ def resolve(ref: str | Path) -> ModelRef:
     return ModelRef(raw, "hub", None)
 
 
-def offline_error(ref: ModelRef, what: str = "model", cause: BaseException | None = None) -> ModelNotFoundError:
+def offline_error(
+    ref: ModelRef, what: str = "model", cause: BaseException | None = None
+) -> ModelNotFoundError:
     detail = f" ({type(cause).__name__})" if cause is not None else ""
     if ref.kind == "hub":
         msg = (
@@ -79,7 +81,7 @@ def loading(ref: ModelRef, what: str = "model") -> Iterator[None]:
         yield
     except ModelNotFoundError:
         raise
-    except (OSError, ValueError, EnvironmentError) as exc:  # HF raises OSError subclasses offline
+    except (OSError, ValueError) as exc:  # HF raises OSError subclasses offline
         raise offline_error(ref, what, exc) from exc
     except Exception as exc:
         name = type(exc).__name__

@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -47,3 +48,83 @@ def handle_errors(fn: F) -> F:
 
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+def identity_options(fn: F) -> F:
+    """--cert/--key (an organisation's identity) or --name/--org (the local one), as `identity`."""
+
+    @click.option(
+        "--cert", type=click.Path(dir_okay=False), help="PEM certificate chain to sign with."
+    )
+    @click.option(
+        "--key",
+        type=click.Path(dir_okay=False),
+        help="PEM private key for --cert (passphrase from GUARD_KEY_PASSPHRASE).",
+    )
+    @click.option("--name", "id_name", help="Your name, for a local identity created on first use.")
+    @click.option(
+        "--org", "id_org", help="Organisation, for a local identity created on first use."
+    )
+    @click.option("--tsa-url", help="RFC 3161 timestamp authority URL (needs network).")
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        cert: str | None,
+        key: str | None,
+        id_name: str | None,
+        id_org: str | None,
+        tsa_url: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        kwargs["identity"] = _LazyIdentity(cert, key, id_name, id_org, tsa_url)
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _LazyIdentity:
+    """Resolved at first use, inside handle_errors, so identity problems print as one line."""
+
+    def __init__(self, cert, key, name, org, tsa_url) -> None:
+        self.args = (cert, key, name, org, tsa_url)
+
+    def resolve(self):
+        from guard import config
+        from guard.identity import Identity, init_local
+
+        cert, key, name, org, tsa_url = self.args
+        if bool(cert) != bool(key):
+            raise click.UsageError("--cert and --key go together")
+        if cert:
+            return Identity.from_files(cert, key, tsa_url=tsa_url)
+        if not (config.identity_dir() / "signer.pem").exists():
+            init_local(name=name, org=org, tsa_url=tsa_url)
+        return Identity.default(tsa_url=tsa_url)
+
+
+def expand_images(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
+    """Files as given; folders walked (sorted) for files with an image extension."""
+    from guard.imageio import EXTENSIONS
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in EXTENSIONS
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def read_key(path: Path | None) -> bytes | None:
+    """A private watermark key file: its bytes are the key (any length; it is hashed)."""
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise GuardError(f"{path}: cannot read the watermark key ({exc.strerror or exc})") from exc
+    if not data.strip():
+        raise GuardError(f"{path}: the watermark key file is empty")
+    return data.strip()

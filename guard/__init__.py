@@ -1,0 +1,59 @@
+"""guard: image provenance, invisible watermarking and artwork protection.
+
+The public API is small and imports nothing heavy until used. Modules are named for what they
+hold (`verdict`, `protection`) rather than for the function, so `guard.verify` and `guard.protect`
+stay functions even after their modules are imported.
+
+    import guard
+    guard.sign("art.png", "art.signed.png", author="Ada")   # watermark + C2PA, atomic save
+    verdict = guard.verify("art.signed.png")                 # -> guard.Verdict
+    guard.protect(image)                                     # adversarial protection (torch)
+    guard.attach(pipe); guard.save(image, "out.png")         # diffusers pipeline hook
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute); resolved on first use so `import guard` stays cheap
+_LAZY: dict[str, tuple[str, str]] = {
+    "GuardError": ("guard.errors", "GuardError"),
+    "Identity": ("guard.identity", "Identity"),
+    "ManifestSpec": ("guard.provenance.spec", "ManifestSpec"),
+    "Ingredient": ("guard.provenance.spec", "Ingredient"),
+    "Assertion": ("guard.provenance.spec", "Assertion"),
+    "publish": ("guard.publish", "publish"),
+    "Published": ("guard.publish", "Published"),
+    "sign": ("guard.publish", "sign"),
+    "verify": ("guard.verdict", "verify"),
+    "Verdict": ("guard.verdict", "Verdict"),
+    "Ledger": ("guard.ledger", "Ledger"),
+    "protect": ("guard.protection", "protect"),
+    "attach": ("guard.hooks", "attach"),
+    "save": ("guard.hooks", "save"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'guard' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from guard.errors import GuardError
+    from guard.hooks import attach, save
+    from guard.identity import Identity
+    from guard.ledger import Ledger
+    from guard.protection import protect
+    from guard.provenance.spec import Assertion, Ingredient, ManifestSpec
+    from guard.publish import Published, publish, sign
+    from guard.verdict import Verdict, verify

@@ -1,0 +1,111 @@
+"""`guard sign`: watermark + C2PA-sign existing images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from guard.cli._common import emit_json, force_option, handle_errors, identity_options, json_option
+from guard.provenance.vocab import SOURCE_TYPES, TRAINING_VALUES
+
+
+@click.command("sign")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Output file (one input only)."
+)
+@click.option(
+    "--out-dir", type=click.Path(path_type=Path, file_okay=False), help="Write outputs here."
+)
+@click.option(
+    "--source",
+    default="digital-art",
+    show_default=True,
+    help=f"How the image was made: {', '.join(SOURCE_TYPES)}, or an IPTC URI.",
+)
+@click.option("--author", help="Author name, recorded as a schema.org CreativeWork.")
+@click.option("--title", help="Title recorded in the manifest (default: file name).")
+@click.option(
+    "--training",
+    type=click.Choice(TRAINING_VALUES),
+    default="notAllowed",
+    show_default=True,
+    help="AI training / data mining permission.",
+)
+@click.option("--no-watermark", is_flag=True, help="Do not embed guard's invisible watermark.")
+@click.option(
+    "--sidecar", is_flag=True, help="Write the manifest to a .c2pa file beside the image."
+)
+@click.option("--ledger", "ledger_path", type=click.Path(path_type=Path), help="Ledger file.")
+@identity_options
+@force_option
+@json_option
+@handle_errors
+def command(
+    images: tuple[Path, ...],
+    output: Path | None,
+    out_dir: Path | None,
+    source: str,
+    author: str | None,
+    title: str | None,
+    training: str,
+    no_watermark: bool,
+    sidecar: bool,
+    ledger_path: Path | None,
+    identity: object,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Sign IMAGES: embed a watermark, then a C2PA manifest saying who made them and how."""
+    from guard import imageio
+    from guard.errors import GuardError
+    from guard.ledger import Ledger
+    from guard.provenance.vocab import source_uri
+    from guard.publish import default_output, sign
+
+    if output and len(images) > 1:
+        raise click.UsageError("-o/--output takes one input; use --out-dir for several")
+    try:
+        source_uri(source)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--source") from None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    signer = identity.resolve()  # type: ignore[attr-defined]
+    results, failed = [], 0
+    with Ledger(ledger_path) as ledger:
+        for src in images:
+            try:
+                out = output
+                if out is None and out_dir is not None:
+                    out = default_output(src, imageio.load(src).format, ".signed", out_dir)
+                published = sign(
+                    src,
+                    out,
+                    source=source,
+                    author=author,
+                    title=title,
+                    training=training,  # type: ignore[arg-type]
+                    identity=signer,
+                    watermark=not no_watermark,
+                    ledger=ledger,
+                    force=force,
+                    sidecar=sidecar,
+                )
+            except GuardError as exc:
+                if len(images) == 1:
+                    raise
+                failed += 1
+                click.echo(f"guard: error: {exc}", err=True)
+                continue
+            results.append(published)
+            for note in published.notes:
+                click.echo(f"guard: {src}: {note}", err=True)
+            if not as_json:
+                mark = f", watermark {published.watermark_id}" if published.watermark_id else ""
+                click.echo(f"{published.path}  (signed{mark})")
+    if as_json:
+        emit_json([r.to_dict() for r in results])
+    if failed:
+        raise SystemExit(2)

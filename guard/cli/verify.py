@@ -1,0 +1,79 @@
+"""`guard verify`: where did this image come from, and may it be used for training?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from guard.cli._common import emit_json, handle_errors, json_option
+
+
+@click.command("verify")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--trust",
+    "trust_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Extra trusted CA certificate (PEM); repeatable.",
+)
+@click.option("--no-watermark", is_flag=True, help="Skip the watermark and third-party mark check.")
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private watermark key file.",
+)
+@click.option("--ledger", "ledger_path", type=click.Path(path_type=Path), help="Ledger file.")
+@json_option
+@handle_errors
+def command(
+    paths: tuple[Path, ...],
+    trust_files: tuple[Path, ...],
+    no_watermark: bool,
+    key_file: Path | None,
+    ledger_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Verify PATHS (files or folders).
+
+    Exit code: 0 every file trusted or valid, 1 some file invalid or without credentials,
+    2 usage or input error.
+    """
+    from tqdm import tqdm
+
+    from guard.cli._common import expand_images, read_key
+    from guard.errors import GuardError
+    from guard.ledger import Ledger
+    from guard.verdict import verify
+
+    files = expand_images(paths)
+    key = read_key(key_file)
+    worst, out = 0, []
+    with Ledger(ledger_path) as ledger:
+        bar = tqdm(
+            files, desc="verifying", unit="file", disable=len(files) < 5 or None, leave=False
+        )
+        for path in bar:
+            try:
+                v = verify(
+                    path,
+                    trust_files=trust_files,
+                    watermark=not no_watermark,
+                    watermark_key=key,
+                    ledger=ledger,
+                )
+            except GuardError as exc:
+                worst = 2
+                out.append({"file": str(path), "error": str(exc)})
+                if not as_json:
+                    bar.write(f"guard: error: {exc}", file=click.get_text_stream("stderr"))
+                continue
+            worst = max(worst, 0 if v.ok else 1)
+            out.append(v.to_dict())
+            if not as_json:
+                bar.write("\n".join(v.summary()))
+    if as_json:
+        emit_json(out)
+    raise SystemExit(worst)

@@ -1,0 +1,384 @@
+"""Who signs: keys and certificates, turned into a C2PA signer. Nothing else.
+
+Three sources, one type:
+- a local identity created on first use (a root CA + an end-entity certificate, under GUARD_HOME);
+- an organisation's own PEM chain and key (`--cert/--key`, passphrase from GUARD_KEY_PASSPHRASE);
+- a callback (HSM/KMS): guard hands over the bytes to sign and never sees the key.
+Keys are never printed, logged or put in a repr.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from guard import config
+from guard.errors import IdentityError
+
+if TYPE_CHECKING:
+    import c2pa
+
+KEY_PASSPHRASE_ENV = "GUARD_KEY_PASSPHRASE"
+ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
+
+SignCallback = Callable[[bytes], bytes]
+
+
+@dataclass
+class Identity:
+    """A certificate chain (end-entity first) and a way to sign with its key."""
+
+    chain_pem: bytes
+    alg: str = "es256"
+    tsa_url: str | None = None
+    _key_pem: bytes | None = field(default=None, repr=False)
+    _callback: SignCallback | None = field(default=None, repr=False)
+    source: str = "local"  # 'local' | 'files' | 'callback'
+
+    def __post_init__(self) -> None:
+        if (self._key_pem is None) == (self._callback is None):
+            raise IdentityError("an identity needs exactly one of a private key or a sign callback")
+        if self.alg not in ALGORITHMS:
+            raise IdentityError(f"unknown signing algorithm '{self.alg}'; use one of {ALGORITHMS}")
+        if self.tsa_url and not self.tsa_url.startswith(("http://", "https://")):
+            raise IdentityError(f"timestamp authority URL must be http(s): {self.tsa_url}")
+
+    # -- constructors -------------------------------------------------------------------------
+
+    @classmethod
+    def from_files(
+        cls,
+        cert: str | os.PathLike[str],
+        key: str | os.PathLike[str],
+        *,
+        passphrase: bytes | None = None,
+        tsa_url: str | None = None,
+    ) -> Identity:
+        """An organisation's own chain + key. An encrypted key is opened with the passphrase
+        (or GUARD_KEY_PASSPHRASE) in memory only; nothing decrypted is written to disk."""
+        from cryptography.hazmat.primitives import serialization
+
+        chain_pem = _read(cert, "certificate chain")
+        key_bytes = _read(key, "private key")
+        if passphrase is None and os.environ.get(KEY_PASSPHRASE_ENV):
+            passphrase = os.environ[KEY_PASSPHRASE_ENV].encode()
+        try:
+            private = serialization.load_pem_private_key(key_bytes, password=passphrase)
+        except TypeError as exc:
+            hint = (
+                f"set {KEY_PASSPHRASE_ENV}" if passphrase is None else "the passphrase may be wrong"
+            )
+            raise IdentityError(f"{key}: the private key is encrypted ({hint})") from exc
+        except ValueError as exc:
+            raise IdentityError(
+                f"{key}: not a PEM private key, or the passphrase is wrong ({exc})"
+            ) from exc
+        certs = _load_chain(chain_pem, str(cert))
+        if certs[0].public_key().public_numbers() != private.public_key().public_numbers():
+            raise IdentityError(f"{key} does not belong to the first certificate in {cert}")
+        _check_end_entity(certs[0], str(cert))
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cls(
+            chain_pem=chain_pem,
+            alg=_alg_for(private),
+            tsa_url=tsa_url,
+            _key_pem=pem,
+            source="files",
+        )
+
+    @classmethod
+    def from_callback(
+        cls,
+        sign: SignCallback,
+        chain_pem: bytes | str,
+        *,
+        alg: str = "es256",
+        tsa_url: str | None = None,
+    ) -> Identity:
+        """For keys in an HSM or KMS: `sign(data) -> signature` (raw r||s or DER for ECDSA)."""
+        chain = chain_pem.encode() if isinstance(chain_pem, str) else chain_pem
+        _check_end_entity(_load_chain(chain, "certificate chain")[0], "certificate chain")
+        return cls(chain_pem=chain, alg=alg, tsa_url=tsa_url, _callback=sign, source="callback")
+
+    @classmethod
+    def default(cls, *, tsa_url: str | None = None, create: bool = True) -> Identity:
+        """The user's local identity, created (and announced once on stderr) on first use."""
+        folder = config.identity_dir()
+        if not (folder / "signer.pem").exists():
+            if not create:
+                raise IdentityError(
+                    f"no signing identity in {folder}; run 'guard keys init' to create one"
+                )
+            init_local()
+        settings = _read_settings(folder)
+        return cls(
+            chain_pem=_read(folder / "signer.pem", "certificate chain"),
+            alg="es256",
+            tsa_url=tsa_url or settings.get("tsa_url"),
+            _key_pem=_read(folder / "signer.key", "private key"),
+            source="local",
+        )
+
+    # -- use ----------------------------------------------------------------------------------
+
+    def c2pa_signer(self) -> c2pa.Signer:
+        import c2pa
+
+        alg = getattr(c2pa.C2paSigningAlg, self.alg.upper())
+        chain = self.chain_pem.decode()
+        try:
+            if self._callback is not None:
+                return c2pa.Signer.from_callback(self._callback, alg, chain, self.tsa_url)
+            info = c2pa.C2paSignerInfo(
+                alg, self.chain_pem, self._key_pem, self.tsa_url.encode() if self.tsa_url else None
+            )
+            return c2pa.Signer.from_info(info)
+        except c2pa.C2paError as exc:
+            raise IdentityError(f"the C2PA SDK rejected this identity: {exc}") from exc
+
+    def describe(self) -> dict[str, str | None]:
+        """Public facts only: safe to print and to put in JSON."""
+        from cryptography.hazmat.primitives import hashes
+
+        leaf = _load_chain(self.chain_pem, "certificate chain")[0]
+        return {
+            "subject": leaf.subject.rfc4514_string(),
+            "issuer": leaf.issuer.rfc4514_string(),
+            "not_after": leaf.not_valid_after_utc.isoformat(),
+            "sha256_fingerprint": leaf.fingerprint(hashes.SHA256()).hex(),
+            "algorithm": self.alg,
+            "source": self.source,
+            "timestamp_authority": self.tsa_url,
+        }
+
+    @property
+    def subject_name(self) -> str:
+        from cryptography.x509.oid import NameOID
+
+        leaf = _load_chain(self.chain_pem, "certificate chain")[0]
+        names = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(names[0].value) if names else leaf.subject.rfc4514_string()
+
+
+# -- the local identity ---------------------------------------------------------------------------
+
+
+def init_local(
+    *,
+    name: str | None = None,
+    org: str | None = None,
+    force: bool = False,
+    tsa_url: str | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Create a root CA and an end-entity signing certificate under GUARD_HOME/identity.
+
+    The CA is what verifiers trust (`guard keys export-ca`); the end-entity certificate is what
+    signs. Re-running with force=True replaces both, which makes earlier signatures 'valid' but
+    no longer 'trusted' for anyone who trusts only the new CA.
+    """
+    import getpass
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder = config.identity_dir()
+    if (folder / "signer.pem").exists() and not force:
+        raise IdentityError(
+            f"an identity already exists in {folder}; pass --force to replace it "
+            "(earlier signatures stay valid but are no longer trusted under the new CA)"
+        )
+    name = name or getpass.getuser() or "guard user"
+    org = org or "guard local identity"
+    now = dt.datetime.now(dt.UTC)
+
+    def subject(cn: str) -> x509.Name:
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            ]
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = subject(f"{name} (guard root CA)")
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ee_key = ec.generate_private_key(ec.SECP256R1())
+    ee = (
+        x509.CertificateBuilder()
+        .subject_name(subject(name))
+        .issuer_name(ca_name)
+        .public_key(ee_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(digital_signature=True), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ee_key.public_key()), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def pem(cert: x509.Certificate) -> bytes:
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    _write_private(folder / "ca.key", key_pem(ca_key))
+    _write_private(folder / "signer.key", key_pem(ee_key))
+    _write_public(folder / "ca.pem", pem(ca))
+    _write_public(folder / "signer.pem", pem(ee) + pem(ca))
+    _write_public(
+        folder / "identity.json",
+        json.dumps({"name": name, "org": org, "tsa_url": tsa_url}, indent=2).encode(),
+    )
+    if not quiet:
+        print(
+            f"guard: created a signing identity for '{name}' ({org}) in {folder}.\n"
+            "guard: share its CA with people who verify your images: guard keys export-ca -o my-ca.pem",
+            file=sys.stderr,
+        )
+    return folder
+
+
+def local_ca_pem() -> bytes | None:
+    path = config.identity_dir() / "ca.pem"
+    return path.read_bytes() if path.exists() else None
+
+
+def _key_usage(*, digital_signature: bool = False, cert_sign: bool = False):
+    from cryptography import x509
+
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Created with mode 0600 from the first byte, so the key is never readable by others."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _read(path: str | os.PathLike[str], what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise IdentityError(f"{path}: {what} not found") from exc
+    except OSError as exc:
+        raise IdentityError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from exc
+
+
+def _read_settings(folder: Path) -> dict[str, str | None]:
+    try:
+        return json.loads((folder / "identity.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _load_chain(chain_pem: bytes, where: str) -> list:
+    from cryptography import x509
+
+    try:
+        certs = x509.load_pem_x509_certificates(chain_pem)
+    except ValueError as exc:
+        raise IdentityError(f"{where}: not a PEM certificate chain ({exc})") from exc
+    if not certs:
+        raise IdentityError(f"{where}: contains no certificate")
+    return certs
+
+
+def _check_end_entity(cert, where: str) -> None:
+    """C2PA validators reject a CA certificate or one without these uses; say so before signing."""
+    from cryptography import x509
+
+    problems = []
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            problems.append("it is a CA certificate")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        if not cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature:
+            problems.append("its KeyUsage lacks digitalSignature")
+    except x509.ExtensionNotFound:
+        problems.append("it has no KeyUsage extension")
+    if cert.not_valid_after_utc < dt.datetime.now(dt.UTC):
+        problems.append(f"it expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    if problems:
+        raise IdentityError(
+            f"{where}: the signing certificate cannot sign C2PA manifests: {'; '.join(problems)}. "
+            "Use an end-entity certificate with KeyUsage digitalSignature and EKU emailProtection "
+            "(or documentSigning)."
+        )
+
+
+def _alg_for(private_key) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return {256: "es256", 384: "es384", 521: "es512"}.get(private_key.curve.key_size, "es256")
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
+        return "ed25519"
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        return "ps256"
+    raise IdentityError("unsupported key type; use an EC (P-256/384/521), Ed25519 or RSA key")

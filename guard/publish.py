@@ -1,0 +1,292 @@
+"""The one publishing path. Every image guard writes leaves through `publish`:
+
+1. embed the watermark (when asked) — pixels change here and nowhere later;
+2. encode, with the text and XMP metadata (infotext, IPTC DigitalSourceType, PLUS DataMining);
+3. sign the C2PA manifest last: no byte may change after it;
+4. record the watermark ID in the ledger, then save atomically (never overwriting, never
+   touching an input).
+
+Callers (sign, generate, protect, the pipeline hook) differ only in the ManifestSpec they pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from guard import __version__, imageio
+from guard.errors import ImageInputError, TooSmallError
+from guard.provenance import c2pa_io, vocab, xmp
+from guard.provenance import manifest as manifest_mod
+from guard.provenance.spec import Ingredient, ManifestSpec, Training
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from guard.identity import Identity
+    from guard.ledger import Ledger
+
+
+@dataclass
+class Published:
+    path: Path
+    sha256: str
+    manifest_label: str | None
+    watermark_id: str | None
+    sidecar_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "manifest": self.manifest_label,
+            "watermark_id": self.watermark_id,
+            "sidecar": str(self.sidecar_path) if self.sidecar_path else None,
+            "notes": self.notes,
+        }
+
+
+def publish(
+    image: Image.Image | imageio.LoadedImage,
+    out: str | os.PathLike[str],
+    spec: ManifestSpec,
+    *,
+    identity: Identity | None = None,
+    watermark: bool = True,
+    watermark_key: bytes | None = None,
+    watermark_id: str | None = None,
+    ledger: Ledger | None = None,
+    force: bool = False,
+    sidecar: bool = False,
+) -> Published:
+    """Write `image` to `out` watermarked and signed.
+
+    `watermark_id` is for pixels that already carry guard's mark (the pipeline hook embeds it
+    inside the pipeline): the ID is recorded and bound, and the pixels are not marked twice.
+    """
+    from guard.identity import Identity
+
+    out = Path(out)
+    fmt = imageio.format_for(out)
+    loaded = image if isinstance(image, imageio.LoadedImage) else None
+    pixels = loaded.image if loaded else image
+    _check_output(out, force, sidecar, [i.path for i in spec.ingredients], loaded)
+    identity = identity or Identity.default()
+    notes = list(loaded.notes) if loaded else []
+
+    # 1. watermark
+    if watermark and watermark_id is None:
+        from guard import watermark as wm
+
+        try:
+            payload = wm.new_payload()
+            pixels = wm.embed(pixels, payload, key=watermark_key)
+            watermark_id = payload.hex()
+        except TooSmallError as exc:
+            notes.append(f"not watermarked: {exc}")
+    pixels_changed = watermark_id is not None and loaded is not None
+
+    # 2. encode with text + XMP
+    source_uri = vocab.source_uri(spec.source)
+    packet = xmp.merged_packet(
+        loaded.xmp if loaded else None,
+        xmp.fields(source_uri, spec.training, spec.author, f"guard {__version__}"),
+    )
+    passthrough = (
+        loaded is not None
+        and not pixels_changed
+        and not loaded.pixels_normalised
+        and loaded.format == fmt
+        and fmt in xmp.EXIV2_WRITES
+        and not spec.text
+    )
+    if passthrough:
+        assert loaded is not None
+        data = xmp.embed(loaded.data, packet)  # original pixels bit for bit, 16-bit kept
+    else:
+        if fmt == "JPEG" and pixels.mode in ("RGBA", "LA"):
+            raise ImageInputError(
+                f"{out}: JPEG cannot keep this image's transparency; write .png, .webp, .tif "
+                "or .avif instead"
+            )
+        data = imageio.encode(
+            pixels,
+            fmt,
+            icc_profile=loaded.icc_profile if loaded else None,
+            exif=loaded.exif if loaded else None,
+            xmp=packet,
+            text=spec.text,
+            lossless=loaded.lossless if loaded else True,
+        )
+        if fmt in xmp.EXIV2_WRITES:
+            data = xmp.embed(data, packet)
+
+    # 3. sign last
+    definition = manifest_mod.build(
+        spec,
+        title=out.name,
+        mime=imageio.MIME[fmt],
+        watermark_id=watermark_id,
+        watermark_alg=_watermark_algorithm() if watermark_id else None,
+    )
+    signed, store = c2pa_io.sign(
+        definition,
+        data,
+        imageio.MIME[fmt],
+        identity,
+        thumbnail=c2pa_io.thumbnail_jpeg(pixels),
+        ingredients=[_ingredient_bytes(i) for i in spec.ingredients],
+        sidecar=sidecar,
+    )
+    digest = hashlib.sha256(signed).hexdigest()
+    label = definition["label"]
+
+    # 4. ledger, then the atomic save (the record is withdrawn if the save fails)
+    record_id = _record(ledger, watermark_id, identity, spec, out, digest, label, store, pixels)
+    sidecar_path = out.with_suffix(".c2pa") if sidecar else None
+    try:
+        imageio.save_atomic(out, signed, force=force)
+        if sidecar_path is not None:
+            imageio.save_atomic(sidecar_path, store, force=force)
+    except BaseException:
+        if record_id:
+            _withdraw(ledger, record_id)
+        raise
+    return Published(out, digest, label, watermark_id, sidecar_path, notes)
+
+
+def sign(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    source: str = "digital-art",
+    author: str | None = None,
+    title: str | None = None,
+    training: Training = "notAllowed",
+    identity: Identity | None = None,
+    watermark: bool = True,
+    watermark_key: bytes | None = None,
+    ledger: Ledger | None = None,
+    force: bool = False,
+    sidecar: bool = False,
+) -> Published:
+    """Sign an existing image file. A manifest already in it becomes the parent ingredient,
+    so the history chain is extended, never overwritten."""
+    src = Path(src)
+    loaded = imageio.load(src)
+    out = Path(out) if out else default_output(src, loaded.format, ".signed")
+    spec = ManifestSpec(
+        action="created", source=source, author=author, title=title, training=training
+    )
+    if c2pa_io.has_manifest(loaded.data, loaded.mime):
+        spec.ingredients = [Ingredient(src, "parentOf", src.name)]
+        spec.action = "edited" if watermark else "opened"
+    return publish(
+        loaded,
+        out,
+        spec,
+        identity=identity,
+        watermark=watermark,
+        watermark_key=watermark_key,
+        ledger=ledger,
+        force=force,
+        sidecar=sidecar,
+    )
+
+
+def default_output(src: Path, fmt: str, tag: str, folder: Path | None = None) -> Path:
+    """`art.png` → `art.signed.png`; keeps the user's extension when it matches the content."""
+    suffix = (
+        src.suffix if imageio.EXTENSIONS.get(src.suffix.lower()) == fmt else imageio.SUFFIX[fmt]
+    )
+    return (folder or src.parent) / f"{src.stem}{tag}{suffix}"
+
+
+def _check_output(
+    out: Path,
+    force: bool,
+    sidecar: bool,
+    inputs: list[Path],
+    loaded: imageio.LoadedImage | None,
+) -> None:
+    """Fail before any expensive work, and never let --force aim at an input file."""
+    from guard.errors import OutputExistsError
+
+    candidates = [out, out.with_suffix(".c2pa")] if sidecar else [out]
+    sources = [p for p in [*inputs, loaded.path if loaded else None] if p is not None]
+    for target in candidates:
+        for src in sources:
+            if target.exists() and Path(src).exists() and os.path.samefile(target, src):
+                raise OutputExistsError(
+                    f"{target}: is an input file; guard never modifies its inputs, choose another "
+                    "output name"
+                )
+        if target.exists() and not force:
+            raise OutputExistsError(f"{target}: already exists; pass --force to overwrite it")
+
+
+def _ingredient_bytes(ing: Ingredient) -> c2pa_io.IngredientBytes:
+    loaded = imageio.load(ing.path)
+    return c2pa_io.IngredientBytes(
+        loaded.data, loaded.mime, ing.title or Path(ing.path).name, ing.relationship
+    )
+
+
+def _watermark_algorithm() -> str:
+    from guard import watermark
+
+    return watermark.ALGORITHM
+
+
+def _record(
+    ledger: Ledger | None,
+    watermark_id: str | None,
+    identity: Identity,
+    spec: ManifestSpec,
+    out: Path,
+    digest: str,
+    label: str | None,
+    store: bytes,
+    pixels: Image.Image,
+) -> str | None:
+    if watermark_id is None:
+        return None
+    from guard.ledger import Ledger, Record
+
+    summary = {
+        "digital_source_type": vocab.source_uri(spec.source),
+        "training": spec.training,
+        "author": spec.author,
+        "title": spec.title or out.name,
+        "action": spec.action,
+    }
+    record = Record(
+        watermark_id=watermark_id,
+        signer=identity.subject_name,
+        sha256=digest,
+        file_name=out.name,
+        manifest_label=label,
+        manifest=store,
+        summary=summary,
+        thumbnail=c2pa_io.thumbnail_jpeg(pixels),
+    )
+    if ledger is not None:
+        ledger.add(record, replace=True)
+    else:
+        with Ledger() as own:
+            own.add(record, replace=True)
+    return watermark_id
+
+
+def _withdraw(ledger: Ledger | None, watermark_id: str) -> None:
+    from guard.ledger import Ledger
+
+    if ledger is not None:
+        ledger.remove(watermark_id)
+    else:
+        with Ledger() as own:
+            own.remove(watermark_id)
