@@ -74,8 +74,7 @@ class LoadedImage:
     text: dict[str, str] = field(default_factory=dict)
     source_mode: str = ""
     lossless: bool = True
-    # True when decoding changed what a viewer would see (orientation, mode or depth):
-    # the original bytes then no longer describe `image`, so they cannot be passed through.
+    # True when `image` differs from a plain decode (orientation, mode or depth applied).
     pixels_normalised: bool = False
     notes: list[str] = field(default_factory=list)
 

@@ -99,7 +99,6 @@ def publish(
     passthrough = (
         loaded is not None
         and not pixels_changed
-        and not loaded.pixels_normalised
         and loaded.format == fmt
         and fmt in xmp.EXIV2_WRITES
         and not spec.text
@@ -160,7 +159,7 @@ def publish(
 
 
 def sign(
-    src: str | os.PathLike[str],
+    src: str | os.PathLike[str] | imageio.LoadedImage,
     out: str | os.PathLike[str] | None = None,
     *,
     source: str = "digital-art",
@@ -176,8 +175,10 @@ def sign(
 ) -> Published:
     """Sign an existing image file. A manifest already in it becomes the parent ingredient,
     so the history chain is extended, never overwritten."""
-    src = Path(src)
-    loaded = imageio.load(src)
+    loaded = src if isinstance(src, imageio.LoadedImage) else imageio.load(src)
+    if loaded.path is None:
+        raise ImageInputError("sign needs an image loaded from a file; use publish() for pixels")
+    src = loaded.path
     out = Path(out) if out else default_output(src, loaded.format, ".signed")
     spec = ManifestSpec(
         action="created", source=source, author=author, title=title, training=training

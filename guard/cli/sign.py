@@ -72,16 +72,18 @@ def command(
         raise click.BadParameter(str(exc), param_hint="--source") from None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-    signer = identity.resolve()  # type: ignore[attr-defined]
+    signer = None
     results, failed = [], 0
     with Ledger(ledger_path) as ledger:
         for src in images:
             try:
+                loaded = imageio.load(src)  # before the identity, so a bad input creates nothing
                 out = output
                 if out is None and out_dir is not None:
-                    out = default_output(src, imageio.load(src).format, ".signed", out_dir)
+                    out = default_output(src, loaded.format, ".signed", out_dir)
+                signer = signer or identity.resolve()  # type: ignore[attr-defined]
                 published = sign(
-                    src,
+                    loaded,
                     out,
                     source=source,
                     author=author,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -68,7 +69,7 @@ def command(
                 worst = 2
                 out.append({"file": str(path), "error": str(exc)})
                 if not as_json:
-                    bar.write(f"guard: error: {exc}", file=click.get_text_stream("stderr"))
+                    bar.write(f"guard: error: {exc}", file=sys.stderr)
                 continue
             worst = max(worst, 0 if v.ok else 1)
             out.append(v.to_dict())

@@ -1,0 +1,173 @@
+"""The `guard` command as a user and a script see it: outputs, messages, JSON and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from guard.cli import main
+from tests.helpers import art, make_chain, png_bomb, sha256, write
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def picture(tmp_path: Path) -> Path:
+    return write(art(), tmp_path / "art.png")
+
+
+def test_sign_then_verify_human_and_json(picture: Path) -> None:
+    code, out, err = run("sign", picture, "--no-watermark", "--author", "Ada", "--source", "ai")
+    assert code == 0, err
+    signed = picture.with_name("art.signed.png")
+    assert f"{signed}" in out
+    assert "created a signing identity" in err  # said once, on first use
+    code, out, _ = run("verify", signed, "--no-watermark")
+    assert code == 0
+    assert "TRUSTED" in out and "AI-generated" in out and "AI training not allowed" in out
+    code, out, _ = run("verify", signed, "--no-watermark", "--json")
+    [report] = json.loads(out)
+    assert report["file"] == str(signed)
+    assert report["c2pa"]["state"] == "trusted"
+    assert report["c2pa"]["signer"]["subject"]
+    assert report["c2pa"]["digital_source_type"].endswith("/trainedAlgorithmicMedia")
+    assert report["c2pa"]["training_mining"]["cawg.ai_training"] == "notAllowed"
+    assert report["c2pa"]["failures"] == []
+    assert report["xmp"]["digital_source_type"] == report["c2pa"]["digital_source_type"]
+    assert report["xmp"]["data_mining"].endswith("DMI-PROHIBITED-AIMLTRAINING")
+    code, _, err = run("sign", picture, "--no-watermark")
+    assert "created a signing identity" not in err
+
+
+def test_output_options_and_no_overwrite(picture: Path, tmp_path: Path) -> None:
+    assert run("sign", picture, "-o", tmp_path / "x.jpg", "--no-watermark")[0] == 0
+    assert (tmp_path / "x.jpg").read_bytes()[:2] == b"\xff\xd8"  # format follows -o
+    code, _, err = run("sign", picture, "-o", tmp_path / "x.jpg", "--no-watermark")
+    assert code == 2 and "already exists" in err and "--force" in err
+    assert run("sign", picture, "-o", tmp_path / "x.jpg", "--no-watermark", "--force")[0] == 0
+    code, _, _ = run("sign", picture, "--out-dir", tmp_path / "signed", "--no-watermark")
+    assert code == 0 and (tmp_path / "signed" / "art.signed.png").exists()
+
+
+def test_force_never_overwrites_the_input(picture: Path) -> None:
+    before = sha256(picture)
+    code, _, err = run("sign", picture, "-o", picture, "--force", "--no-watermark")
+    assert code == 2 and "input" in err
+    assert sha256(picture) == before
+
+
+def test_verify_exit_codes(picture: Path, tmp_path: Path) -> None:
+    run("sign", picture, "--no-watermark")
+    signed = picture.with_name("art.signed.png")
+    assert run("verify", signed, "--no-watermark")[0] == 0
+    assert run("verify", picture, "--no-watermark")[0] == 1  # absent
+    code, out, _ = run("verify", signed, picture, "--no-watermark", "--json")
+    assert code == 1
+    assert [r["c2pa"]["state"] for r in json.loads(out)] == ["trusted", "absent"]
+    assert run("verify", tmp_path / "missing.png")[0] == 2
+
+
+def test_verify_walks_folders(picture: Path, tmp_path: Path) -> None:
+    run("sign", picture, "--no-watermark")
+    (tmp_path / "notes.txt").write_text("not an image, not walked")
+    code, out, _ = run("verify", tmp_path, "--no-watermark", "--json")
+    assert sorted(Path(r["file"]).name for r in json.loads(out)) == ["art.png", "art.signed.png"]
+    assert code == 1
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    frames = [art(40, 40, seed=i) for i in range(2)]
+    anim = tmp_path / "anim.png"
+    frames[0].save(anim, "PNG", save_all=True, append_images=frames[1:])
+    full = tmp_path / "full.png"
+    art().save(full)
+    cases = {
+        "empty": b"",
+        "text": b"hello, I am a text file\n" * 20,
+        "bomb": png_bomb(),
+        "truncated": full.read_bytes()[:4000],
+    }
+    paths = {name: tmp_path / f"{name}.png" for name in cases}
+    for name, data in cases.items():
+        paths[name].write_bytes(data)
+    paths["animated"] = anim
+    return paths
+
+
+@pytest.mark.parametrize("command", ["sign", "verify"])
+def test_bad_inputs_exit_2_with_one_line_and_stay_untouched(tmp_path: Path, command: str) -> None:
+    for name, path in _bad_inputs(tmp_path).items():
+        before = sha256(path)
+        code, out, err = run(command, path)
+        assert code == 2, (name, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("guard: error:") and str(path) in lines[0], name
+        assert "Traceback" not in err
+        assert sha256(path) == before
+        assert not list(tmp_path.glob(f"{name}.signed*"))
+
+
+def test_keys_init_show_export_and_trust(tmp_path: Path) -> None:
+    code, out, _ = run("keys", "init", "--name", "Ada Lovelace", "--org", "Analytical", "--json")
+    info = json.loads(out)
+    assert code == 0 and "CN=Ada Lovelace" in info["subject"] and "O=Analytical" in info["subject"]
+    assert run("keys", "init")[0] == 2  # refuses to replace without --force
+    code, out, _ = run("keys", "show")
+    assert code == 0 and "Ada Lovelace" in out and "PRIVATE" not in out
+    code, out, _ = run("keys", "export-ca")
+    assert out.startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE" not in out
+    ca_file = tmp_path / "ca.pem"
+    assert run("keys", "export-ca", "-o", ca_file)[0] == 0 and ca_file.read_text() == out
+
+    # trusting a foreign CA turns its signatures from valid into trusted
+    chain, key, foreign_ca = make_chain(tmp_path)
+    pic = write(art(), tmp_path / "p.png")
+    run("sign", pic, "--cert", chain, "--key", key, "--no-watermark")
+    signed = tmp_path / "p.signed.png"
+    assert json.loads(run("verify", signed, "--json", "--no-watermark")[1])[0]["c2pa"]["state"] == "valid"
+    assert run("verify", signed, "--trust", foreign_ca, "--no-watermark")[0] == 0
+    assert run("keys", "trust", foreign_ca)[0] == 0
+    assert json.loads(run("verify", signed, "--json", "--no-watermark")[1])[0]["c2pa"]["state"] == "trusted"
+
+
+def test_cert_without_key_is_a_usage_error(picture: Path, tmp_path: Path) -> None:
+    chain, _, _ = make_chain(tmp_path)
+    code, _, err = run("sign", picture, "--cert", chain)
+    assert code == 2 and "--cert and --key go together" in err
+
+
+def test_unknown_source_is_a_usage_error(picture: Path) -> None:
+    code, _, err = run("sign", picture, "--source", "painting")
+    assert code == 2 and "digital-art" in err
+
+
+def test_verify_help_does_not_import_torch_or_diffusers() -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from guard.cli import main\n"
+        "r = CliRunner().invoke(main, ['verify', '--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'onnxruntime', 'transformers') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
+
+
+def test_library_api_imports_without_torch() -> None:
+    code = (
+        "import sys, guard\n"
+        "guard.sign, guard.verify, guard.Identity, guard.Verdict\n"
+        "print(','.join(m for m in ('torch', 'diffusers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
