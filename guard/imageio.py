@@ -74,8 +74,6 @@ class LoadedImage:
     text: dict[str, str] = field(default_factory=dict)
     source_mode: str = ""
     lossless: bool = True
-    # True when `image` differs from a plain decode (orientation, mode or depth applied).
-    pixels_normalised: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -194,7 +192,6 @@ def _apply_orientation(loaded: LoadedImage) -> None:
     orientation = loaded.image.getexif().get(0x0112, 1)
     if orientation not in (None, 1):
         loaded.image = ImageOps.exif_transpose(loaded.image)
-        loaded.pixels_normalised = True
 
 
 def _normalise_mode(loaded: LoadedImage, name: str) -> None:
@@ -203,9 +200,7 @@ def _normalise_mode(loaded: LoadedImage, name: str) -> None:
     if mode in ("RGB", "RGBA", "L", "LA"):
         if loaded.format == "PNG" and _png_bit_depth(loaded.data) == 16:
             loaded.notes.append("16-bit channels were reduced to 8 bits")
-            loaded.pixels_normalised = True
         return
-    loaded.pixels_normalised = True
     if mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in im.info
         im = im.convert("RGBA" if has_alpha else "RGB")

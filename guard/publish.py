@@ -76,7 +76,7 @@ def publish(
     pixels = loaded.image if loaded else image
     _check_output(out, force, sidecar, [i.path for i in spec.ingredients], loaded)
     identity = identity or Identity.default()
-    notes = list(loaded.notes) if loaded else []
+    notes: list[str] = []
 
     # 1. watermark
     if watermark and watermark_id is None:
@@ -107,6 +107,7 @@ def publish(
         assert loaded is not None
         data = xmp.embed(loaded.data, packet)  # original pixels bit for bit, 16-bit kept
     else:
+        notes.extend(loaded.notes if loaded else [])  # conversions only matter when re-encoding
         if fmt == "JPEG" and pixels.mode in ("RGBA", "LA"):
             raise ImageInputError(
                 f"{out}: JPEG cannot keep this image's transparency; write .png, .webp, .tif "
