@@ -1,1 +1,4 @@
-"""Diffusers image generation with Stable Diffusion web UI conventions; every output is published through guard."""
+"""Diffusers image generation with Stable Diffusion web UI conventions.
+
+Every image it writes goes through guard.publish: watermarked, signed, recorded in the ledger.
+"""

@@ -1,0 +1,566 @@
+"""txt2img / img2img / inpainting with web UI conventions; every image leaves through guard.publish.
+
+Conventions kept from Stable Diffusion web UI, so its users get what they expect:
+- seeds: -1 picks a random seed; image k of a run gets seed + k (batch count x batch size);
+- initial noise comes from a CPU torch.Generator per image, so a seed gives the same image
+  whatever the batch size, and the same noise on CPU and GPU (web UI's "CPU" RNG source);
+- the infotext (PNG Info) is web UI's, including `<lora:name:weight>` tags and short hashes;
+- files are `{index:05d}-{seed}-{slug}.png` with the next free index; nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from generator.infotext import GENERATION_ASSERTION, Infotext, format_hash_list, format_number
+from generator.models import LoadedModel, Task
+from generator.samplers import Sampler, make_scheduler, parse_sampler
+from guard import __version__
+from guard.errors import GuardError, OutputExistsError
+from guard.provenance.spec import Assertion, Ingredient, ManifestSpec, Training
+
+DEFAULT_SAMPLER = "DPM++ 2M Karras"
+MAX_SEED = 2**32 - 1
+MAX_SIDE = 4096
+
+
+class GenerationError(GuardError):
+    """The settings cannot produce an image (bad size, missing input, incompatible files)."""
+
+
+@dataclass
+class Settings:
+    """One web UI "Generate" click: the prompt and every knob next to it."""
+
+    prompt: str
+    negative_prompt: str = ""
+    sampler: str = DEFAULT_SAMPLER
+    steps: int = 20
+    cfg_scale: float = 7.0
+    seed: int = -1
+    width: int | None = None  # None: the init image's size, else the model's native size
+    height: int | None = None
+    batch_count: int = 1
+    batch_size: int = 1
+    init_image: Path | None = None
+    mask: Path | None = None
+    strength: float = 0.75  # web UI's "Denoising strength"
+    mask_blur: int = 4  # pixels; softens the seam where the inpainted region meets the original
+    loras: list[tuple[Path, float]] = field(default_factory=list)
+    embeddings: list[tuple[Path, str | None]] = field(default_factory=list)
+    refiner_switch: float = 0.8
+
+    @property
+    def task(self) -> Task:
+        if self.mask is not None:
+            return "inpaint"
+        return "img2img" if self.init_image is not None else "txt2img"
+
+
+@dataclass
+class MadeImage:
+    """An image made by one pipeline call, before it is published."""
+
+    image: Any  # PIL.Image.Image
+    seed: int
+    infotext: Infotext
+    task: Task
+    index: int  # position within the run (0-based)
+
+
+@dataclass
+class GeneratedImage:
+    path: Path
+    seed: int
+    infotext: Infotext
+    watermark_id: str | None
+    manifest_label: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "seed": self.seed,
+            "watermark_id": self.watermark_id,
+            "manifest": self.manifest_label,
+            "parameters": self.infotext.to_text(),
+            "notes": self.notes,
+        }
+
+
+# ---- argument parsing shared by the CLI and library callers -------------------------------------
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x768' -> (512, 768); a single number means a square."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX×*]\s*(\d+))?\s*", text)
+    if not m:
+        raise GenerationError(f"--size '{text}': expected WIDTHxHEIGHT, e.g. 512x512")
+    w = int(m.group(1))
+    return w, int(m.group(2) or w)
+
+
+def parse_lora(text: str) -> tuple[Path, float]:
+    """'file.safetensors:0.8' -> (file, 0.8); weight 1 when omitted (web UI's default)."""
+    path, sep, weight = text.rpartition(":")
+    if sep and path and not Path(text).exists():
+        try:
+            return Path(path).expanduser(), float(weight)
+        except ValueError:
+            pass
+    return Path(text).expanduser(), 1.0
+
+
+def parse_embedding(text: str) -> tuple[Path, str | None]:
+    """'EasyNegative.safetensors:easyneg' -> (file, 'easyneg'); the token defaults to the file
+    name without extension, which is what web UI uses."""
+    path, sep, token = text.rpartition(":")
+    if sep and path and token and not Path(text).exists() and "/" not in token:
+        return Path(path).expanduser(), token
+    return Path(text).expanduser(), None
+
+
+def slug(prompt: str, limit: int = 48) -> str:
+    """Filesystem-safe words of the prompt: 'A blue bird, flying!' -> 'a-blue-bird-flying'."""
+    text = unicodedata.normalize("NFKC", prompt).lower()
+    text = re.sub(r"<lora:[^>]*>", " ", text)
+    words = [w for w in re.split(r"[^\w]+", text) if w and w != "_"]
+    out = ""
+    for w in words:
+        candidate = f"{out}-{w}" if out else w
+        if len(candidate) > limit:
+            break
+        out = candidate
+    return out or (words[0][:limit] if words else "image")
+
+
+def next_index(folder: Path) -> int:
+    """web UI's numbering: one more than the highest `NNNNN-` prefix in the folder."""
+    highest = -1
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = re.match(r"(\d+)-", p.name)
+            if m:
+                highest = max(highest, int(m.group(1)))
+    return highest + 1
+
+
+# ---- the generator --------------------------------------------------------------------------------
+class Generator:
+    """A loaded model (and optional SDXL refiner) that turns Settings into published images."""
+
+    def __init__(
+        self, model: LoadedModel, refiner: LoadedModel | None = None, progress: bool = True
+    ) -> None:
+        if refiner is not None and model.family != "sdxl":
+            raise GenerationError(
+                f"--refiner: the refiner hands over SDXL latents, but '{model.name}' is not an "
+                "SDXL model; use an SDXL base model or drop --refiner"
+            )
+        self.model = model
+        self.refiner = refiner
+        self.progress = progress
+        # schedulers are always rebuilt from the model's own config, never from the last choice
+        self._scheduler_config = dict(model.pipe.scheduler.config)
+        self._refiner_scheduler_config = dict(refiner.pipe.scheduler.config) if refiner else None
+
+    # -- validation -------------------------------------------------------------------------------
+    def check(self, s: Settings) -> tuple[Sampler, Settings]:
+        """Fail before any model work; return the sampler and the settings with sizes filled in."""
+        sampler = parse_sampler(s.sampler)
+        if s.steps < 1 or s.steps > 1000:
+            raise GenerationError(f"--steps {s.steps}: use 1 to 1000")
+        if s.batch_count < 1 or s.batch_size < 1:
+            raise GenerationError("--batch-count and --batch-size must be at least 1")
+        if not 0.0 < s.strength <= 1.0:
+            raise GenerationError(f"--strength {s.strength}: use a value in (0, 1]")
+        if not 0 <= s.mask_blur <= 64:
+            raise GenerationError(f"--mask-blur {s.mask_blur}: use 0 to 64 pixels")
+        if not 0.0 < s.refiner_switch < 1.0:
+            raise GenerationError(f"--refiner-switch {s.refiner_switch}: use a value in (0, 1)")
+        if s.mask is not None and s.init_image is None:
+            raise GenerationError("--mask needs --init-image (the picture to paint into)")
+        if not -1 <= s.seed <= MAX_SEED:
+            raise GenerationError(f"--seed {s.seed}: use -1 (random) or 0 to {MAX_SEED}")
+        for label, path in (("--init-image", s.init_image), ("--mask", s.mask)):
+            if path is not None and not Path(path).is_file():
+                raise GenerationError(f"{label} {path}: no such file")
+        for path, _ in s.loras:
+            if not path.is_file():
+                raise GenerationError(f"--lora {path}: no such file")
+        for path, _ in s.embeddings:
+            if not path.is_file():
+                raise GenerationError(f"--embedding {path}: no such file")
+        width, height = s.width, s.height
+        if (width is None) != (height is None):
+            raise GenerationError("give both width and height (--size WxH)")
+        if width is None and s.init_image is not None:
+            from PIL import Image as PILImage
+
+            with PILImage.open(s.init_image) as im:
+                width, height = im.size[0] // 8 * 8, im.size[1] // 8 * 8
+        if width is None:
+            width = height = self.model.native_size
+        assert width is not None and height is not None
+        if width % 8 or height % 8 or not (8 <= width <= MAX_SIDE and 8 <= height <= MAX_SIDE):
+            raise GenerationError(
+                f"--size {width}x{height}: width and height must be multiples of 8 between 8 "
+                f"and {MAX_SIDE} (e.g. 512x512, 768x512)"
+            )
+        return sampler, replace(s, width=width, height=height)
+
+    # -- generation -------------------------------------------------------------------------------
+    def images(self, settings: Settings) -> Iterator[MadeImage]:
+        """Run the pipeline and yield images with their infotext; nothing is written."""
+        import torch
+
+        sampler, s = self.check(settings)
+        task = s.task
+        pipe = self.model.pipeline(task)
+        pipe.scheduler = make_scheduler(sampler, self._scheduler_config)
+        refiner_pipe = None
+        if self.refiner is not None:
+            assert self._refiner_scheduler_config is not None
+            refiner_pipe = self.refiner.pipeline("inpaint" if task == "inpaint" else "img2img")
+            refiner_pipe.scheduler = make_scheduler(sampler, self._refiner_scheduler_config)
+
+        init, mask = self._inputs(s)
+        seed = random.randrange(MAX_SEED) if s.seed == -1 else s.seed
+        adapters = _Adapters(self.model, s, self.refiner)
+        with adapters:
+            prompt = _prompt_for_encoder(s.prompt, adapters.lora_names)
+            for b in range(s.batch_count):
+                seeds = [seed + b * s.batch_size + i for i in range(s.batch_size)]
+                generators = [torch.Generator("cpu").manual_seed(x) for x in seeds]
+                if sampler.brownian:  # one Brownian tree per image, seeded like its latents
+                    pipe.scheduler.noise_sampler_seed = seeds
+                desc = f"batch {b + 1}/{s.batch_count}" if s.batch_count > 1 else "sampling"
+                for p in (pipe, refiner_pipe):
+                    if p is not None:
+                        p.set_progress_bar_config(desc=desc, disable=not self.progress, leave=False)
+                args: dict[str, Any] = {
+                    "prompt": [prompt] * s.batch_size,
+                    "negative_prompt": [s.negative_prompt] * s.batch_size,
+                    "num_inference_steps": s.steps,
+                    "guidance_scale": s.cfg_scale,
+                    "generator": generators,
+                }
+                if task == "txt2img":
+                    args.update(width=s.width, height=s.height)
+                else:
+                    args.update(image=[init] * s.batch_size, strength=s.strength)
+                if task == "inpaint":
+                    args.update(mask_image=[mask] * s.batch_size, width=s.width, height=s.height)
+                if refiner_pipe is not None:
+                    args.update(denoising_end=s.refiner_switch, output_type="latent")
+                    latents = pipe(**args).images
+                    rargs = {
+                        k: v for k, v in args.items() if k not in ("width", "height", "strength")
+                    }
+                    rargs.update(image=latents, denoising_start=s.refiner_switch, output_type="pil")
+                    rargs.pop("denoising_end")
+                    out = refiner_pipe(**rargs).images
+                else:
+                    out = pipe(**args, output_type="pil").images
+                for i, (image, image_seed) in enumerate(zip(out, seeds, strict=True)):
+                    if task == "inpaint":
+                        # outside the mask the original pixels come back unchanged, as in web UI
+                        from PIL import Image as PILImage
+
+                        image = PILImage.composite(image.convert("RGB"), init, mask)
+                    info = self.infotext(s, sampler, image_seed, adapters)
+                    yield MadeImage(image, image_seed, info, task, b * s.batch_size + i)
+
+    def generate(
+        self,
+        settings: Settings,
+        out_dir: str | Path,
+        *,
+        identity: Any = None,
+        training: Training = "notAllowed",
+        watermark: bool = True,
+        watermark_key: bytes | None = None,
+        ledger: Any = None,
+        fmt: str = "png",
+        on_written: Callable[[GeneratedImage], None] | None = None,
+    ) -> list[GeneratedImage]:
+        """Generate and publish every image (watermark, C2PA, ledger) into `out_dir`."""
+        from guard.publish import publish
+
+        self.check(settings)  # bad settings fail before the folder is created
+        folder = Path(out_dir).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        index = next_index(folder)
+        written: list[GeneratedImage] = []
+        for made in self.images(settings):
+            spec = build_spec(made, self.model, settings, training)
+            for _attempt in range(1000):
+                path = folder / f"{index:05d}-{made.seed}-{slug(settings.prompt)}.{fmt}"
+                index += 1
+                if path.exists():
+                    continue
+                try:
+                    result = publish(
+                        made.image,
+                        path,
+                        spec,
+                        identity=identity,
+                        watermark=watermark,
+                        watermark_key=watermark_key,
+                        ledger=ledger,
+                    )
+                    break
+                except OutputExistsError:  # another process took the name meanwhile
+                    continue
+            else:
+                raise GenerationError(f"{folder}: no free file name found")
+            item = GeneratedImage(
+                result.path,
+                made.seed,
+                made.infotext,
+                result.watermark_id,
+                result.manifest_label,
+                list(result.notes),
+            )
+            written.append(item)
+            if on_written is not None:
+                on_written(item)
+        return written
+
+    # -- infotext ---------------------------------------------------------------------------------
+    def infotext(
+        self, s: Settings, sampler: Sampler, seed: int, adapters: _Adapters | None = None
+    ) -> Infotext:
+        m = self.model
+        params: dict[str, str] = {
+            "Steps": str(s.steps),
+            "Sampler": sampler.name,
+            "CFG scale": format_number(float(s.cfg_scale)),
+            "Seed": str(seed),
+            "Size": f"{s.width}x{s.height}",
+        }
+        if m.hash:
+            params["Model hash"] = m.hash
+        params["Model"] = m.name
+        if m.vae_name:
+            if m.vae_hash:
+                params["VAE hash"] = m.vae_hash
+            params["VAE"] = m.vae_name
+        if s.task != "txt2img":
+            params["Denoising strength"] = format_number(float(s.strength))
+        if s.task == "inpaint":
+            params["Mask blur"] = str(s.mask_blur)
+        if self.refiner is not None:
+            r = self.refiner
+            params["Refiner"] = f"{r.name} [{r.hash}]" if r.hash else r.name
+            params["Refiner switch at"] = format_number(float(s.refiner_switch))
+        if adapters is not None and adapters.lora_hashes:
+            params["Lora hashes"] = format_hash_list(adapters.lora_hashes)
+        if adapters is not None and adapters.ti_hashes:
+            params["TI hashes"] = format_hash_list(adapters.ti_hashes)
+        params["Version"] = f"guard v{__version__}"
+        prompt = s.prompt
+        if adapters is not None:
+            prompt = _prompt_with_tags(s.prompt, adapters.lora_tags)
+        return Infotext(prompt, s.negative_prompt, params)
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def _inputs(self, s: Settings) -> tuple[Any, Any]:
+        """Init image and mask, resized to the output size ("Just resize" in web UI)."""
+        if s.init_image is None:
+            return None, None
+        from PIL import Image as PILImage
+
+        from guard import imageio
+
+        size = (s.width, s.height)
+        init = imageio.load(s.init_image).image.convert("RGB")
+        if init.size != size:
+            init = init.resize(size, PILImage.Resampling.LANCZOS)
+        mask = None
+        if s.mask is not None:
+            loaded = imageio.load(s.mask).image
+            # white = repaint (web UI and diffusers agree); transparency counts as "keep"
+            if loaded.mode in ("RGBA", "LA"):
+                bg = PILImage.new("RGBA", loaded.size, (0, 0, 0, 255))
+                loaded = PILImage.alpha_composite(bg, loaded.convert("RGBA"))
+            mask = loaded.convert("L")
+            if mask.size != size:
+                mask = mask.resize(size, PILImage.Resampling.NEAREST)
+            if s.mask_blur:
+                from PIL import ImageFilter
+
+                mask = mask.filter(ImageFilter.GaussianBlur(s.mask_blur))
+        return init, mask
+
+
+def build_spec(
+    made: MadeImage, model: LoadedModel, settings: Settings, training: Training
+) -> ManifestSpec:
+    """What the C2PA manifest says about a generated image."""
+    data = made.infotext.to_dict()
+    data.update(task=made.task, batch_index=made.index)
+    spec = ManifestSpec(
+        action="created" if made.task == "txt2img" else "edited",
+        # inpainting keeps part of the original picture: a composite with AI-generated content
+        source="ai-composite" if made.task == "inpaint" else "ai",
+        training=training,
+        software_agent={"name": model.name, "version": model.hash or "unknown"},
+        action_parameters={"description": _TASK_WORDS[made.task]},
+        text={"parameters": made.infotext.to_text()},
+        assertions=[Assertion(GENERATION_ASSERTION, data)],
+    )
+    if settings.init_image is not None:
+        spec.ingredients.append(Ingredient(Path(settings.init_image), "parentOf"))
+    if settings.mask is not None:
+        spec.ingredients.append(Ingredient(Path(settings.mask), "inputTo"))
+    return spec
+
+
+_TASK_WORDS = {
+    "txt2img": "generated from a text prompt",
+    "img2img": "generated from a text prompt and a source image",
+    "inpaint": "region of the source image regenerated from a text prompt",
+}
+
+
+# ---- LoRA and textual inversion -------------------------------------------------------------------
+def _prompt_for_encoder(prompt: str, lora_names: set[str]) -> str:
+    """web UI's `<lora:name:w>` tags are instructions, not words: strip them before encoding.
+
+    A tag naming a LoRA that was not given with --lora is an error rather than silently ignored.
+    """
+    from generator.infotext import lora_tags, strip_lora_tags
+
+    missing = [name for name, _ in lora_tags(prompt) if name not in lora_names]
+    if missing:
+        raise GenerationError(
+            f"the prompt asks for LoRA '{missing[0]}' but no --lora file named {missing[0]}.* "
+            "was given; add --lora path/to/" + missing[0] + ".safetensors"
+        )
+    return strip_lora_tags(prompt)
+
+
+def _prompt_with_tags(prompt: str, tags: list[tuple[str, float]]) -> str:
+    """The prompt as web UI would show it: with a `<lora:name:weight>` tag per LoRA."""
+    from generator.infotext import lora_tags
+
+    present = {name for name, _ in lora_tags(prompt)}
+    extra = [f"<lora:{n}:{format_number(float(w))}>" for n, w in tags if n not in present]
+    return " ".join([prompt, *extra]) if extra else prompt
+
+
+class _Adapters:
+    """Load LoRAs and embeddings for one run and remove them after, so runs don't leak."""
+
+    def __init__(self, model: LoadedModel, s: Settings, refiner: LoadedModel | None) -> None:
+        self.model = model
+        self.settings = s
+        self.lora_tags: list[tuple[str, float]] = []
+        self.lora_hashes: dict[str, str] = {}
+        self.ti_hashes: dict[str, str] = {}
+        self.lora_names: set[str] = set()
+        self._tokens: list[str] = []
+        # weights given in the prompt's tags override a --lora without an explicit weight
+        from generator.infotext import lora_tags
+
+        self._tag_weights = dict(lora_tags(s.prompt))
+
+    def __enter__(self) -> _Adapters:
+        try:
+            self._load_loras()
+            self._load_embeddings()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pipe = self.model.pipe
+        if self.lora_names:
+            pipe.unload_lora_weights()
+        if self._tokens:
+            if self.model.family == "sdxl":
+                for enc, tok in (
+                    (pipe.text_encoder, pipe.tokenizer),
+                    (pipe.text_encoder_2, pipe.tokenizer_2),
+                ):
+                    pipe.unload_textual_inversion(self._tokens, tokenizer=tok, text_encoder=enc)
+            else:
+                pipe.unload_textual_inversion(self._tokens)
+
+    def _load_loras(self) -> None:
+        from generator.hashes import lora_hash
+
+        pipe = self.model.pipe
+        names, weights = [], []
+        for i, (path, weight) in enumerate(self.settings.loras):
+            name = path.stem
+            if name in self.lora_names:
+                raise GenerationError(f"--lora {path}: a LoRA named {name} is already loaded")
+            if weight == 1.0 and name in self._tag_weights:
+                weight = self._tag_weights[name]
+            adapter = f"lora{i}_" + re.sub(r"\W", "_", name)
+            try:
+                pipe.load_lora_weights(str(path), adapter_name=adapter)
+            except Exception as exc:
+                raise GenerationError(
+                    f"--lora {path}: cannot be applied to {self.model.name} "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Check that the "
+                    f"LoRA was made for this model family ({self.model.family.upper()})."
+                ) from exc
+            self.lora_names.add(name)
+            names.append(adapter)
+            weights.append(weight)
+            self.lora_tags.append((name, weight))
+            self.lora_hashes[name] = lora_hash(path)
+        if names:
+            pipe.set_adapters(names, adapter_weights=weights)
+
+    def _load_embeddings(self) -> None:
+        from generator.hashes import embedding_hash
+
+        pipe = self.model.pipe
+        for path, token in self.settings.embeddings:
+            token = token or path.stem
+            try:
+                if self.model.family == "sdxl":
+                    self._load_sdxl_embedding(path, token)
+                else:
+                    pipe.load_textual_inversion(str(path), token=token)
+            except GenerationError:
+                raise
+            except Exception as exc:
+                raise GenerationError(
+                    f"--embedding {path}: cannot be loaded into {self.model.name} "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Check that it "
+                    f"was trained for this model family ({self.model.family.upper()}) and that "
+                    f"the token '{token}' is not already a word the model knows."
+                ) from exc
+            self._tokens.append(token)
+            self.ti_hashes[token] = embedding_hash(path)
+
+    def _load_sdxl_embedding(self, path: Path, token: str) -> None:
+        """SDXL embeddings hold one tensor per text encoder ('clip_l', 'clip_g')."""
+        from generator.models import _read_state_dict
+
+        state = _read_state_dict(path)
+        if "clip_l" not in state or "clip_g" not in state:
+            raise GenerationError(
+                f"--embedding {path}: is not an SDXL embedding (it has no clip_l/clip_g "
+                "tensors); use an embedding made for SDXL"
+            )
+        pipe = self.model.pipe
+        pipe.load_textual_inversion(
+            state["clip_l"], token=token, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer
+        )
+        pipe.load_textual_inversion(
+            state["clip_g"],
+            token=token,
+            text_encoder=pipe.text_encoder_2,
+            tokenizer=pipe.tokenizer_2,
+        )
