@@ -149,6 +149,40 @@ def next_index(folder: Path) -> int:
     return highest + 1
 
 
+def validate(s: Settings) -> Sampler:
+    """The checks that need no model: run them before loading one, so a typo costs nothing."""
+    sampler = parse_sampler(s.sampler)
+    if s.steps < 1 or s.steps > 1000:
+        raise GenerationError(f"--steps {s.steps}: use 1 to 1000")
+    if s.batch_count < 1 or s.batch_size < 1:
+        raise GenerationError("--batch-count and --batch-size must be at least 1")
+    if not 0.0 < s.strength <= 1.0:
+        raise GenerationError(f"--strength {s.strength}: use a value in (0, 1]")
+    if not 0 <= s.mask_blur <= 64:
+        raise GenerationError(f"--mask-blur {s.mask_blur}: use 0 to 64 pixels")
+    if not 0.0 < s.refiner_switch < 1.0:
+        raise GenerationError(f"--refiner-switch {s.refiner_switch}: use a value in (0, 1)")
+    if s.init_image is not None and int(s.steps * s.strength) < 1:
+        raise GenerationError(
+            f"--steps {s.steps} at --strength {s.strength} leaves no denoising step "
+            "(img2img runs steps x strength of them); raise --steps or --strength"
+        )
+    if s.mask is not None and s.init_image is None:
+        raise GenerationError("--mask needs --init-image (the picture to paint into)")
+    if not -1 <= s.seed <= MAX_SEED:
+        raise GenerationError(f"--seed {s.seed}: use -1 (random) or 0 to {MAX_SEED}")
+    for label, path in (("--init-image", s.init_image), ("--mask", s.mask)):
+        if path is not None and not Path(path).is_file():
+            raise GenerationError(f"{label} {path}: no such file")
+    for path, _ in s.loras:
+        if not path.is_file():
+            raise GenerationError(f"--lora {path}: no such file")
+    for path, _ in s.embeddings:
+        if not path.is_file():
+            raise GenerationError(f"--embedding {path}: no such file")
+    return sampler
+
+
 # ---- the generator --------------------------------------------------------------------------------
 class Generator:
     """A loaded model (and optional SDXL refiner) that turns Settings into published images."""
@@ -171,30 +205,7 @@ class Generator:
     # -- validation -------------------------------------------------------------------------------
     def check(self, s: Settings) -> tuple[Sampler, Settings]:
         """Fail before any model work; return the sampler and the settings with sizes filled in."""
-        sampler = parse_sampler(s.sampler)
-        if s.steps < 1 or s.steps > 1000:
-            raise GenerationError(f"--steps {s.steps}: use 1 to 1000")
-        if s.batch_count < 1 or s.batch_size < 1:
-            raise GenerationError("--batch-count and --batch-size must be at least 1")
-        if not 0.0 < s.strength <= 1.0:
-            raise GenerationError(f"--strength {s.strength}: use a value in (0, 1]")
-        if not 0 <= s.mask_blur <= 64:
-            raise GenerationError(f"--mask-blur {s.mask_blur}: use 0 to 64 pixels")
-        if not 0.0 < s.refiner_switch < 1.0:
-            raise GenerationError(f"--refiner-switch {s.refiner_switch}: use a value in (0, 1)")
-        if s.mask is not None and s.init_image is None:
-            raise GenerationError("--mask needs --init-image (the picture to paint into)")
-        if not -1 <= s.seed <= MAX_SEED:
-            raise GenerationError(f"--seed {s.seed}: use -1 (random) or 0 to {MAX_SEED}")
-        for label, path in (("--init-image", s.init_image), ("--mask", s.mask)):
-            if path is not None and not Path(path).is_file():
-                raise GenerationError(f"{label} {path}: no such file")
-        for path, _ in s.loras:
-            if not path.is_file():
-                raise GenerationError(f"--lora {path}: no such file")
-        for path, _ in s.embeddings:
-            if not path.is_file():
-                raise GenerationError(f"--embedding {path}: no such file")
+        sampler = validate(s)
         width, height = s.width, s.height
         if (width is None) != (height is None):
             raise GenerationError("give both width and height (--size WxH)")
@@ -527,6 +538,8 @@ class _Adapters:
         pipe = self.model.pipe
         for path, token in self.settings.embeddings:
             token = token or path.stem
+            # multi-vector embeddings add token, token_1, ...; remember all of them to unload
+            before = _added_tokens(pipe)
             try:
                 if self.model.family == "sdxl":
                     self._load_sdxl_embedding(path, token)
@@ -541,7 +554,7 @@ class _Adapters:
                     f"was trained for this model family ({self.model.family.upper()}) and that "
                     f"the token '{token}' is not already a word the model knows."
                 ) from exc
-            self._tokens.append(token)
+            self._tokens.extend(t for t in _added_tokens(pipe) if t not in before)
             self.ti_hashes[token] = embedding_hash(path)
 
     def _load_sdxl_embedding(self, path: Path, token: str) -> None:
@@ -564,3 +577,10 @@ class _Adapters:
             text_encoder=pipe.text_encoder_2,
             tokenizer=pipe.tokenizer_2,
         )
+
+
+def _added_tokens(pipe: Any) -> set[str]:
+    tokens = set(pipe.tokenizer.get_added_vocab())
+    if getattr(pipe, "tokenizer_2", None) is not None:
+        tokens |= set(pipe.tokenizer_2.get_added_vocab())
+    return tokens

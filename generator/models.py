@@ -379,7 +379,6 @@ def set_vae(loaded: LoadedModel, vae: str | Path) -> None:
             new = AutoencoderKL.from_pretrained(str(folder), local_files_only=True)
         path = folder
     loaded.pipe.vae = new.to(device=current.device, dtype=dtype)
-    loaded.pipe.register_modules(vae=loaded.pipe.vae)
     loaded._tasks.clear()
     loaded.vae_name = ref.name
     loaded.vae_hash = vae_hash(path)

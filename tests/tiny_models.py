@@ -17,6 +17,10 @@ from typing import Any
 
 import torch
 
+# The test machine's cores are shared; one thread per process avoids oversubscription stalls
+# that make tiny models 50x slower, and keeps results bit-stable.
+torch.set_num_threads(1)
+
 TEXT_DIM = 32
 VOCAB_SIZE = 1000
 # A few whole-word merges so prompts in tests encode to a handful of tokens.
@@ -386,4 +390,68 @@ def save_embedding(path: Path, vectors: int = 2, dim: int = TEXT_DIM, seed: int 
         torch.save({"string_to_param": {"*": emb}, "name": path.stem}, path)
     else:
         save_file({"emb_params": emb}, str(path))
+    return path
+
+
+# ---- saved models, built once per test session -------------------------------------------------
+_SAVED: dict[str, Path] = {}
+
+
+def _once(name: str, factory: Any, build: Any) -> Path:
+    """Build a saved model once per session (under pytest's tmp_path_factory) and reuse it."""
+    if name not in _SAVED or not _SAVED[name].exists():
+        root = factory.mktemp(name)
+        _SAVED[name] = build(root)
+    return _SAVED[name]
+
+
+def sd_folder(factory: Any) -> Path:
+    """A tiny SD 1.x model saved as a diffusers folder."""
+
+    def build(root: Path) -> Path:
+        pipe = tiny_sd_pipeline(root / "src")
+        pipe.save_pretrained(root / "tiny-sd", safe_serialization=True)
+        return root / "tiny-sd"
+
+    return _once("tiny-sd", factory, build)
+
+
+def sd_single_file(factory: Any, suffix: str = ".safetensors") -> Path:
+    """The same weights as sd_folder(), as one web UI-style checkpoint file."""
+
+    def build(root: Path) -> Path:
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(sd_folder(factory))
+        return save_single_file(pipe, root / f"tiny-sd-single{suffix}")
+
+    return _once(f"tiny-sd-single{suffix}", factory, build)
+
+
+def sdxl_folder(factory: Any, refiner: bool = False) -> Path:
+    name = "tiny-sdxl-refiner" if refiner else "tiny-sdxl"
+
+    def build(root: Path) -> Path:
+        pipe = tiny_sdxl_pipeline(root / "src", refiner=refiner)
+        pipe.save_pretrained(root / name, safe_serialization=True)
+        return root / name
+
+    return _once(name, factory, build)
+
+
+def save_vae_single_file(path: Path, seed: int = 7) -> Path:
+    """A differently initialised VAE as web UI users download them (LDM keys, no prefix)."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    vae = _vae()
+    state = _vae_to_ldm(vae.state_dict(), vae.config)
+    prefix = "first_stage_model."
+    save_file({k[len(prefix) :]: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def save_vae_folder(path: Path, seed: int = 8) -> Path:
+    torch.manual_seed(seed)
+    _vae().save_pretrained(path, safe_serialization=True)
     return path

@@ -1,0 +1,52 @@
+"""`guard info`: web UI's "PNG Info" — the generation parameters stored in an image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from guard.cli._common import emit_json, handle_errors, json_option
+
+
+@click.command("info")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@json_option
+@handle_errors
+def command(images: tuple[Path, ...], as_json: bool) -> None:
+    """Print the generation parameters of IMAGES (made by guard or by Stable Diffusion web UI).
+
+    Exit status 1 when an image holds no parameters.
+    """
+    from generator.infotext import read_file
+    from guard.errors import GuardError
+
+    reports, missing, failed = [], 0, 0
+    for path in images:
+        try:
+            info, where = read_file(path)
+        except GuardError as exc:
+            if len(images) == 1:
+                raise
+            failed += 1
+            click.echo(f"guard: error: {exc}", err=True)
+            continue
+        if info is None:
+            missing += 1
+            if as_json:
+                reports.append({"file": str(path), "found": False})
+            else:
+                click.echo(f"{path}: no generation parameters found", err=True)
+            continue
+        if as_json:
+            reports.append({"file": str(path), "found": True, "source": where, **info.to_dict()})
+        else:
+            if len(images) > 1:
+                click.echo(f"== {path} ({where})")
+            click.echo(info.to_text())
+    if as_json:
+        emit_json(reports[0] if len(images) == 1 and reports else reports)
+    if failed:
+        raise SystemExit(2)
+    if missing:
+        raise SystemExit(1)

@@ -1,0 +1,468 @@
+"""Generation library: txt2img / img2img / inpaint, LoRA, embeddings, VAE, SDXL refiner, single-file
+checkpoints, reproducibility and publishing. Tiny random-weight models, 64x64, 2 steps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tiny_models as tm
+from PIL import Image
+
+from generator.generate import (
+    GenerationError,
+    Generator,
+    Settings,
+    next_index,
+    parse_embedding,
+    parse_lora,
+    parse_size,
+    slug,
+)
+from generator.infotext import GENERATION_ASSERTION, Infotext, read_file
+from generator.models import ModelLoadError, load_model
+from generator.samplers import BASES
+from guard.errors import ModelNotFoundError
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen_files")
+    folder = tm.sd_folder(tmp_path_factory)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GUARD_HOME", str(root / "home"))
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(folder)
+        lora = tm.save_lora(pipe, root / "detail.safetensors")
+    return {
+        "folder": folder,
+        "lora": lora,
+        "embedding": tm.save_embedding(root / "EasyNegative.safetensors"),
+        "embedding_pt": tm.save_embedding(root / "badhands.pt", vectors=1, seed=5),
+        "root": root,
+    }
+
+
+@pytest.fixture(scope="module")
+def model(files, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GUARD_HOME", str(tmp_path_factory.mktemp("home")))
+        return load_model(files["folder"], progress=False)
+
+
+@pytest.fixture(scope="module")
+def gen(model):
+    return Generator(model, progress=False)
+
+
+def settings(**kw) -> Settings:
+    base = {"prompt": "a blue bird", "steps": 2, "width": 64, "height": 64, "seed": 42}
+    base.update(kw)
+    return Settings(**base)
+
+
+def pixels(made) -> np.ndarray:
+    return np.asarray(made.image.convert("RGB"), dtype=np.int16)
+
+
+def one(gen, **kw) -> np.ndarray:
+    return pixels(next(gen.images(settings(**kw))))
+
+
+def manifest(path: Path):
+    from guard.verdict import verify
+
+    return verify(path, watermark=False)
+
+
+# ---- txt2img and publishing --------------------------------------------------------------------
+def test_txt2img_writes_a_signed_png_with_web_ui_infotext(gen, model, tmp_path):
+    [item] = gen.generate(settings(prompt="A blue bird, flying!"), tmp_path, watermark=False)
+    assert item.path == tmp_path / "00000-42-a-blue-bird-flying.png"
+    info, where = read_file(item.path)
+    assert where == "PNG text chunk"
+    assert info.to_text() == item.infotext.to_text()
+    assert info.params["Seed"] == "42" and info.params["Steps"] == "2"
+    assert info.params["Sampler"] == "DPM++ 2M Karras"
+    assert info.params["Model"] == "tiny-sd"
+    assert info.params["Model hash"] == model.hash
+    unet = tm.sd_folder  # the folder model's hash is the UNet weights file's sha256, 10 digits
+    assert unet  # (fixture helper exists)
+    weights = model.ref.path / "unet" / "diffusion_pytorch_model.safetensors"
+    assert model.hash == hashlib.sha256(weights.read_bytes()).hexdigest()[:10]
+
+    v = manifest(item.path)
+    assert v.state in ("trusted", "valid")
+    assert v.state == "trusted"  # the local identity's CA is trusted on this machine
+    assert v.digital_source_type.endswith("trainedAlgorithmicMedia")
+    assert v.training == "notAllowed"
+    assert v.c2pa.actions[0]["action"] == "c2pa.created"
+    assert "tiny-sd" in (v.c2pa.actions[0]["software_agent"] or "")
+    data = v.c2pa.assertions[GENERATION_ASSERTION]
+    assert data["seed"] == 42 and data["steps"] == 2 and data["task"] == "txt2img"
+    assert data["prompt"] == "A blue bird, flying!"
+    assert Infotext.from_dict(data).to_text() == item.infotext.to_text()
+
+
+def test_training_permission_is_recorded(gen, tmp_path):
+    [item] = gen.generate(settings(), tmp_path, watermark=False, training="allowed")
+    assert manifest(item.path).training == "allowed"
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "webp"])
+def test_other_formats_carry_infotext_in_exif(gen, tmp_path, fmt):
+    [item] = gen.generate(settings(), tmp_path, watermark=False, fmt=fmt)
+    assert item.path.suffix == f".{fmt}"
+    info, where = read_file(item.path)
+    assert where == "EXIF UserComment"
+    assert info.to_text() == item.infotext.to_text()
+    assert manifest(item.path).state == "trusted"
+
+
+# ---- seeds ---------------------------------------------------------------------------------------
+def test_same_seed_same_pixels_and_different_seed_differs(gen):
+    a, b, c = one(gen, seed=5), one(gen, seed=5), one(gen, seed=6)
+    assert np.array_equal(a, b)
+    assert np.abs(a - c).mean() > 1
+
+
+def test_batches_use_consecutive_seeds_like_web_ui(gen):
+    made = list(gen.images(settings(seed=10, batch_count=2, batch_size=2)))
+    assert [m.seed for m in made] == [10, 11, 12, 13]
+    assert [m.index for m in made] == [0, 1, 2, 3]
+    assert [m.infotext.params["Seed"] for m in made] == ["10", "11", "12", "13"]
+    # an image's noise does not depend on its batch: seed 13 alone gives the same picture, up to
+    # float rounding of batched math (the same settings, batch size included, give identical pixels)
+    assert np.abs(pixels(made[3]) - one(gen, seed=13)).max() <= 2
+    again = list(gen.images(settings(seed=10, batch_count=2, batch_size=2)))
+    assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(made, again, strict=True))
+
+
+def test_random_seed_is_recorded_and_reproduces(gen):
+    made = next(gen.images(settings(seed=-1)))
+    assert 0 <= made.seed < 2**32
+    assert made.infotext.params["Seed"] == str(made.seed)
+    assert np.array_equal(pixels(made), one(gen, seed=made.seed))
+
+
+def test_files_are_numbered_and_never_overwritten(gen, tmp_path):
+    existing = tmp_path / "00000-42-a-blue-bird.png"
+    existing.write_bytes(b"someone else's file")
+    (tmp_path / "00006-1-other.png").write_bytes(b"x")
+    items = gen.generate(settings(batch_size=2), tmp_path, watermark=False)
+    assert [p.path.name for p in items] == ["00007-42-a-blue-bird.png", "00008-43-a-blue-bird.png"]
+    assert existing.read_bytes() == b"someone else's file"
+    assert next_index(tmp_path) == 9
+
+
+# ---- img2img and inpainting ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def init_and_mask(files):
+    root = files["root"]
+    rng = np.random.default_rng(0)
+    init = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    init.save(root / "init.png")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (24, 24, 40, 40))
+    mask.save(root / "mask.png")
+    return root / "init.png", root / "mask.png"
+
+
+def test_img2img(gen, tmp_path, init_and_mask):
+    init, _ = init_and_mask
+    weak = one(gen, init_image=init, strength=0.3, steps=4)
+    strong = one(gen, init_image=init, strength=0.9, steps=4)
+    assert not np.array_equal(weak, strong)
+    [item] = gen.generate(settings(init_image=init, strength=0.6), tmp_path, watermark=False)
+    assert item.infotext.params["Denoising strength"] == "0.6"
+    v = manifest(item.path)
+    assert v.state == "trusted"
+    assert "c2pa.edited" in [a["action"] for a in v.c2pa.actions]
+    assert [(i["relationship"], i["title"]) for i in v.c2pa.ingredients] == [
+        ("parentOf", "init.png")
+    ]
+    assert v.c2pa.assertions[GENERATION_ASSERTION]["task"] == "img2img"
+
+
+def test_img2img_size_defaults_to_the_init_image(gen, files):
+    src = files["root"] / "odd.png"
+    Image.new("RGB", (75, 67), "gray").save(src)
+    made = next(gen.images(Settings("x", steps=2, init_image=src, seed=1)))
+    assert made.image.size == (72, 64)  # rounded down to multiples of 8
+    assert made.infotext.params["Size"] == "72x64"
+
+
+def test_inpaint_keeps_pixels_outside_the_mask(gen, tmp_path, init_and_mask):
+    init, mask = init_and_mask
+    original = np.asarray(Image.open(init).convert("RGB"), dtype=np.int16)
+    out = one(gen, init_image=init, mask=mask, mask_blur=0, strength=1.0)
+    outside = np.ones((64, 64), bool)
+    outside[24:40, 24:40] = False
+    assert np.array_equal(out[outside], original[outside])
+    assert np.abs(out[~outside] - original[~outside]).mean() > 5
+
+    [item] = gen.generate(settings(init_image=init, mask=mask), tmp_path, watermark=False)
+    assert item.infotext.params["Mask blur"] == "4"
+    v = manifest(item.path)
+    assert "c2pa.edited" in [a["action"] for a in v.c2pa.actions]
+    rel = sorted((i["relationship"], i["title"]) for i in v.c2pa.ingredients)
+    assert rel == [("inputTo", "mask.png"), ("parentOf", "init.png")]
+    assert v.digital_source_type.endswith("compositeWithTrainedAlgorithmicMedia")
+
+
+def test_transparent_mask_areas_are_kept(gen, init_and_mask, files):
+    init, _ = init_and_mask
+    rgba = Image.new("RGBA", (64, 64), (255, 255, 255, 0))  # white but fully transparent
+    rgba.paste((255, 255, 255, 255), (0, 0, 16, 16))
+    rgba.save(files["root"] / "alpha-mask.png")
+    original = np.asarray(Image.open(init).convert("RGB"), dtype=np.int16)
+    out = one(gen, init_image=init, mask=files["root"] / "alpha-mask.png", mask_blur=0)
+    assert np.array_equal(out[16:, 16:], original[16:, 16:])
+
+
+# ---- LoRA and textual inversion ------------------------------------------------------------------
+def test_lora_changes_the_image_and_is_recorded(gen, files):
+    lora = files["lora"]
+    base = one(gen)
+    made = next(gen.images(settings(loras=[(lora, 0.8)])))
+    assert np.abs(pixels(made) - base).mean() > 0.5
+    assert made.infotext.prompt == "a blue bird <lora:detail:0.8>"
+    with lora.open("rb") as f:  # web UI's "addnet" hash: sha256 of the tensors after the header
+        n = int.from_bytes(f.read(8), "little")
+        f.seek(8 + n)
+        addnet = hashlib.sha256(f.read()).hexdigest()[:12]
+    assert made.infotext.get("Lora hashes") == {"detail": addnet}
+    # weights are unloaded after the run
+    assert np.array_equal(one(gen), base)
+    # a weight of 0 is the same as no LoRA
+    assert np.array_equal(one(gen, loras=[(lora, 0.0)]), base)
+
+
+def test_lora_weight_from_a_prompt_tag(gen, files):
+    made = next(
+        gen.images(settings(prompt="a blue bird <lora:detail:0.3>", loras=[(files["lora"], 1.0)]))
+    )
+    assert made.infotext.prompt == "a blue bird <lora:detail:0.3>"
+    assert np.array_equal(pixels(made), one(gen, loras=[(files["lora"], 0.3)]))
+
+
+def test_lora_tag_without_a_file_is_an_error(gen):
+    with pytest.raises(GenerationError, match=r"--lora path/to/missing\.safetensors"):
+        next(gen.images(settings(prompt="x <lora:missing:1>")))
+
+
+def test_embedding_acts_through_its_token(gen, files):
+    emb = files["embedding"]
+    base = one(gen, negative_prompt="lowres")
+    unused = one(gen, negative_prompt="lowres", embeddings=[(emb, None)])
+    assert np.array_equal(base, unused)  # loaded but not in any prompt: no effect
+    made = next(gen.images(settings(negative_prompt="EasyNegative", embeddings=[(emb, None)])))
+    assert np.abs(pixels(made) - one(gen, negative_prompt="EasyNegative")).mean() > 0.1
+    digest = hashlib.sha256(emb.read_bytes()).hexdigest()[:12]
+    assert made.infotext.get("TI hashes") == {"EasyNegative": digest}
+    # the token is removed again after the run
+    assert gen.model.pipe.tokenizer.convert_tokens_to_ids("EasyNegative") in (
+        None,
+        gen.model.pipe.tokenizer.unk_token_id,
+    )
+
+
+def test_web_ui_pt_embedding_with_a_custom_token(gen, files):
+    made = next(
+        gen.images(
+            settings(
+                prompt="a blue bird, hands-tok", embeddings=[(files["embedding_pt"], "hands-tok")]
+            )
+        )
+    )
+    assert "hands-tok" in made.infotext.get("TI hashes")
+    assert not np.array_equal(pixels(made), one(gen, prompt="a blue bird, hands-tok"))
+
+
+# ---- samplers ------------------------------------------------------------------------------------
+def test_every_sampler_runs_in_the_pipeline(gen):
+    outputs = {}
+    for name in [*BASES, "Euler SGM Uniform", "DPM++ 2M Exponential"]:
+        made = next(gen.images(settings(sampler=name, seed=3)))
+        assert made.infotext.params["Sampler"] == name
+        outputs[name] = pixels(made)
+        assert made.image.size == (64, 64)
+    distinct = {o.tobytes() for o in outputs.values()}
+    assert len(distinct) >= len(outputs) - 2  # samplers really differ
+    # stochastic samplers are reproducible too (Brownian tree seeded from the image seed)
+    assert np.array_equal(one(gen, sampler="DPM++ SDE", seed=3), outputs["DPM++ SDE"])
+    assert np.array_equal(one(gen, sampler="Euler a", seed=3), outputs["Euler a"])
+
+
+# ---- models --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".safetensors", ".ckpt"])
+def test_single_file_checkpoint_round_trip(files, tmp_path_factory, gen, suffix):
+    single = tm.sd_single_file(tmp_path_factory, suffix)
+    m = load_model(single, config=files["folder"], progress=False)
+    assert m.ref.kind == "single_file" and m.family == "sd"
+    assert m.hash == hashlib.sha256(single.read_bytes()).hexdigest()[:10]
+    assert m.name == single.stem
+    made = next(Generator(m, progress=False).images(settings()))
+    assert made.infotext.params["Model"] == single.stem
+    assert np.array_equal(pixels(made), one(gen))  # same weights -> same pixels
+
+
+def test_single_file_offline_without_config_says_how_to_fix(tmp_path_factory):
+    single = tm.sd_single_file(tmp_path_factory)
+    with pytest.raises(ModelNotFoundError) as info:
+        load_model(single, progress=False)
+    msg = str(info.value)
+    assert str(single) in msg
+    assert "--config" in msg and "stable-diffusion-v1-5/stable-diffusion-v1-5" in msg
+    assert "hub cannot be reached" in msg
+
+
+def test_uncached_hub_id_offline():
+    with pytest.raises(ModelNotFoundError) as info:
+        load_model("someone/not-a-cached-model", progress=False)
+    msg = str(info.value)
+    assert "'someone/not-a-cached-model'" in msg
+    assert "hub cannot be reached" in msg
+    assert "local diffusers folder" in msg and "--model" in msg
+
+
+def test_not_a_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match=r"model_index\.json"):
+        load_model(tmp_path / "empty", progress=False)
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ModelNotFoundError, match="cannot be read as a model checkpoint"):
+        load_model(bad, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["single_file", "folder"])
+def test_vae_override(files, gen, tmp_path, kind):
+    if kind == "single_file":
+        vae = tm.save_vae_single_file(tmp_path / "other-vae.safetensors")
+    else:
+        vae = tm.save_vae_folder(tmp_path / "other-vae")
+    m = load_model(files["folder"], vae=vae, progress=False)
+    made = next(Generator(m, progress=False).images(settings()))
+    assert made.infotext.params["VAE"] == "other-vae"
+    assert len(made.infotext.params["VAE hash"]) == 10
+    assert np.abs(pixels(made) - one(gen)).mean() > 1
+
+
+def test_vae_of_another_architecture_is_refused(files, tmp_path):
+    from diffusers import AutoencoderKL
+    from safetensors.torch import save_file
+
+    other = AutoencoderKL(block_out_channels=(8, 16), norm_num_groups=4, latent_channels=4)
+    save_file(
+        {k: v.contiguous() for k, v in other.state_dict().items()}, tmp_path / "x.safetensors"
+    )
+    with pytest.raises(ModelLoadError, match="does not fit model"):
+        load_model(files["folder"], vae=tmp_path / "x.safetensors", progress=False)
+
+
+def test_sdxl_with_refiner(tmp_path_factory):
+    base = load_model(tm.sdxl_folder(tmp_path_factory), progress=False)
+    refiner = load_model(
+        tm.sdxl_folder(tmp_path_factory, refiner=True), share_from=base, progress=False
+    )
+    assert base.family == "sdxl" and refiner.refiner_only
+    assert refiner.pipe.vae is base.pipe.vae  # shared, not loaded twice
+    plain = next(Generator(base, progress=False).images(settings()))
+    both = Generator(base, refiner, progress=False)
+    made = next(both.images(settings(refiner_switch=0.5, steps=4)))
+    assert made.image.size == (64, 64)
+    assert made.infotext.params["Refiner"] == f"tiny-sdxl-refiner [{refiner.hash}]"
+    assert made.infotext.params["Refiner switch at"] == "0.5"
+    assert not np.array_equal(pixels(made), pixels(plain))
+    again = next(both.images(settings(refiner_switch=0.5, steps=4)))
+    assert np.array_equal(pixels(made), pixels(again))
+    with pytest.raises(ModelLoadError, match="refiner"):
+        next(Generator(refiner, progress=False).images(settings()))
+
+
+def test_refiner_needs_an_sdxl_base(model, tmp_path_factory):
+    refiner = load_model(tm.sdxl_folder(tmp_path_factory, refiner=True), progress=False)
+    with pytest.raises(GenerationError, match="not an SDXL model"):
+        Generator(model, refiner)
+
+
+# ---- settings that cannot work fail before any model work ----------------------------------------
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"width": 60, "height": 64}, "multiples of 8"),
+        ({"steps": 0}, "--steps"),
+        ({"strength": 0.0}, "--strength"),
+        ({"init_image": Path(__file__), "strength": 0.3}, "leaves no denoising step"),
+        ({"batch_size": 0}, "at least 1"),
+        ({"seed": -2}, "--seed"),
+        ({"mask": Path("m.png")}, "--mask needs --init-image"),
+        ({"init_image": Path("nope.png")}, "no such file"),
+        ({"loras": [(Path("nope.safetensors"), 1.0)]}, r"--lora nope\.safetensors: no such file"),
+        ({"sampler": "Euler z"}, "unknown sampler"),
+    ],
+)
+def test_bad_settings(gen, kw, match, tmp_path):
+    with pytest.raises(Exception, match=match):
+        gen.generate(settings(**kw), tmp_path / "out", watermark=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_argument_parsers(tmp_path):
+    assert parse_size("512x768") == (512, 768)
+    assert parse_size("640") == (640, 640)
+    with pytest.raises(GenerationError):
+        parse_size("big")
+    assert parse_lora("a/detail.safetensors:0.6") == (Path("a/detail.safetensors"), 0.6)
+    assert parse_lora("detail.safetensors") == (Path("detail.safetensors"), 1.0)
+    assert parse_embedding("EasyNegative.safetensors:easyneg") == (
+        Path("EasyNegative.safetensors"),
+        "easyneg",
+    )
+    odd = tmp_path / "name:with:colons.pt"
+    odd.write_bytes(b"x")
+    assert parse_embedding(str(odd)) == (odd, None)
+    assert (
+        slug("A blue bird, flying over a field of flowers!")
+        == "a-blue-bird-flying-over-a-field-of-flowers"
+    )
+    assert slug("<lora:x:1> ☃ ") == "image"
+    assert slug("猫の絵") == "猫の絵"
+    assert len(slug("word " * 40)) <= 48
+
+
+def test_generation_assertion_is_json_and_complete(gen, tmp_path, files):
+    [item] = gen.generate(
+        settings(
+            negative_prompt="EasyNegative",
+            embeddings=[(files["embedding"], None)],
+            loras=[(files["lora"], 0.5)],
+        ),
+        tmp_path,
+        watermark=False,
+    )
+    data = manifest(item.path).c2pa.assertions[GENERATION_ASSERTION]
+    json.dumps(data)
+    for key in (
+        "prompt",
+        "negative_prompt",
+        "steps",
+        "sampler",
+        "cfg_scale",
+        "seed",
+        "width",
+        "height",
+        "model",
+        "model_hash",
+        "lora_hashes",
+        "ti_hashes",
+        "loras",
+        "version",
+    ):
+        assert key in data, key
+    assert data["loras"] == [{"name": "detail", "weight": 0.5}]
