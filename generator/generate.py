@@ -10,6 +10,8 @@ Conventions kept from Stable Diffusion web UI, so its users get what they expect
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 import re
 import unicodedata
@@ -162,6 +164,12 @@ def validate(s: Settings) -> Sampler:
         raise GenerationError(f"--mask-blur {s.mask_blur}: use 0 to 64 pixels")
     if not 0.0 < s.refiner_switch < 1.0:
         raise GenerationError(f"--refiner-switch {s.refiner_switch}: use a value in (0, 1)")
+    for side in (s.width, s.height):
+        if side is not None and (side % 8 or not 8 <= side <= MAX_SIDE):
+            raise GenerationError(
+                f"--size {s.width}x{s.height}: width and height must be multiples of 8 between "
+                f"8 and {MAX_SIDE} (e.g. 512x512, 768x512)"
+            )
     if s.init_image is not None and int(s.steps * s.strength) < 1:
         raise GenerationError(
             f"--steps {s.steps} at --strength {s.strength} leaves no denoising step "
@@ -517,7 +525,12 @@ class _Adapters:
                 weight = self._tag_weights[name]
             adapter = f"lora{i}_" + re.sub(r"\W", "_", name)
             try:
-                pipe.load_lora_weights(str(path), adapter_name=adapter)
+                with _diffusers_warnings() as warned:
+                    pipe.load_lora_weights(str(path), adapter_name=adapter)
+                unexpected = [w for w in warned if "unexpected keys" in w]
+                if unexpected:
+                    pipe.delete_adapters(adapter)
+                    raise ValueError("its layers do not match this model's")
             except Exception as exc:
                 raise GenerationError(
                     f"--lora {path}: cannot be applied to {self.model.name} "
@@ -584,3 +597,25 @@ def _added_tokens(pipe: Any) -> set[str]:
     if getattr(pipe, "tokenizer_2", None) is not None:
         tokens |= set(pipe.tokenizer_2.get_added_vocab())
     return tokens
+
+
+@contextlib.contextmanager
+def _diffusers_warnings() -> Iterator[list[str]]:
+    """Collect diffusers' warnings (hidden from users) to turn the meaningful ones into errors."""
+    logger = logging.getLogger("diffusers")
+    seen: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    saved = (logger.level, logger.handlers[:], logger.propagate)
+    logger.handlers = [_Collect()]
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield seen
+    finally:
+        logger.setLevel(saved[0])
+        logger.handlers = saved[1]
+        logger.propagate = saved[2]

@@ -1,0 +1,200 @@
+"""guard.attach / guard.save on a platform's own diffusers pipeline object."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tiny_models as tm
+import torch
+from PIL import Image
+
+from generator.infotext import GENERATION_ASSERTION, read_file
+from guard import hooks
+
+
+def _watermark_ready() -> bool:
+    import guard.watermark
+
+    return hasattr(guard.watermark, "embed")
+
+
+needs_watermark = pytest.mark.skipif(not _watermark_ready(), reason="guard.watermark not built yet")
+
+
+@pytest.fixture
+def sd(tmp_path):
+    pipe = tm.tiny_sd_pipeline(tmp_path / "src")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def call(pipe, size=64, **kw):
+    args = {"prompt": "a red fox", "num_inference_steps": 2, "height": size, "width": size}
+    args.update(kw)
+    return pipe(**args)
+
+
+def verdict(path, watermark=False):
+    from guard.verdict import verify
+
+    return verify(path, watermark=watermark)
+
+
+def test_attached_pipeline_returns_the_usual_output(sd, tmp_path):
+    cls = type(sd)
+    plain = call(sd, generator=torch.Generator().manual_seed(1)).images[0]
+    assert hooks.attach(sd, watermark=False) is sd
+    assert isinstance(sd, cls) and type(sd).__name__ == cls.__name__
+    out = call(sd, generator=torch.Generator().manual_seed(1))
+    assert type(out).__name__ == "StableDiffusionPipelineOutput"
+    assert np.array_equal(np.asarray(out.images[0]), np.asarray(plain))  # no watermark asked
+    tuple_out = call(sd, generator=torch.Generator().manual_seed(1), return_dict=False)
+    assert isinstance(tuple_out, tuple) and hooks.pending(tuple_out[0][0]) is not None
+    # saving the pipeline is unaffected (same class name in its config)
+    sd.save_pretrained(tmp_path / "saved")
+    assert (
+        '"_class_name": "StableDiffusionPipeline"'
+        in (tmp_path / "saved" / "model_index.json").read_text()
+    )
+    hooks.detach(sd)
+    assert type(sd) is cls
+    assert hooks.pending(call(sd).images[0]) is None
+
+
+def test_save_writes_the_call_parameters_signed(sd, tmp_path):
+    hooks.attach(
+        sd, watermark=False, training="constrained", model="my-model", model_hash="0123456789"
+    )
+    gens = [torch.Generator().manual_seed(s) for s in (7, 8)]
+    out = call(
+        sd, negative_prompt="blurry", guidance_scale=6.0, generator=gens, num_images_per_prompt=2
+    )
+    result = hooks.save(out.images[1], tmp_path / "fox.png")
+    assert result.path == tmp_path / "fox.png"
+    info, _ = read_file(result.path)
+    assert info.prompt == "a red fox" and info.negative_prompt == "blurry"
+    assert info.get("Seed") == 8 and info.get("Steps") == 2 and info.get("CFG scale") == 6.0
+    assert info.params["Model"] == "my-model" and info.params["Model hash"] == "0123456789"
+    assert info.params["Sampler"] == "PNDMScheduler"
+    v = verdict(result.path)
+    assert v.state == "trusted"
+    assert v.digital_source_type.endswith("trainedAlgorithmicMedia")
+    assert v.training == "constrained"
+    assert "my-model" in v.c2pa.actions[0]["software_agent"]
+    data = v.c2pa.assertions[GENERATION_ASSERTION]
+    assert data["seed"] == 8 and data["pipeline"] == "StableDiffusionPipeline"
+    # pixels are written as the pipeline returned them
+    assert np.array_equal(
+        np.asarray(Image.open(result.path).convert("RGB")), np.asarray(out.images[1])
+    )
+
+
+def test_one_generator_for_a_batch_records_batch_position(sd, tmp_path):
+    hooks.attach(sd, watermark=False)
+    out = call(sd, generator=torch.Generator().manual_seed(3), num_images_per_prompt=2)
+    info, _ = read_file(hooks.save(out.images[1], tmp_path / "b.png").path)
+    assert info.params["Seed"] == "3"
+    assert (info.params["Batch size"], info.params["Batch pos"]) == ("2", "1")
+
+
+def test_provenance_survives_copy_and_convert(sd, tmp_path):
+    hooks.attach(sd, watermark=False)
+    image = call(sd).images[0]
+    assert hooks.pending(image.copy().convert("RGB")) is not None
+    hooks.save(image.copy(), tmp_path / "copy.png")
+
+
+def test_save_refuses_images_without_provenance(tmp_path):
+    with pytest.raises(hooks.NoPendingProvenanceError, match=r"guard\.attach"):
+        hooks.save(Image.new("RGB", (64, 64)), tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_img2img_and_inpaint_inputs_become_ingredients(sd, tmp_path):
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+
+    init = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    img2img = hooks.attach(StableDiffusionImg2ImgPipeline.from_pipe(sd), watermark=False)
+    out = img2img(prompt="a fox", image=init, strength=0.5, num_inference_steps=4)
+    v = verdict(hooks.save(out.images[0], tmp_path / "i2i.png").path)
+    assert "c2pa.edited" in [a["action"] for a in v.c2pa.actions]
+    assert [i["relationship"] for i in v.c2pa.ingredients] == ["parentOf"]
+    assert read_file(tmp_path / "i2i.png")[0].params["Denoising strength"] == "0.5"
+
+    mask = Image.new("L", (64, 64), 0)
+    inpaint = hooks.attach(StableDiffusionInpaintPipeline.from_pipe(sd), watermark=False)
+    out = inpaint(prompt="a fox", image=init, mask_image=mask, num_inference_steps=2)
+    v = verdict(hooks.save(out.images[0], tmp_path / "inpaint.png").path)
+    assert sorted(i["relationship"] for i in v.c2pa.ingredients) == ["inputTo", "parentOf"]
+    assert v.digital_source_type.endswith("compositeWithTrainedAlgorithmicMedia")
+
+
+def test_sdxl_gets_guard_watermarker_in_its_post_process_step(tmp_path):
+    pipe = tm.tiny_sdxl_pipeline(tmp_path / "src")
+    stability = pipe.watermark
+    hooks.attach(pipe)
+    assert isinstance(pipe.watermark, hooks.GuardWatermarker)
+    assert pipe.watermark.inner is stability  # Stability's own mark is kept, applied first
+    hooks.detach(pipe)
+    assert pipe.watermark is stability
+
+
+def test_guard_core_hook_imports_no_torch_or_diffusers():
+    code = (
+        "import sys, guard, guard.hooks; guard.attach; guard.save; "
+        "bad = [m for m in ('torch', 'diffusers', 'generator') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- with the watermark ------------------------------------------------------------------------
+@needs_watermark
+def test_hook_watermarks_once_and_save_records_it(sd, tmp_path):
+    hooks.attach(sd)
+    out = call(sd, size=256, generator=torch.Generator().manual_seed(2))
+    p = hooks.pending(out.images[0])
+    assert p.watermark_id is not None
+    result = hooks.save(out.images[0], tmp_path / "wm.png")
+    assert result.watermark_id == p.watermark_id
+    # publish did not mark the pixels a second time
+    assert np.array_equal(
+        np.asarray(Image.open(result.path).convert("RGB")), np.asarray(out.images[0])
+    )
+    v = verdict(result.path, watermark=True)
+    assert v.state == "trusted" and v.watermark["found"]
+    assert v.watermark["id"] == p.watermark_id
+    assert v.ledger is not None
+
+
+@needs_watermark
+def test_sdxl_watermark_applied_inside_the_pipeline(tmp_path):
+    pipe = tm.tiny_sdxl_pipeline(tmp_path / "src")
+    pipe.set_progress_bar_config(disable=True)
+    hooks.attach(pipe)
+    out = call(pipe, size=256, generator=torch.Generator().manual_seed(4))
+    p = hooks.pending(out.images[0])
+    assert p.watermark_id is not None
+    result = hooks.save(out.images[0], tmp_path / "xl.png")
+    v = verdict(result.path, watermark=True)
+    assert v.watermark["found"] and v.watermark["id"] == p.watermark_id
+
+
+@needs_watermark
+def test_guard_watermarker_tensor_round_trip():
+    from guard import watermark
+
+    marker = hooks.GuardWatermarker()
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.uniform(-1, 1, (2, 3, 256, 256)).astype(np.float32))
+    out = marker.apply_watermark(images)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert float(out.min()) >= -1 and float(out.max()) <= 1
+    ids = marker.take()
+    assert len(ids) == 2 and all(ids) and ids[0] != ids[1]
+    first = ((out[0].permute(1, 2, 0).numpy() / 2 + 0.5) * 255).round().astype(np.uint8)
+    found = watermark.detect(Image.fromarray(first))
+    assert found.found and found.payload.hex() == ids[0]
