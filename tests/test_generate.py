@@ -309,6 +309,19 @@ def test_single_file_checkpoint_round_trip(files, tmp_path_factory, gen, suffix)
     assert np.array_equal(pixels(made), one(gen))  # same weights -> same pixels
 
 
+def test_sdxl_single_file_checkpoint_round_trip(tmp_path_factory):
+    folder = load_model(tm.sdxl_folder(tmp_path_factory), progress=False)
+    single = load_model(
+        tm.sdxl_single_file(tmp_path_factory),
+        config=tm.sdxl_folder(tmp_path_factory),
+        progress=False,
+    )
+    assert single.family == "sdxl" and type(single.pipe).__name__ == "StableDiffusionXLPipeline"
+    a = next(Generator(folder, progress=False).images(settings()))
+    b = next(Generator(single, progress=False).images(settings()))
+    assert np.array_equal(pixels(a), pixels(b))
+
+
 def test_single_file_offline_without_config_says_how_to_fix(tmp_path_factory):
     single = tm.sd_single_file(tmp_path_factory)
     with pytest.raises(ModelNotFoundError) as info:

@@ -67,19 +67,19 @@ def tiny_tokenizer(folder: Path) -> Any:
     return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
 
 
-def _text_config(tokenizer: Any, projection_dim: int = TEXT_DIM) -> Any:
+def _text_config(tokenizer: Any, hidden: int = TEXT_DIM) -> Any:
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
         vocab_size=VOCAB_SIZE,
-        hidden_size=TEXT_DIM,
+        hidden_size=hidden,
         intermediate_size=37,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=77,
         layer_norm_eps=1e-5,
         hidden_act="gelu",
-        projection_dim=projection_dim,
+        projection_dim=hidden,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -163,6 +163,9 @@ def tiny_sdxl_pipeline(tmp: Path, seed: int = 0, refiner: bool = False) -> Any:
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer(tmp / "tokenizer_src")
     time_dim = 8
+    # the two text encoders differ in width, as CLIP-L and OpenCLIP-bigG do (768 / 1280); diffusers'
+    # single-file loader tells them apart by that
+    dim_2 = 2 * TEXT_DIM
     # SDXL conditions on 6 size numbers (base) or 5 with an aesthetic score (refiner)
     n_time = 5 if refiner else 6
     unet = UNet2DConditionModel(
@@ -178,8 +181,8 @@ def tiny_sdxl_pipeline(tmp: Path, seed: int = 0, refiner: bool = False) -> Any:
         addition_embed_type="text_time",
         addition_time_embed_dim=time_dim,
         transformer_layers_per_block=(1, 1),
-        projection_class_embeddings_input_dim=n_time * time_dim + TEXT_DIM,
-        cross_attention_dim=TEXT_DIM if refiner else 2 * TEXT_DIM,
+        projection_class_embeddings_input_dim=n_time * time_dim + dim_2,
+        cross_attention_dim=dim_2 if refiner else TEXT_DIM + dim_2,
         norm_num_groups=8,
     )
     scheduler = EulerDiscreteScheduler(
@@ -189,7 +192,7 @@ def tiny_sdxl_pipeline(tmp: Path, seed: int = 0, refiner: bool = False) -> Any:
         steps_offset=1,
         timestep_spacing="leading",
     )
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer))
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer, dim_2))
     tokenizer_2 = tiny_tokenizer(tmp / "tokenizer_2_src")
     if refiner:
         return StableDiffusionXLImg2ImgPipeline(
@@ -333,8 +336,59 @@ def _vae_to_ldm(state: dict[str, torch.Tensor], config: Any) -> dict[str, torch.
     return out
 
 
+def _clip_to_ldm(model: Any, prefix: str) -> dict[str, torch.Tensor]:
+    """OpenAI CLIP text encoder as SD 1.x ('cond_stage_model.transformer.') or SDXL stores it."""
+    out = {}
+    for key, value in model.state_dict().items():
+        full = key if key.startswith("text_model.") else "text_model." + key
+        out[prefix + full] = value
+    return out
+
+
+_OPENCLIP_LAYER = (
+    (".self_attn.out_proj.", ".attn.out_proj."),
+    (".layer_norm1.", ".ln_1."),
+    (".layer_norm2.", ".ln_2."),
+    (".mlp.fc1.", ".mlp.c_fc."),
+    (".mlp.fc2.", ".mlp.c_proj."),
+)
+
+
+def _openclip_to_ldm(model: Any, prefix: str) -> dict[str, torch.Tensor]:
+    """SDXL's second text encoder in OpenCLIP layout (fused q/k/v, transposed projection)."""
+    state = {
+        (k if k.startswith(("text_model.", "text_projection")) else "text_model." + k): v
+        for k, v in model.state_dict().items()
+    }
+    fixed = {
+        "text_model.embeddings.position_embedding.weight": "positional_embedding",
+        "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+        "text_model.final_layer_norm.weight": "ln_final.weight",
+        "text_model.final_layer_norm.bias": "ln_final.bias",
+    }
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key in fixed:
+            out[prefix + fixed[key]] = value
+        elif key == "text_projection.weight":
+            out[prefix + "text_projection"] = value.T.contiguous()
+        elif key.startswith("text_model.encoder.layers."):
+            if "_proj." in key and ".self_attn." in key and "out_proj" not in key:
+                continue  # fused below
+            new = key.replace("text_model.encoder.layers.", "transformer.resblocks.")
+            for old_part, new_part in _OPENCLIP_LAYER:
+                new = new.replace(old_part, new_part)
+            out[prefix + new] = value
+    for i in range(model.config.num_hidden_layers):
+        base = f"text_model.encoder.layers.{i}.self_attn."
+        for kind in ("weight", "bias"):
+            fused = torch.cat([state[f"{base}{p}_proj.{kind}"] for p in "qkv"])
+            out[f"{prefix}transformer.resblocks.{i}.attn.in_proj_{kind}"] = fused
+    return out
+
+
 def save_single_file(pipe: Any, path: Path) -> Path:
-    """Write a Stable Diffusion 1.x pipeline as one checkpoint in the original (LDM) layout.
+    """Write an SD 1.x or SDXL pipeline as one checkpoint in the original (LDM) layout.
 
     This is the layout of the .safetensors/.ckpt files people download for web UI; diffusers reads
     it back with `from_single_file(path, config=<diffusers folder>)`.
@@ -344,9 +398,11 @@ def save_single_file(pipe: Any, path: Path) -> Path:
     state: dict[str, torch.Tensor] = {}
     state.update(_unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config))
     state.update(_vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
-    for key, value in pipe.text_encoder.state_dict().items():
-        full = key if key.startswith("text_model.") else "text_model." + key
-        state["cond_stage_model.transformer." + full] = value
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        state.update(_clip_to_ldm(pipe.text_encoder, "conditioner.embedders.0.transformer."))
+        state.update(_openclip_to_ldm(pipe.text_encoder_2, "conditioner.embedders.1.model."))
+    else:
+        state.update(_clip_to_ldm(pipe.text_encoder, "cond_stage_model.transformer."))
     state = {k: v.detach().contiguous().clone() for k, v in state.items()}
     if path.suffix == ".ckpt":
         torch.save({"state_dict": state}, path)
@@ -426,6 +482,18 @@ def sd_single_file(factory: Any, suffix: str = ".safetensors") -> Path:
         return save_single_file(pipe, root / f"tiny-sd-single{suffix}")
 
     return _once(f"tiny-sd-single{suffix}", factory, build)
+
+
+def sdxl_single_file(factory: Any) -> Path:
+    """The same weights as sdxl_folder(), as one SDXL checkpoint file (OpenCLIP layout and all)."""
+
+    def build(root: Path) -> Path:
+        from diffusers import StableDiffusionXLPipeline
+
+        pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_folder(factory))
+        return save_single_file(pipe, root / "tiny-sdxl-single.safetensors")
+
+    return _once("tiny-sdxl-single", factory, build)
 
 
 def sdxl_folder(factory: Any, refiner: bool = False) -> Path:
