@@ -256,7 +256,9 @@ class Generator:
                 seeds = [seed + b * s.batch_size + i for i in range(s.batch_size)]
                 generators = [torch.Generator("cpu").manual_seed(x) for x in seeds]
                 if sampler.brownian:  # one Brownian tree per image, seeded like its latents
-                    pipe.scheduler.noise_sampler_seed = seeds
+                    for p in (pipe, refiner_pipe):
+                        if p is not None:
+                            p.scheduler.noise_sampler_seed = seeds
                 desc = f"batch {b + 1}/{s.batch_count}" if s.batch_count > 1 else "sampling"
                 for p in (pipe, refiner_pipe):
                     if p is not None:

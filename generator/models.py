@@ -229,12 +229,14 @@ def load_model(
     low_memory: bool | None = None,
     progress: bool = True,
     share_from: LoadedModel | None = None,
+    what: str = "model",
 ) -> LoadedModel:
     """Load a model reference onto a device: fp16 on GPUs, fp32 on CPU.
 
     `config` is for single-file checkpoints: a diffusers folder (or cached hub id) of the same
     architecture, or an original .yaml, so loading works offline. `share_from` lends an SDXL
-    base's VAE and second text encoder to a refiner, as diffusers' own examples do.
+    base's VAE and second text encoder to a refiner, as diffusers' own examples do. `what` names
+    the model in error messages ("model", "refiner").
     """
     import torch
     from diffusers.utils import logging as dlogging
@@ -252,7 +254,7 @@ def load_model(
 
     default_config: str | None = None
     if ref.kind == "hub":
-        folder = _download(ref)
+        folder = _download(ref, what)
         ref_path = folder
         family, refiner_only = _folder_family(folder)
     elif ref.kind == "folder":
@@ -278,9 +280,9 @@ def load_model(
             kwargs.update(text_encoder_2=share_from.pipe.text_encoder_2)
 
     if ref.kind == "single_file":
-        pipe = _from_single_file(cls, ref, config_str, default_config, kwargs)
+        pipe = _from_single_file(cls, ref, config_str, default_config, kwargs, what)
     else:
-        with loading(ref):
+        with loading(ref, what):
             pipe = cls.from_pretrained(str(ref_path), local_files_only=True, **kwargs)
 
     from generator.hashes import model_hash
@@ -305,16 +307,21 @@ def load_model(
     return loaded
 
 
-def _download(ref: ModelRef) -> Path:
+def _download(ref: ModelRef, what: str = "model") -> Path:
     """The local snapshot folder of a hub model (downloaded once when online)."""
     from diffusers import DiffusionPipeline
 
-    with loading(ref):
+    with loading(ref, what):
         return Path(DiffusionPipeline.download(ref.raw, local_files_only=_offline()))
 
 
 def _from_single_file(
-    cls: Any, ref: ModelRef, config: str | None, default_config: str | None, kwargs: dict
+    cls: Any,
+    ref: ModelRef,
+    config: str | None,
+    default_config: str | None,
+    kwargs: dict,
+    what: str = "model",
 ) -> Any:
     extra: dict[str, Any] = {}
     if config is not None:
@@ -323,7 +330,7 @@ def _from_single_file(
         else:
             extra["config"] = config
     try:
-        with loading(ref):
+        with loading(ref, what):
             return cls.from_single_file(
                 str(ref.path), local_files_only=_offline(), **extra, **kwargs
             )
@@ -332,7 +339,7 @@ def _from_single_file(
             raise
         needed = f" ({default_config})" if default_config else ""
         raise ModelNotFoundError(
-            f"model '{ref.raw}' is a single-file checkpoint; diffusers needs the configuration "
+            f"{what} '{ref.raw}' is a single-file checkpoint; diffusers needs the configuration "
             f"of its base model{needed}, which is not in the local Hugging Face cache, and the "
             "hub cannot be reached. Pass a local diffusers folder of the same architecture with "
             "--config DIR (or the original .yaml), or run once online to cache it."

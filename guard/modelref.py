@@ -55,15 +55,32 @@ def resolve(ref: str | Path) -> ModelRef:
     return ModelRef(raw, "hub", None)
 
 
+# what the error is about -> the option that names it (the generate/protect CLI spelling)
+_OPTIONS = {"model": "--model", "vae": "--vae", "refiner": "--refiner"}
+
+
 def offline_error(
     ref: ModelRef, what: str = "model", cause: BaseException | None = None
 ) -> ModelNotFoundError:
     detail = f" ({type(cause).__name__})" if cause is not None else ""
-    if ref.kind == "hub":
+    cause_name = type(cause).__name__ if cause is not None else ""
+    option = _OPTIONS.get(what.lower(), "--model")
+    if ref.kind == "hub" and "RepositoryNotFound" in cause_name:
+        msg = (
+            f"{what} '{ref.raw}' does not exist on the Hugging Face hub (or it is private: log in "
+            f"with `huggingface-cli login`). Check the spelling, or pass a local diffusers folder "
+            f"or a .safetensors/.ckpt file with {option}."
+        )
+    elif ref.kind == "hub" and "GatedRepo" in cause_name:
+        msg = (
+            f"{what} '{ref.raw}' is gated: accept its license on huggingface.co/{ref.raw} and log "
+            f"in with `huggingface-cli login`, or pass a local copy with {option}."
+        )
+    elif ref.kind == "hub":
         msg = (
             f"{what} '{ref.raw}' is not in the local Hugging Face cache and the hub cannot be reached"
             f"{detail}. Download it once on a connected machine (huggingface-cli download {ref.raw}), "
-            "or pass a local diffusers folder or a .safetensors/.ckpt file with --model."
+            f"or pass a local diffusers folder or a .safetensors/.ckpt file with {option}."
         )
     else:
         msg = (

@@ -215,6 +215,15 @@ def test_uncached_hub_model_is_one_actionable_line(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_uncached_refiner_names_the_refiner_option(tmp_path, tmp_path_factory):
+    code, _, stderr = run(
+        "generate", "a cat", "-m", tm.sdxl_folder(tmp_path_factory), *TINY, "-o", tmp_path / "o",
+        "--refiner", "someone/uncached-refiner",
+    )  # fmt: skip
+    assert code == 2 and "Traceback" not in stderr
+    assert "refiner 'someone/uncached-refiner'" in stderr and "--refiner" in stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -178,7 +178,9 @@ def command(
     )
     refined = None
     if refiner:
-        refined = load_model(refiner, device=device, low_memory=low_memory, share_from=base)
+        refined = load_model(
+            refiner, device=device, low_memory=low_memory, share_from=base, what="refiner"
+        )
     generator = Generator(base, refined)
 
     def written(item) -> None:
