@@ -477,3 +477,24 @@ def test_generation_assertion_is_json_and_complete(gen, tmp_path, files):
     ):
         assert key in data, key
     assert data["loras"] == [{"name": "detail", "weight": 0.5}]
+
+
+def _watermark_ready() -> bool:
+    import guard.watermark
+
+    return hasattr(guard.watermark, "embed")
+
+
+@pytest.mark.skipif(not _watermark_ready(), reason="guard.watermark not built yet")
+def test_output_verifies_trusted_ai_generated_with_watermark(gen, tmp_path):
+    """The whole promise at once: 256 px (the watermark's minimum), default publishing."""
+    from guard.verdict import verify
+
+    [item] = gen.generate(settings(width=256, height=256, seed=11), tmp_path)
+    assert item.watermark_id is not None and item.notes == []
+    v = verify(item.path)
+    assert v.state == "trusted"
+    assert v.digital_source_type.endswith("trainedAlgorithmicMedia")
+    assert v.watermark["found"] and v.watermark["id"] == item.watermark_id
+    assert v.ledger is not None and v.ledger.file_matches_record
+    assert v.training == "notAllowed"
