@@ -1,0 +1,382 @@
+"""Watermark robustness, invisibility, false positives and speed: guard vs invisible-watermark.
+
+    python benchmarks/bench_watermark.py                      # full run (long: see docs/benchmarks.md)
+    python benchmarks/bench_watermark.py --limit 8 --riva-limit 0 --jobs 2   # quick look
+    python benchmarks/bench_watermark.py --folder my_images/  # also your own images, native size
+
+Every dataset image (../shared/datasets) is rescaled to 512² and 1024² and marked by each method
+with a random message; every attack is applied to the marked image and the detector gets the
+result as is. Baselines: invisible-watermark dwtDct and dwtDctSvd with 48 bits and rivaGan with
+32 bits, each counted as detected when its bit agreement is improbable at p <= 1e-6 (binomial),
+and exact when every bit is right. The same attacks on the unmarked images give the
+false-positive count. Speed is timed on one core (OpenCV, OpenMP and BLAS threads set to 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import zlib
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+# One thread everywhere, set before numpy/OpenCV load, so timings mean "one core".
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, ImageEnhance  # noqa: E402
+
+cv2.setNumThreads(1)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from guard import watermark as gw  # noqa: E402
+from guard.watermark import stats  # noqa: E402
+
+DATASETS = ROOT.parent / "shared" / "datasets"
+DOCS_IMG = ROOT / "docs" / "img"
+
+
+# ---- the attack suite --------------------------------------------------------------------------
+def _encode(im: Image.Image, fmt: str, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    im.save(buf, fmt, quality=quality)
+    buf.seek(0)
+    return Image.open(buf).convert(im.mode)
+
+
+def _resize(im: Image.Image, f: float) -> Image.Image:
+    w, h = im.size
+    return im.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BICUBIC)
+
+
+def _crop(im: Image.Image, frac: float, fx: float = 0.5, fy: float = 0.5) -> Image.Image:
+    w, h = im.size
+    cw, ch = round(w * frac), round(h * frac)
+    x0, y0 = round((w - cw) * fx), round((h - ch) * fy)
+    return im.crop((x0, y0, x0 + cw, y0 + ch))
+
+
+def _blur(im: Image.Image, sigma: float) -> Image.Image:
+    return Image.fromarray(cv2.GaussianBlur(np.asarray(im), (0, 0), sigma))
+
+
+def _noise(im: Image.Image, sigma: float) -> Image.Image:
+    a = np.asarray(im).astype(np.float32)
+    rng = np.random.default_rng(zlib.crc32(a[::37, ::41].tobytes()))
+    return Image.fromarray(
+        np.clip(np.rint(a + rng.normal(0, sigma, a.shape)), 0, 255).astype(np.uint8)
+    )
+
+
+ATTACKS = {
+    "none": lambda im: im,
+    "jpeg90": lambda im: _encode(im, "JPEG", 90),
+    "jpeg75": lambda im: _encode(im, "JPEG", 75),
+    "jpeg50": lambda im: _encode(im, "JPEG", 50),
+    "webp75": lambda im: _encode(im, "WEBP", 75),
+    "resize0.5": lambda im: _resize(im, 0.5),
+    "resize0.5+back": lambda im: _resize(im, 0.5).resize(im.size, Image.Resampling.BICUBIC),
+    "resize1.5": lambda im: _resize(im, 1.5),
+    "crop80": lambda im: _crop(im, 0.8),
+    "crop70-offcentre": lambda im: _crop(im, 0.7, 0.1, 0.85),
+    "blur1": lambda im: _blur(im, 1.0),
+    "noise5": lambda im: _noise(im, 5.0),
+    "brightness1.3": lambda im: ImageEnhance.Brightness(im).enhance(1.3),
+    "contrast0.7": lambda im: ImageEnhance.Contrast(im).enhance(0.7),
+    "rotate3+crop85": lambda im: _crop(im.rotate(3, Image.Resampling.BICUBIC), 0.85),
+    "social": lambda im: _encode(_resize(im, 0.75), "JPEG", 80),
+}
+# Beyond the targets, to document the limits (run with --limits).
+LIMITS = {
+    "crop50": lambda im: _crop(im, 0.5),
+    "crop35": lambda im: _crop(im, 0.35),
+    "rotate10+crop70": lambda im: _crop(im.rotate(10, Image.Resampling.BICUBIC), 0.7),
+    "rotate30+crop60": lambda im: _crop(im.rotate(30, Image.Resampling.BICUBIC), 0.6),
+    "resize0.3": lambda im: _resize(im, 0.3),
+    "jpeg30": lambda im: _encode(im, "JPEG", 30),
+    "jpeg20": lambda im: _encode(im, "JPEG", 20),
+    "blur2": lambda im: _blur(im, 2.0),
+    "noise15": lambda im: _noise(im, 15.0),
+    "flip": lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    "aspect0.8": lambda im: im.resize(
+        (im.size[0], round(im.size[1] * 0.8)), Image.Resampling.BICUBIC
+    ),
+}
+
+
+# ---- methods -------------------------------------------------------------------------------------
+def min_agreement(n_bits: int, alpha: float = 1e-6) -> int:
+    """Fewest matching bits out of n that a random image reaches with probability <= alpha."""
+    return next(
+        k for k in range(n_bits + 1) if stats.log10_binomial_tail(n_bits, k) <= math.log10(alpha)
+    )
+
+
+class Guard:
+    name = "guard"
+
+    def embed(self, im: Image.Image, rng: np.random.Generator):
+        msg = rng.bytes(8)
+        return gw.embed(im, msg), msg
+
+    def detect(self, im: Image.Image, msg: bytes | None):
+        d = gw.detect(im)
+        return d.found, d.found and d.payload == msg
+
+
+class InvisibleWatermark:
+    """invisible-watermark with a random message and a binomial threshold at ~1e-6."""
+
+    def __init__(self, method: str, n_bits: int) -> None:
+        self.method, self.n_bits = method, n_bits
+        self.name = f"{method}-{n_bits}"
+        self.k = min_agreement(n_bits)
+        if method == "rivaGan":
+            self._load_riva()
+
+    @staticmethod
+    def _load_riva() -> None:
+        import onnxruntime
+        from imwatermark.rivaGan import RivaWatermark
+
+        if RivaWatermark.encoder is None:
+            opts = onnxruntime.SessionOptions()
+            opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+            folder = Path(sys.modules["imwatermark.rivaGan"].__file__).parent
+            for part in ("encoder", "decoder"):
+                session = onnxruntime.InferenceSession(
+                    str(folder / f"rivagan_{part}.onnx"), opts, providers=["CPUExecutionProvider"]
+                )
+                setattr(RivaWatermark, part, session)
+
+    def embed(self, im: Image.Image, rng: np.random.Generator):
+        from imwatermark import WatermarkEncoder
+
+        bits = [int(b) for b in rng.integers(0, 2, self.n_bits)]
+        enc = WatermarkEncoder()
+        enc.set_watermark("bits", bits)
+        bgr = np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])
+        out = enc.encode(bgr, self.method)
+        return Image.fromarray(np.ascontiguousarray(out[:, :, ::-1])), bits
+
+    def detect(self, im: Image.Image, bits):
+        from imwatermark import WatermarkDecoder
+
+        w, h = im.size
+        if w * h < 256 * 256:
+            return False, False
+        dec = WatermarkDecoder("bits", self.n_bits)
+        bgr = np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])
+        got = np.array(dec.decode(bgr, self.method), int)
+        if bits is None:  # unmarked image: agreement with any fixed message is as good as random
+            bits = [0, 1] * (self.n_bits // 2)
+        agree = int((got == np.array(bits)).sum())
+        return agree >= self.k, agree == self.n_bits
+
+
+def make_methods(names: list[str]):
+    table = {
+        "guard": lambda: Guard(),
+        "dwtDct": lambda: InvisibleWatermark("dwtDct", 48),
+        "dwtDctSvd": lambda: InvisibleWatermark("dwtDctSvd", 48),
+        "rivaGan": lambda: InvisibleWatermark("rivaGan", 32),
+    }
+    return {n: table[n]() for n in names}
+
+
+# ---- one image -----------------------------------------------------------------------------------
+def run_image(job: dict) -> dict:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    cover = job["image"]
+    attacks = {**ATTACKS, **(LIMITS if job["limits"] else {})}
+    methods = make_methods(job["methods"])
+    rng = np.random.default_rng(job["seed"])
+    out: dict = {"group": job["group"], "name": job["name"], "methods": {}}
+    a = np.asarray(cover)
+    for name, method in methods.items():
+        marked, msg = method.embed(cover, rng)
+        m = np.asarray(marked.convert("RGB"))
+        res = {
+            "psnr": float(peak_signal_noise_ratio(a, m, data_range=255)),
+            "ssim": float(structural_similarity(a, m, channel_axis=2, data_range=255)),
+            "detected": {},
+            "exact": {},
+            "false_positive": {},
+        }
+        for attack, fn in attacks.items():
+            found, exact = method.detect(fn(marked), msg)
+            res["detected"][attack], res["exact"][attack] = bool(found), bool(exact)
+            res["false_positive"][attack] = bool(method.detect(fn(cover), None)[0])
+        out["methods"][name] = res
+    return out
+
+
+def load_images(limit: int | None, folder: Path | None, sizes: list[int]):
+    files = sorted(DATASETS.glob("*/*.png"))
+    if limit:
+        step = max(1, len(files) // limit)
+        files = files[::step][:limit]
+    images = []
+    for size in sizes:
+        for f in files:
+            im = Image.open(f).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+            images.append((f"{size}²", f.stem, im))
+    if folder:
+        for f in sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
+        ):
+            im = Image.open(f).convert("RGB")
+            if min(im.size) >= gw.MIN_SIDE:
+                images.append((f"folder {folder.name}", f.stem, im))
+    return images
+
+
+# ---- speed ---------------------------------------------------------------------------------------
+def time_guard(images: list[Image.Image], repeats: int = 3) -> tuple[float, float]:
+    te, td = [], []
+    for im in images:
+        payload = gw.new_payload()
+        marked = gw.embed(im, payload)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            gw.embed(im, payload)
+            te.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            gw.detect(marked)
+            td.append(time.perf_counter() - t)
+    return 1000 * statistics.median(te), 1000 * statistics.median(td)
+
+
+# ---- report --------------------------------------------------------------------------------------
+def summarise(results: list[dict], methods: list[str]) -> dict:
+    groups: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in results:
+        for m, res in r["methods"].items():
+            g = groups[r["group"]][m]
+            g["psnr"].append(res["psnr"])
+            g["ssim"].append(res["ssim"])
+            for attack in res["detected"]:
+                g["det:" + attack].append(res["detected"][attack])
+                g["exact:" + attack].append(res["exact"][attack])
+                g["fp"].append(res["false_positive"][attack])
+    summary = {}
+    for group, per_method in groups.items():
+        summary[group] = {}
+        for m, g in per_method.items():
+            attacks = [k[4:] for k in g if k.startswith("det:")]
+            summary[group][m] = {
+                "images": len(g["psnr"]),
+                "psnr": float(np.mean(g["psnr"])),
+                "psnr_min": float(np.min(g["psnr"])),
+                "ssim": float(np.mean(g["ssim"])),
+                "ssim_min": float(np.min(g["ssim"])),
+                "false_positives": int(np.sum(g["fp"])),
+                "unmarked_variants": len(g["fp"]),
+                "detected": {a: float(np.mean(g["det:" + a])) for a in attacks},
+                "exact": {a: float(np.mean(g["exact:" + a])) for a in attacks},
+            }
+    return summary
+
+
+def print_tables(summary: dict, methods: list[str], speed: dict) -> None:
+    for group, per_method in summary.items():
+        present = [m for m in methods if m in per_method]
+        head = "".join(f" | {m + ' (n=' + str(per_method[m]['images']) + ')':>22}" for m in present)
+        print(f"\n## {group}: detection rate / exact payload rate\n")
+        print(f"{'attack':18}{head}")
+        print("-" * (18 + 25 * len(present)))
+        attacks = list(per_method[present[0]]["detected"])
+        for a in attacks:
+            cells = "".join(
+                f" | {per_method[m]['detected'][a]:>9.2f} / {per_method[m]['exact'][a]:<9.2f}"
+                if a in per_method[m]["detected"]
+                else f" | {'':>21}"
+                for m in present
+            )
+            print(f"{a:18}{cells}")
+        print("-" * (18 + 25 * len(present)))
+        rows = [
+            ("PSNR dB (min)", lambda s: f"{s['psnr']:.2f} ({s['psnr_min']:.1f})"),
+            ("SSIM (min)", lambda s: f"{s['ssim']:.4f} ({s['ssim_min']:.3f})"),
+            ("false positives", lambda s: f"{s['false_positives']} / {s['unmarked_variants']}"),
+        ]
+        for label, fmt in rows:
+            print(f"{label:18}" + "".join(f" | {fmt(per_method[m]):>21}" for m in present))
+        if group in speed:
+            e, d = speed[group]
+            print(f"{'guard 1 core ms':18} | embed {e:.0f} / detect {d:.0f} (median)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--limit", type=int, help="use only this many dataset images (evenly spaced)")
+    p.add_argument(
+        "--riva-limit", type=int, default=4, help="images per size for rivaGan (slow); 0 skips it"
+    )
+    p.add_argument("--sizes", default="512,1024", help="square sizes to rescale the datasets to")
+    p.add_argument(
+        "--folder", type=Path, help="also run on the images in this folder, at their own size"
+    )
+    p.add_argument("--methods", default="guard,dwtDct,dwtDctSvd,rivaGan")
+    p.add_argument(
+        "--limits", action="store_true", help="also run the harder attacks that map the limits"
+    )
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (each single-threaded)")
+    p.add_argument(
+        "--speed-images", type=int, default=10, help="images timed per size; 0 skips timing"
+    )
+    p.add_argument("--json", type=Path, help="write the summary as JSON here")
+    args = p.parse_args(argv)
+
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    methods = [m for m in args.methods.split(",") if m]
+    images = load_images(args.limit, args.folder, sizes)
+    jobs = []
+    per_group: dict = defaultdict(int)
+    for i, (group, name, im) in enumerate(images):
+        use = [m for m in methods if m != "rivaGan" or per_group[group] < args.riva_limit]
+        per_group[group] += 1
+        jobs.append(
+            {
+                "group": group,
+                "name": name,
+                "image": im,
+                "methods": use,
+                "seed": i,
+                "limits": args.limits,
+            }
+        )
+
+    from tqdm import tqdm
+
+    results = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for r in tqdm(pool.map(run_image, jobs), total=len(jobs), desc="images", unit="img"):
+            results.append(r)
+    speed = {}
+    if args.speed_images and "guard" in methods:
+        for group in dict.fromkeys(g for g, _, _ in images):
+            sample = [im for g, _, im in images if g == group][: args.speed_images]
+            speed[group] = time_guard(sample)
+    summary = summarise(results, methods)
+    print_tables(summary, methods, speed)
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "speed_ms": speed}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Exact binomial tails in log space, for p-values far below what a float can hold."""
+
+from __future__ import annotations
+
+import math
+
+
+def log10_binomial_tail(n: int, k: int) -> float:
+    """log10 P(X >= k) for X ~ Binomial(n, 1/2)."""
+    if k <= 0:
+        return 0.0
+    if k > n:
+        return -math.inf
+    log_terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(k, n + 1)
+    ]
+    top = max(log_terms)
+    total = top + math.log(sum(math.exp(t - top) for t in log_terms))
+    return (total - n * math.log(2)) / math.log(10)
+
+
+def p_value(log10_p: float) -> float:
+    """A float p-value, clamped to [1e-300, 1] so JSON and formatting never see 0 or inf."""
+    return 10 ** min(0.0, max(log10_p, -300.0))
