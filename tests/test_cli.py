@@ -109,7 +109,9 @@ def test_bad_inputs_exit_2_with_one_line_and_stay_untouched(tmp_path: Path, comm
         code, out, err = run(command, path)
         assert code == 2, (name, out, err)
         lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("guard: error:") and str(path) in lines[0], name
+        assert len(lines) == 1 and lines[0].startswith("guard: error:") and str(path) in lines[0], (
+            name
+        )
         assert "Traceback" not in err
         assert sha256(path) == before
         assert not list(tmp_path.glob(f"{name}.signed*"))
@@ -132,10 +134,16 @@ def test_keys_init_show_export_and_trust(tmp_path: Path) -> None:
     pic = write(art(), tmp_path / "p.png")
     run("sign", pic, "--cert", chain, "--key", key, "--no-watermark")
     signed = tmp_path / "p.signed.png"
-    assert json.loads(run("verify", signed, "--json", "--no-watermark")[1])[0]["c2pa"]["state"] == "valid"
+    assert (
+        json.loads(run("verify", signed, "--json", "--no-watermark")[1])[0]["c2pa"]["state"]
+        == "valid"
+    )
     assert run("verify", signed, "--trust", foreign_ca, "--no-watermark")[0] == 0
     assert run("keys", "trust", foreign_ca)[0] == 0
-    assert json.loads(run("verify", signed, "--json", "--no-watermark")[1])[0]["c2pa"]["state"] == "trusted"
+    assert (
+        json.loads(run("verify", signed, "--json", "--no-watermark")[1])[0]["c2pa"]["state"]
+        == "trusted"
+    )
 
 
 def test_cert_without_key_is_a_usage_error(picture: Path, tmp_path: Path) -> None:
@@ -159,7 +167,9 @@ def test_verify_help_does_not_import_torch_or_diffusers() -> None:
         "heavy = [m for m in ('torch', 'diffusers', 'onnxruntime', 'transformers') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == ""
 
 
@@ -169,5 +179,7 @@ def test_library_api_imports_without_torch() -> None:
         "guard.sign, guard.verify, guard.Identity, guard.Verdict\n"
         "print(','.join(m for m in ('torch', 'diffusers') if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == ""

@@ -106,7 +106,9 @@ def test_ledger_cli(tmp_path: Path) -> None:
     out = tmp_path / "x.jsonl"
     r = runner.invoke(main, ["ledger", "export", str(out), "--ledger", str(db), "--json"])
     assert json.loads(r.stdout) == {"exported": 1, "file": str(out)}
-    r = runner.invoke(main, ["ledger", "import", str(out), "--ledger", str(tmp_path / "n.db"), "--json"])
+    r = runner.invoke(
+        main, ["ledger", "import", str(out), "--ledger", str(tmp_path / "n.db"), "--json"]
+    )
     assert json.loads(r.stdout) == {"added": 1, "already_present": 0}
 
 

@@ -108,7 +108,9 @@ def test_unchanged_pixels_are_passed_through_bit_exact(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF", "AVIF"])
-def test_xmp_fields_are_readable_by_exiv2_and_existing_xmp_is_kept(tmp_path: Path, fmt: str) -> None:
+def test_xmp_fields_are_readable_by_exiv2_and_existing_xmp_is_kept(
+    tmp_path: Path, fmt: str
+) -> None:
     import pyexiv2
 
     src = write(art(), tmp_path / f"a{FORMATS[fmt]}", fmt)
@@ -120,7 +122,10 @@ def test_xmp_fields_are_readable_by_exiv2_and_existing_xmp_is_kept(tmp_path: Pat
     with pyexiv2.ImageData(published.path.read_bytes()) as img:
         values = img.read_xmp()
     assert values["Xmp.iptcExt.DigitalSourceType"] == vocab.IPTC + "trainedAlgorithmicMedia"
-    assert values["Xmp.plus.DataMining"] == "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED-AIMLTRAINING"
+    assert (
+        values["Xmp.plus.DataMining"]
+        == "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED-AIMLTRAINING"
+    )
     if fmt != "AVIF":
         assert values["Xmp.xmp.Rating"] == "4"
         assert values["Xmp.dc.title"] == {'lang="x-default"': "Sunset"}
@@ -202,9 +207,9 @@ def test_encrypted_org_key_uses_the_passphrase_env(tmp_path: Path, monkeypatch) 
 
 
 def test_a_ca_certificate_cannot_be_used_to_sign(tmp_path: Path) -> None:
+    from guard import config
     from guard.errors import IdentityError
     from guard.identity import init_local
-    from guard import config
 
     init_local(quiet=True)
     folder = config.identity_dir()
@@ -232,7 +237,10 @@ def test_local_certificates_have_the_extensions_c2pa_needs() -> None:
     ext = leaf.extensions
     assert ext.get_extension_for_class(x509.BasicConstraints).value.ca is False
     assert ext.get_extension_for_class(x509.KeyUsage).value.digital_signature
-    assert ExtendedKeyUsageOID.EMAIL_PROTECTION in ext.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert (
+        ExtendedKeyUsageOID.EMAIL_PROTECTION
+        in ext.get_extension_for_class(x509.ExtendedKeyUsage).value
+    )
     aki = ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     assert aki == root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     assert "CN=Ada" in leaf.subject.rfc4514_string() and "O=Studio" in leaf.subject.rfc4514_string()
