@@ -106,7 +106,7 @@ def test_truncated_file_is_refused(tmp_path: Path) -> None:
     art(200, 200).save(data, "PNG")
     path = tmp_path / "cut.png"
     path.write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
-    with pytest.raises(ImageInputError, match="truncated|corrupt"):
+    with pytest.raises(ImageInputError, match=r"truncated|corrupt"):
         imageio.load(path)
 
 
