@@ -314,7 +314,13 @@ class Generator:
 
         self.check(settings)  # bad settings fail before the folder is created
         folder = Path(out_dir).expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GenerationError(
+                f"-o {folder}: cannot use it as the output folder ({exc.strerror or exc}); "
+                "pass a folder you can write to"
+            ) from exc
         index = next_index(folder)
         written: list[GeneratedImage] = []
         for made in self.images(settings):

@@ -312,7 +312,11 @@ def _download(ref: ModelRef, what: str = "model") -> Path:
     from diffusers import DiffusionPipeline
 
     with loading(ref, what):
-        return Path(DiffusionPipeline.download(ref.raw, local_files_only=_offline()))
+        # safety_checker=None: its 1.2 GB of weights are never used (see load_model)
+        folder = DiffusionPipeline.download(
+            ref.raw, local_files_only=_offline(), safety_checker=None
+        )
+    return Path(folder)
 
 
 def _from_single_file(

@@ -247,6 +247,21 @@ def test_bad_options_fail_before_loading_a_model(tmp_path, args, message):
     assert not (tmp_path / "o").exists()
 
 
+def test_output_folder_that_is_a_file(files, tmp_path):
+    blocker = tmp_path / "out"
+    blocker.write_text("not a folder")
+    code, _, stderr = run("generate", "a cat", "-m", files["folder"], *TINY, "-o", blocker)
+    assert code == 2 and "is a file" in stderr
+    assert "Traceback" not in stderr and blocker.read_text() == "not a folder"
+    # the library says it too
+    from generator.generate import GenerationError, Generator, Settings
+    from generator.models import load_model
+
+    gen = Generator(load_model(files["folder"], progress=False), progress=False)
+    with pytest.raises(GenerationError, match="cannot use it as the output folder"):
+        gen.generate(Settings("a cat", steps=2, width=64, height=64), blocker / "sub")
+
+
 def test_lora_on_an_incompatible_model(files, tmp_path, tmp_path_factory):
     code, _, stderr = run(
         "generate", "a cat", "-m", tm.sdxl_folder(tmp_path_factory), *TINY, "-o", tmp_path,

@@ -29,8 +29,13 @@ _path = click.Path(path_type=Path)
     help="For a single-file --model offline: a diffusers folder of the same architecture "
     "(or the original .yaml).",
 )
-@click.option("--sampler", default="DPM++ 2M Karras", show_default=True, help="web UI name.")
-@click.option("--steps", type=int, default=20, show_default=True)
+@click.option(
+    "--sampler",
+    default="DPM++ 2M Karras",
+    show_default=True,
+    help="Sampler as web UI names it, e.g. 'Euler a', 'DPM++ 2M Karras', 'UniPC'.",
+)
+@click.option("--steps", type=int, default=20, show_default=True, help="Sampling steps.")
 @click.option("--cfg", "cfg_scale", type=float, default=7.0, show_default=True, help="CFG scale.")
 @click.option(
     "--seed", type=int, default=-1, show_default=True, help="-1 picks one; image k gets seed+k."
