@@ -402,7 +402,8 @@ def save(
             path,
             spec,
             identity=identity if identity is not None else p.identity,
-            watermark=p.watermark,
+            # the mark went in at generation time (or the image was too small for it): never twice
+            watermark=p.watermark_id is not None,
             watermark_key=p.watermark_key,
             watermark_id=p.watermark_id,
             ledger=p.ledger,

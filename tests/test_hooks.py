@@ -204,3 +204,13 @@ def test_guard_watermarker_tensor_round_trip():
     first = ((out[0].permute(1, 2, 0).numpy() / 2 + 0.5) * 255).round().astype(np.uint8)
     found = watermark.detect(Image.fromarray(first))
     assert found.found and found.payload.hex() == ids[0]
+
+
+@needs_watermark
+def test_too_small_for_the_watermark_is_said_once(sd, tmp_path):
+    hooks.attach(sd)
+    image = call(sd).images[0]  # 64 px: below the watermark's minimum
+    result = hooks.save(image, tmp_path / "small.png")
+    assert result.watermark_id is None
+    assert len([n for n in result.notes if "not watermarked" in n]) == 1
+    assert verdict(result.path).state == "trusted"
