@@ -20,11 +20,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from generator.infotext import GENERATION_ASSERTION, Infotext, format_hash_list, format_number
 from generator.models import LoadedModel, Task
 from generator.samplers import Sampler, make_scheduler, parse_sampler
 from guard import __version__
 from guard.errors import GuardError, OutputExistsError
+from guard.infotext import GENERATION_ASSERTION, Infotext, format_hash_list, format_number
 from guard.provenance.spec import Assertion, Ingredient, ManifestSpec, Training
 
 DEFAULT_SAMPLER = "DPM++ 2M Karras"
@@ -461,7 +461,7 @@ def _prompt_for_encoder(prompt: str, lora_names: set[str]) -> str:
 
     A tag naming a LoRA that was not given with --lora is an error rather than silently ignored.
     """
-    from generator.infotext import lora_tags, strip_lora_tags
+    from guard.infotext import lora_tags, strip_lora_tags
 
     missing = [name for name, _ in lora_tags(prompt) if name not in lora_names]
     if missing:
@@ -474,7 +474,7 @@ def _prompt_for_encoder(prompt: str, lora_names: set[str]) -> str:
 
 def _prompt_with_tags(prompt: str, tags: list[tuple[str, float]]) -> str:
     """The prompt as web UI would show it: with a `<lora:name:weight>` tag per LoRA."""
-    from generator.infotext import lora_tags
+    from guard.infotext import lora_tags
 
     present = {name for name, _ in lora_tags(prompt)}
     extra = [f"<lora:{n}:{format_number(float(w))}>" for n, w in tags if n not in present]
@@ -493,7 +493,7 @@ class _Adapters:
         self.lora_names: set[str] = set()
         self._tokens: list[str] = []
         # weights given in the prompt's tags override a --lora without an explicit weight
-        from generator.infotext import lora_tags
+        from guard.infotext import lora_tags
 
         self._tag_weights = dict(lora_tags(s.prompt))
 

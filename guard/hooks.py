@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from guard.errors import GuardError, TooSmallError
+from guard.infotext import GENERATION_ASSERTION, Infotext, format_number
 from guard.provenance.spec import Assertion, Ingredient, ManifestSpec, Training
 
 INFO_KEY = "guard.pending"
-GENERATION_ASSERTION = "org.guard.generation"
 
 
 class NoPendingProvenanceError(GuardError):
@@ -314,7 +314,9 @@ def _spec(
 
     fields["Version"] = f"guard v{__version__}"
     fields = {k: v for k, v in fields.items() if v is not None}
-    text = _infotext(str(prompt), str(negative), fields)
+    text = Infotext(
+        str(prompt), str(negative), {k: format_number(v) for k, v in fields.items()}
+    ).to_text()
     data: dict[str, Any] = {
         "prompt": str(prompt),
         "negative_prompt": str(negative),
@@ -343,19 +345,6 @@ def _spec(
             Assertion(GENERATION_ASSERTION, {k: v for k, v in data.items() if v is not None})
         ],
     )
-
-
-def _infotext(prompt: str, negative: str, fields: dict[str, Any]) -> str:
-    """web UI's parameters text (its format: generator/infotext.py documents and parses it)."""
-    import json
-
-    def quote(v: Any) -> str:
-        s = f"{v:g}" if isinstance(v, float) else str(v)
-        return json.dumps(s, ensure_ascii=False) if any(c in s for c in ",:\n") else s
-
-    line = ", ".join(f"{k}: {quote(v)}" for k, v in fields.items())
-    neg = f"\nNegative prompt: {negative}" if negative else ""
-    return f"{prompt}{neg}\n{line}".strip()
 
 
 # ---- save ------------------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ from generator.generate import (
     parse_size,
     slug,
 )
-from generator.infotext import GENERATION_ASSERTION, Infotext, read_file
 from generator.models import ModelLoadError, load_model
 from generator.samplers import BASES
 from guard.errors import ModelNotFoundError
+from guard.infotext import GENERATION_ASSERTION, Infotext, read_file
 
 
 @pytest.fixture(scope="module")

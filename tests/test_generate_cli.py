@@ -12,8 +12,8 @@ import tiny_models as tm
 from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
 
-from generator.infotext import read_file
 from guard.cli import main
+from guard.infotext import read_file
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -11,8 +11,8 @@ import tiny_models as tm
 import torch
 from PIL import Image
 
-from generator.infotext import GENERATION_ASSERTION, read_file
 from guard import hooks
+from guard.infotext import GENERATION_ASSERTION, read_file
 
 
 def _watermark_ready() -> bool:

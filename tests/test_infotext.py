@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image, PngImagePlugin
 
-from generator.infotext import (
+from guard.infotext import (
     Infotext,
     format_number,
     lora_tags,

@@ -18,8 +18,8 @@ def command(images: tuple[Path, ...], as_json: bool) -> None:
 
     Exit status 1 when an image holds no parameters.
     """
-    from generator.infotext import read_file
     from guard.errors import GuardError
+    from guard.infotext import read_file
 
     reports, missing, failed = [], 0, 0
     for path in images:
