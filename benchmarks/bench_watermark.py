@@ -96,6 +96,29 @@ ATTACKS = {
     "rotate3+crop85": lambda im: _crop(im.rotate(3, Image.Resampling.BICUBIC), 0.85),
     "social": lambda im: _encode(_resize(im, 0.75), "JPEG", 80),
 }
+_TAEF2 = DATASETS.parent / "models" / "taef2"
+_vae: list = []
+
+
+def _regenerate(im: Image.Image) -> Image.Image:
+    """Encode and decode through a trained latent autoencoder (taef2), as diffusion regeneration does."""
+    import torch
+
+    if not _vae:
+        torch.set_num_threads(1)
+        _vae.extend(
+            torch.export.load(str(_TAEF2 / f"taef2_{p}.pt2")).module()
+            for p in ("encoder", "decoder")
+        )
+    enc, dec = _vae
+    w, h = im.size
+    x = torch.from_numpy(np.asarray(im.convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
+    x = x[:, :, : h // 8 * 8, : w // 8 * 8]
+    with torch.no_grad():
+        y = dec(enc(x)).clamp(0, 1)
+    return Image.fromarray((y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
 # Beyond the targets, to document the limits (run with --limits).
 LIMITS = {
     "crop50": lambda im: _crop(im, 0.5),
@@ -111,7 +134,10 @@ LIMITS = {
     "aspect0.8": lambda im: im.resize(
         (im.size[0], round(im.size[1] * 0.8)), Image.Resampling.BICUBIC
     ),
+    "rotate90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
 }
+if (_TAEF2 / "taef2_encoder.pt2").is_file():
+    LIMITS["regenerate-taef2"] = _regenerate
 
 
 # ---- methods -------------------------------------------------------------------------------------
@@ -318,6 +344,64 @@ def print_tables(summary: dict, methods: list[str], speed: dict) -> None:
             print(f"{'guard 1 core ms':18} | embed {e:.0f} / detect {d:.0f} (median)")
 
 
+# ---- figures for docs/watermark.md ---------------------------------------------------------------
+def _label(im: Image.Image, text: str) -> Image.Image:
+    from PIL import ImageDraw
+
+    out = Image.new("RGB", (im.width, im.height + 18), "white")
+    out.paste(im, (0, 18))
+    ImageDraw.Draw(out).text((4, 3), text, fill="black")
+    return out
+
+
+def make_figures(folder: Path) -> None:
+    """Before/after crops of flat and dark regions, the difference amplified, and the tile."""
+    folder.mkdir(parents=True, exist_ok=True)
+    crops = {
+        "flat": ("cbsd68/3096.png", (40, 40, 200, 200)),  # overcast sky
+        "dark": ("cbsd68/167062.png", (300, 20, 460, 180)),  # forest in shadow
+        "bright": ("cbsd68/167062.png", (300, 380, 460, 500)),  # sunlit snow
+    }
+    for name, (rel, box) in crops.items():
+        cover = (
+            Image.open(DATASETS / rel).convert("RGB").resize((512, 512), Image.Resampling.LANCZOS)
+        )
+        marked = gw.embed(cover, bytes.fromhex("9f3a0c1e5b7d2468"))
+        a = np.asarray(cover.crop(box), np.float32)
+        b = np.asarray(marked.crop(box), np.float32)
+        diff = Image.fromarray(np.clip(128 + 10 * (b - a), 0, 255).astype(np.uint8))
+        psnr = 10 * np.log10(255**2 / max(np.mean((a - b) ** 2), 1e-9))
+        panels = [
+            _label(cover.crop(box), "original"),
+            _label(marked.crop(box), f"marked ({psnr:.1f} dB here)"),
+            _label(diff, "difference x10"),
+        ]
+        panels = [p.resize((p.width * 2, p.height * 2), Image.Resampling.NEAREST) for p in panels]
+        sheet = Image.new("RGB", (sum(p.width for p in panels) + 16, panels[0].height), "white")
+        x = 0
+        for p in panels:
+            sheet.paste(p, (x, 0))
+            x += p.width + 8
+        sheet.save(folder / f"watermark_{name}.png", optimize=True)
+    from guard.watermark import code
+    from guard.watermark.layout import keyed
+
+    tile = keyed(gw.DEFAULT_KEY, code.N_PAYLOAD_CHIPS).tile(code.encode(bytes(8)))
+    t = Image.fromarray(np.clip(128 + 40 * tile, 0, 255).astype(np.uint8))
+    spec = np.fft.fftshift(np.abs(np.fft.fft2(tile)))
+    s = Image.fromarray((255 * spec / spec.max()).clip(0, 255).astype(np.uint8))
+    panels = [
+        _label(t.resize((256, 256), Image.Resampling.NEAREST), "one tile (128 px)"),
+        _label(
+            s.resize((256, 256), Image.Resampling.NEAREST), "its spectrum: chips + 16 sync peaks"
+        ),
+    ]
+    sheet = Image.new("RGB", (520, panels[0].height), "white")
+    sheet.paste(panels[0], (0, 0))
+    sheet.paste(panels[1], (264, 0))
+    sheet.save(folder / "watermark_tile.png", optimize=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -339,7 +423,13 @@ def main(argv: list[str] | None = None) -> int:
         "--speed-images", type=int, default=10, help="images timed per size; 0 skips timing"
     )
     p.add_argument("--json", type=Path, help="write the summary as JSON here")
+    p.add_argument(
+        "--figures", action="store_true", help="only write the docs/img/watermark_* figures"
+    )
     args = p.parse_args(argv)
+    if args.figures:
+        make_figures(DOCS_IMG)
+        return 0
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     methods = [m for m in args.methods.split(",") if m]
@@ -374,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(results, methods)
     print_tables(summary, methods, speed)
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "speed_ms": speed}, indent=1))
+        args.json.write_text(json.dumps({"summary": summary, "speed_ms": speed, "images": results}))
     return 0
 
 

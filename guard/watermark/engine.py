@@ -17,6 +17,7 @@ from guard.watermark.mask import strength_mask
 ALGORITHM = "org.guard.watermark.v1"
 DEFAULT_KEY = b"guard public watermark key v1"
 STRENGTH = 1.3  # luma offset scale at strength 1.0 (mean PSNR about 41 dB on photos)
+MIN_GAIN_RMS, MAX_LIFT = 1.15, 2.0  # energy floor: ~44 dB PSNR at most, from flat images
 THRESHOLD = 1e-6  # a detection is reported only below this false-positive probability
 CANDIDATES = 3  # poses decoded at most; the p-value is multiplied by this
 
@@ -49,7 +50,11 @@ def embed(
     luma = pixels.working_luma(image)
     wh, ww = luma.shape
     pattern = np.tile(tile, (math.ceil(wh / TILE), math.ceil(ww / TILE)))[:wh, :ww]
-    delta = (STRENGTH * (strength or 1.0)) * strength_mask(luma) * pattern
+    gain = strength_mask(luma)
+    # Flat or dark images would get almost no mark; lift them to a minimum energy (bounded).
+    rms = float(np.sqrt(np.mean(gain * gain)))
+    gain *= min(MAX_LIFT, max(1.0, MIN_GAIN_RMS / max(rms, 1e-6)))
+    delta = (STRENGTH * (strength or 1.0)) * gain * pattern
     return pixels.add_luma_delta(planes, delta.astype(np.float32))
 
 

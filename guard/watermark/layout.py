@@ -45,6 +45,8 @@ _trng = np.random.default_rng(20240601)
 _angle = (np.arange(N_SYNC) + _trng.uniform(0.2, 0.8, N_SYNC)) * np.pi / N_SYNC - np.pi / 2
 _rad = _trng.uniform(17.0, 24.0, N_SYNC)
 SYNC_K = np.stack([np.rint(_rad * np.cos(_angle)), np.rint(_rad * np.sin(_angle))], 1).astype(int)
+# Keep the peaks off the lines where JPEG's 8-px and WebP's 16-px block grids put their energy.
+SYNC_K = np.where(SYNC_K % 8 == 0, SYNC_K + 1, SYNC_K)
 SYNC_PHASE = _trng.uniform(0, 2 * np.pi, N_SYNC)
 _sync = {(int(kx) % TILE, int(ky) % TILE) for kx, ky in SYNC_K}
 _data = np.array([(int(x), int(y)) not in _sync for y, x in zip(_ky, _kx, strict=True)])
@@ -53,7 +55,13 @@ BIN_Y, BIN_X = _ky[_data], _kx[_data]  # FFT indices of the data bins
 BIN_KY, BIN_KX = KS[BIN_Y], KS[BIN_X]  # their signed frequencies
 N_BIN = len(BIN_Y)
 N_CHIP = 2 * N_BIN  # real and imaginary part of each bin
-CHIP_RING = np.concatenate([np.rint(_radius[BIN_Y, BIN_X] * TILE).astype(int)] * 2)
+_ring = np.rint(_radius[BIN_Y, BIN_X] * TILE).astype(int)
+# Bins on the block-grid lines (a frequency multiple of 16 = period 8 px at 512²) pick up JPEG's
+# blocking when the image was never rescaled; they get their own noise and SNR estimates.
+ON_GRID = (BIN_KX % 16 == 0) | (BIN_KY % 16 == 0)
+BIN_CLASS = _ring + (int(_ring.max()) + 1) * ON_GRID  # (ring, on-grid) noise class of each bin
+CHIP_RING = np.concatenate([_ring] * 2)
+CHIP_CLASS = np.concatenate([BIN_CLASS] * 2)
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,7 +1,7 @@
 """Finding the tile again: scale and angle from the sync peaks, then offset and fine geometry
 from the pilot chips, then the soft value of every chip.
 
-1. `residual` whitens the working-resolution luma: a 5×5 median removes edges and flat colour, a
+1. `residual` whitens the working-resolution luma: a 7×7 median removes edges and flat colour, a
    high-pass removes what is left of the low frequencies, and a local contrast normalisation keeps
    strong texture from drowning the rest of the image.
 2. `sync_candidates` searches scale (0.6–2×) and angle (±10°) for the pose under which the sync
@@ -22,12 +22,12 @@ import cv2
 import numpy as np
 
 from guard.watermark.layout import (
+    BIN_CLASS,
     BIN_KX,
     BIN_KY,
     BIN_X,
     BIN_Y,
-    CHIP_RING,
-    N_BIN,
+    CHIP_CLASS,
     SYNC_K,
     TILE,
     KeyedLayout,
@@ -35,17 +35,16 @@ from guard.watermark.layout import (
 
 SCALE_RANGE = (0.6, 2.0)
 MAX_ANGLE = math.radians(10)
-_RING = CHIP_RING[:N_BIN]
-_N_RING = int(_RING.max()) + 1
+_N_CLASS = int(BIN_CLASS.max()) + 1
 
 
 def residual(luma: np.ndarray) -> np.ndarray:
     """Whitened mid-frequency residual of the working-resolution luma."""
-    median = cv2.medianBlur(np.clip(luma + 0.5, 0, 255).astype(np.uint8), 5)
+    median = cv2.medianBlur(np.clip(luma + 0.5, 0, 255).astype(np.uint8), 7)
     r = luma - median.astype(np.float32)
     r -= cv2.GaussianBlur(r, (0, 0), 3)
-    contrast = np.sqrt(cv2.GaussianBlur(r * r, (0, 0), 2))
-    return np.clip(r / (contrast + 1.0), -4, 4)
+    contrast = np.sqrt(cv2.GaussianBlur(r * r, (0, 0), 1.5))
+    return np.clip(r / (contrast + 0.6), -4, 4)
 
 
 # ---- 1. scale and angle ---------------------------------------------------------------------
@@ -54,18 +53,66 @@ class Pose:
     scale: float  # tile period in residual pixels / TILE
     angle: float  # radians, counter-clockwise in image coordinates
     score: float  # summed normalised power at the sync peaks (about 0 without a mark)
+    matrix: np.ndarray | None = None  # affine refinement from the individual peaks
 
     def inverse_map(self) -> np.ndarray:
         """2×2 matrix taking residual pixel coordinates (x, y) to tile coordinates."""
+        if self.matrix is not None:
+            return self.matrix
         c, s = math.cos(self.angle), math.sin(self.angle)
         return np.array([[c, s], [-s, c]]) / self.scale
 
 
-def _normalised_power(r: np.ndarray) -> np.ndarray:
-    spec = np.fft.rfft2(r - r.mean())
-    power = np.fft.fftshift((spec.real**2 + spec.imag**2).astype(np.float32), axes=0)
-    local = cv2.blur(power, (11, 11), borderType=cv2.BORDER_REFLECT) + 1e-9
-    return np.minimum(power / local, 30.0)
+class _Spectrum:
+    def __init__(self, r: np.ndarray) -> None:
+        spec = np.fft.fftshift(np.fft.rfft2(r - r.mean()), axes=0)
+        power = (spec.real**2 + spec.imag**2).astype(np.float32)
+        local = cv2.blur(power, (11, 11), borderType=cv2.BORDER_REFLECT) + 1e-9
+        self.complex = spec
+        self.ratio = np.minimum(power / local, 30.0)  # about 1 for image content, high on peaks
+        self.shape = r.shape
+
+
+def _template_bins(shape, m: np.ndarray):
+    """Where the sync peaks fall in the (row-shifted) rfft grid under inverse map m."""
+    h, w = shape
+    k = SYNC_K.astype(float)
+    f = k @ m  # cycles per tile, per residual pixel: f = m^T k, row-wise
+    fx, fy = f[:, 0] / TILE * w, f[:, 1] / TILE * h
+    flip = fx < 0
+    sign = np.where(flip, -1.0, 1.0)
+    return fx * sign, fy * sign + h // 2, k * sign[:, None]
+
+
+def _refine_affine(spec: _Spectrum, pose: Pose) -> Pose:
+    """Locate each sync peak to a fraction of a bin and fit the full 2×2 map to them."""
+    h, w = spec.shape
+    fx, fy, k = _template_bins(spec.shape, pose.inverse_map())
+    ratio, z = spec.ratio, spec.complex
+    rows, targets, weights = [], [], []
+    for j in range(len(k)):
+        x0, y0 = round(fx[j]), round(fy[j])
+        if not (3 <= x0 < ratio.shape[1] - 3 and 3 <= y0 < h - 3):
+            continue
+        win = ratio[y0 - 2 : y0 + 3, x0 - 2 : x0 + 3]
+        dy, dx = np.unravel_index(np.argmax(win), win.shape)
+        y1, x1 = y0 - 2 + dy, x0 - 2 + dx
+        if ratio[y1, x1] < 6:
+            continue  # too weak to localise
+        # Jacobsen's estimator: fractional bin offset from three complex DFT values
+        den_x = 2 * z[y1, x1] - z[y1, x1 - 1] - z[y1, x1 + 1]
+        den_y = 2 * z[y1, x1] - z[y1 - 1, x1] - z[y1 + 1, x1]
+        ex = np.real((z[y1, x1 - 1] - z[y1, x1 + 1]) / den_x) if abs(den_x) > 0 else 0.0
+        ey = np.real((z[y1 - 1, x1] - z[y1 + 1, x1]) / den_y) if abs(den_y) > 0 else 0.0
+        ex, ey = float(np.clip(ex, -0.5, 0.5)), float(np.clip(ey, -0.5, 0.5))
+        rows.append(k[j])
+        targets.append([(x1 + ex) / w * TILE, (y1 + ey - h // 2) / h * TILE])
+        weights.append(min(float(ratio[y1, x1]), 30.0))
+    if len(rows) < 6:
+        return pose
+    wts = np.sqrt(np.array(weights))[:, None]
+    m = np.linalg.lstsq(np.array(rows) * wts, np.array(targets) * wts, rcond=None)[0]
+    return Pose(pose.scale, pose.angle, pose.score, m)
 
 
 def _scores(power, shape, scales, angles, bilinear):
@@ -92,7 +139,8 @@ def _scores(power, shape, scales, angles, bilinear):
 
 def sync_candidates(r: np.ndarray, k: int) -> list[Pose]:
     """The k most likely poses, best first."""
-    power = _normalised_power(r)
+    spec = _Spectrum(r)
+    power = spec.ratio
     scales = np.exp(np.arange(math.log(SCALE_RANGE[0]), math.log(SCALE_RANGE[1]), 0.006))
     angles = np.arange(-MAX_ANGLE, MAX_ANGLE + 1e-9, math.radians(0.35))
     coarse = _scores(power, r.shape, scales, angles, bilinear=False).astype(np.float32)
@@ -106,7 +154,7 @@ def sync_candidates(r: np.ndarray, k: int) -> list[Pose]:
         i, j = np.unravel_index(np.argmax(fine), fine.shape)
         poses.append(Pose(float(fine_s[i]), float(fine_a[j]), float(fine[i, j])))
     poses.sort(key=lambda p: -p.score)
-    return poses[:k]
+    return [_refine_affine(spec, p) for p in poses[:k]]
 
 
 # ---- 2. offset and fine geometry --------------------------------------------------------------
@@ -115,7 +163,7 @@ class Registration:
     inverse_map: np.ndarray  # residual (x, y) -> tile coordinates, before the offset
     offset: np.ndarray  # (dy, dx) cyclic shift of the tile, sub-pixel
     bins: np.ndarray  # folded tile's data bins (complex)
-    ring_power: np.ndarray  # mean |bin|^2 per frequency ring: the noise level
+    ring_power: np.ndarray  # mean |bin|^2 per noise class (frequency ring, on/off block grid)
     z: float  # pilot correlation peak, in standard deviations over all offsets
 
     @property
@@ -140,22 +188,22 @@ class _Folder:
         a = np.rint(m[0, 0] * xs + m[0, 1] * ys).astype(np.int64) % TILE
         b = np.rint(m[1, 0] * xs + m[1, 1] * ys).astype(np.int64) % TILE
         idx = (b * TILE + a).ravel()
-        total = np.bincount(idx, weights=r.ravel(), minlength=TILE * TILE)
-        count = np.bincount(idx, minlength=TILE * TILE)
-        tile = np.where(count > 0, total / np.maximum(count, 1), 0.0).reshape(TILE, TILE)
+        # A sum, not a mean: tile positions seen more often (partial periods after a crop)
+        # deserve proportionally more weight; this is the matched filter.
+        tile = np.bincount(idx, weights=r.ravel(), minlength=TILE * TILE).reshape(TILE, TILE)
         return np.fft.fft2(tile)[BIN_Y, BIN_X]
 
 
 def _ring_power(bins: np.ndarray) -> np.ndarray:
-    total = np.bincount(_RING, weights=bins.real**2 + bins.imag**2, minlength=_N_RING)
-    return total / np.maximum(np.bincount(_RING, minlength=_N_RING), 1) + 1e-12
+    total = np.bincount(BIN_CLASS, weights=bins.real**2 + bins.imag**2, minlength=_N_CLASS)
+    return total / np.maximum(np.bincount(BIN_CLASS, minlength=_N_CLASS), 1) + 1e-12
 
 
 def _pilot_offset(
     bins: np.ndarray, layout: KeyedLayout, around: np.ndarray | None = None, radius: int = 6
 ) -> tuple[np.ndarray, float]:
     """Cyclic offset (dy, dx) of the pilot in a folded tile, and the peak's z-score."""
-    g = bins * np.conj(layout.pilot_bins) / _ring_power(bins)[_RING]
+    g = bins * np.conj(layout.pilot_bins) / _ring_power(bins)[BIN_CLASS]
     full = np.zeros((TILE, TILE), complex)
     full[BIN_Y, BIN_X] = g
     full[(-BIN_Y) % TILE, (-BIN_X) % TILE] = np.conj(g)
@@ -190,35 +238,82 @@ def _pilot_offset(
     return d, z
 
 
-def register(r: np.ndarray, pose: Pose, layout: KeyedLayout, grid: int = 3) -> Registration:
+def _newton_step(folder: _Folder, reg: Registration, layout: KeyedLayout) -> np.ndarray | None:
+    """One Newton step on the pilot correlation over all six affine parameters.
+
+    J(m, d) = Σ_x r(x)·Q(m·x − d), with Q the ring-whitened pilot template in tile space. Its
+    gradient and Hessian need only six weighted folds of the residual (weights 1, x, y, x², xy,
+    y²) evaluated at the pilot's Fourier bins, so one step costs about one fold per parameter.
+    """
+    m = reg.inverse_map
+    xs, ys = folder.xs - folder.xs.mean(), folder.ys - folder.ys.mean()  # centred, for conditioning
+    a = np.rint(m[0, 0] * folder.xs + m[0, 1] * folder.ys).astype(np.int64) % TILE
+    b = np.rint(m[1, 0] * folder.xs + m[1, 1] * folder.ys).astype(np.int64) % TILE
+    idx = (b * TILE + a).ravel()
+    r = folder.r.ravel()
+    weights = [r, r * xs.ravel(), r * ys.ravel(), r * (xs * xs).ravel(), r * (xs * ys).ravel()]
+    weights.append(r * (ys * ys).ravel())
+    g = []
+    for wt in weights:
+        tile = np.bincount(idx, weights=wt, minlength=TILE * TILE).reshape(TILE, TILE)
+        g.append(np.fft.fft2(tile)[BIN_Y, BIN_X])
+    f1, fx, fy, fxx, fxy, fyy = g
+    # c_k = conj(Q_k)·e^{iκ·d}; the offset here is the plain (uncentred) one
+    kappa = (2 * np.pi * BIN_KX / TILE, 2 * np.pi * BIN_KY / TILE)  # tile x, tile y
+    theta = kappa[0] * reg.offset[1] + kappa[1] * reg.offset[0]
+    c = np.conj(layout.pilot_bins) / reg.ring_power[BIN_CLASS] * np.exp(1j * theta)
+    # the centred coordinates shift the offset: u = m·x' − (d − m·x̄); fold weights use x'
+    fold_b = (fx, fy)
+    fold_be = ((fxx, fxy), (fxy, fyy))
+
+    def s(z: np.ndarray) -> float:
+        return float(np.sum((z * c).real))
+
+    params = [(0, 0), (0, 1), (1, 0), (1, 1)]  # m[a, b]
+    grad = np.zeros(6)
+    hess = np.zeros((6, 6))
+    for i, (ai, bi) in enumerate(params):
+        grad[i] = s(fold_b[bi] * (-1j * kappa[ai]))
+        for j, (aj, bj) in enumerate(params):
+            hess[i, j] = s(fold_be[bi][bj] * (-kappa[ai] * kappa[aj]))
+        for cj in range(2):
+            hess[i, 4 + cj] = hess[4 + cj, i] = -s(fold_b[bi] * (-kappa[ai] * kappa[cj]))
+    for ci in range(2):
+        grad[4 + ci] = -s(f1 * (-1j * kappa[ci]))
+        for cj in range(2):
+            hess[4 + ci, 4 + cj] = s(f1 * (-kappa[ci] * kappa[cj]))
+    # The centred parametrisation changes the offset's meaning but not the Hessian's shape: an
+    # offset gradient taken at the centred origin. Solve, and keep only the map update.
+    h_damped = hess + 0.05 * np.diag(np.diag(hess))
+    try:
+        eig = np.linalg.eigvalsh(h_damped)
+        if eig.max() >= 0:
+            return None
+        step = -np.linalg.solve(h_damped, grad)
+    except np.linalg.LinAlgError:
+        return None
+    dm = step[:4].reshape(2, 2)
+    if np.abs(dm).max() * max(folder.r.shape) > 4:  # more than a few pixels: not a local fix
+        return None
+    return m + dm
+
+
+def register(r: np.ndarray, pose: Pose, layout: KeyedLayout, iterations: int = 3) -> Registration:
+    """Offset from the pilot, then Newton on the whole affine map while the pilot peak grows."""
     folder = _Folder(r)
-    m = pose.inverse_map()
-    bins = folder.bins(m)
-    offset, z = _pilot_offset(bins, layout)
-    best = Registration(m, offset, bins, _ring_power(bins), z)
-    h, w = r.shape
-    for _ in range(2):
-        rows, rhs, weights = [], [], []
-        for gy in range(grid):
-            for gx in range(grid):
-                y0, y1 = gy * h // grid, (gy + 1) * h // grid
-                x0, x1 = gx * w // grid, (gx + 1) * w // grid
-                part = folder.bins(best.inverse_map, slice(y0, y1), slice(x0, x1))
-                d, zr = _pilot_offset(part, layout, around=best.offset)
-                if zr < 4:
-                    continue
-                cx, cy = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2
-                # the offset drifts linearly across the image when the map is slightly off
-                rows += [[1, 0, cx, cy, 0, 0], [0, 1, 0, 0, cx, cy]]
-                rhs += [d[1], d[0]]
-                weights += [zr, zr]
-        if len(rows) < 8:
+    best = None
+    starts = [pose.inverse_map()]
+    if pose.matrix is not None:  # the peak-by-peak fit is usually better, but not always
+        starts.append(Pose(pose.scale, pose.angle, pose.score).inverse_map())
+    for m in starts:
+        bins = folder.bins(m)
+        offset, z = _pilot_offset(bins, layout)
+        if best is None or z > best.z:
+            best = Registration(m, offset, bins, _ring_power(bins), z)
+    for _ in range(iterations):
+        m = _newton_step(folder, best, layout)
+        if m is None:
             break
-        ref = np.array([best.offset[1], best.offset[0]] * (len(rhs) // 2))
-        target = ref + (np.array(rhs) - ref + TILE / 2) % TILE - TILE / 2
-        wts = np.array(weights)
-        sol = np.linalg.lstsq(np.array(rows) * wts[:, None], target * wts, rcond=None)[0]
-        m = best.inverse_map - np.array([[sol[2], sol[3]], [sol[4], sol[5]]])
         bins = folder.bins(m)
         offset, z = _pilot_offset(bins, layout)
         if z <= best.z:
@@ -235,10 +330,10 @@ def soft_chips(reg: Registration, layout: KeyedLayout, group: int = 3) -> np.nda
     band automatically gets less say in the decision.
     """
     phase = np.exp(2j * np.pi * (BIN_KY * reg.offset[0] + BIN_KX * reg.offset[1]) / TILE)
-    c = reg.bins * phase / np.sqrt(reg.ring_power[_RING])
+    c = reg.bins * phase / np.sqrt(reg.ring_power[BIN_CLASS])
     soft = np.concatenate([c.real, c.imag])
     soft /= np.sqrt(np.mean(soft**2)) + 1e-12
-    ring_group = CHIP_RING // group
+    ring_group = CHIP_CLASS // group
     pil = layout.pilot_idx
     n = int(ring_group.max()) + 1
     signal = np.bincount(ring_group[pil], weights=soft[pil] * layout.pilot_sign, minlength=n)

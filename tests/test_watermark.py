@@ -1,0 +1,279 @@
+"""guard's watermark: round trip, keys, error correction, false positives, attacks, image modes,
+third-party marks and the `guard watermark` CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from skimage import data as skdata
+
+from guard import watermark as wm
+from guard.cli import main
+from guard.watermark import code
+
+PAYLOAD = bytes.fromhex("9f3a0c1e5b7d2468")
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return Image.fromarray(skdata.astronaut())  # 512×512 RGB
+
+
+@pytest.fixture(scope="module")
+def marked(photo: Image.Image) -> Image.Image:
+    return wm.embed(photo, PAYLOAD)
+
+
+def _jpeg(im: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+# ---- round trip and keys ---------------------------------------------------------------------
+def test_round_trip(photo: Image.Image, marked: Image.Image) -> None:
+    assert marked.size == photo.size and marked.mode == photo.mode
+    diff = np.asarray(marked, float) - np.asarray(photo, float)
+    assert 38 < 10 * np.log10(255**2 / np.mean(diff**2)) < 50  # invisible, but really there
+    hit = wm.detect(marked)
+    assert hit.found and hit.payload == PAYLOAD and hit.id == PAYLOAD.hex()
+    assert hit.p_value < 1e-20 and hit.bit_accuracy > 0.9
+    assert hit.status == "found" and hit.scheme == wm.ALGORITHM
+    assert abs(hit.geometry["scale"] - 1) < 0.01
+
+
+def test_unmarked_and_wrong_key_find_nothing(photo: Image.Image, marked: Image.Image) -> None:
+    for hit in (wm.detect(photo), wm.detect(marked, key=b"somebody else's key")):
+        assert not hit.found and hit.payload is None and hit.status == "not_found"
+        assert hit.p_value > 1e-6
+
+
+def test_private_key(photo: Image.Image) -> None:
+    key = b"platform secret 42"
+    private = wm.embed(photo, PAYLOAD, key=key)
+    assert wm.detect(private, key=key).payload == PAYLOAD
+    assert not wm.detect(private).found  # the public key cannot read a private mark
+
+
+def test_payloads_are_random_and_validated(photo: Image.Image) -> None:
+    assert len(wm.new_payload()) == 8 and wm.new_payload() != wm.new_payload()
+    with pytest.raises(ValueError, match="8 bytes"):
+        wm.embed(photo, b"short")
+
+
+def test_detection_to_dict_is_json(marked: Image.Image) -> None:
+    d = json.loads(json.dumps(wm.detect(marked).to_dict()))
+    assert d["found"] is True and d["id"] == PAYLOAD.hex() and d["scheme"] == wm.ALGORITHM
+    assert 0 < d["p_value"] < 1e-6
+
+
+# ---- error correction ------------------------------------------------------------------------
+def test_ecc_corrects_wrong_and_erased_symbols() -> None:
+    rng = np.random.default_rng(0)
+    chips = code.encode(PAYLOAD)
+    assert chips.shape == (code.N_PAYLOAD_CHIPS,) and set(np.unique(chips)) == {-1.0, 1.0}
+    soft = chips + rng.normal(0, 1.2, chips.shape)  # every chip noisy: ~20% of signs flipped
+    assert np.mean(np.sign(soft) != chips) > 0.15
+    by_symbol = soft.reshape(code.N_SYMBOLS, code.INNER)
+    wrong = rng.choice(code.N_SYMBOLS, 15, replace=False)  # 15 symbols replaced by other words
+    others = code.encode(bytes(rng.integers(0, 256, 8, dtype=np.uint8)))
+    by_symbol[wrong] = others.reshape(code.N_SYMBOLS, code.INNER)[wrong] * 1.5
+    erased = rng.choice(np.setdiff1d(np.arange(code.N_SYMBOLS), wrong), 10, replace=False)
+    by_symbol[erased] = 0  # lost entirely: no information at all
+    decoded = code.decode(by_symbol.ravel())
+    assert decoded is not None and decoded.payload == PAYLOAD
+
+
+def test_ecc_gives_up_on_noise() -> None:
+    rng = np.random.default_rng(1)
+    hits = [code.decode(rng.normal(size=code.N_PAYLOAD_CHIPS)) for _ in range(20)]
+    assert sum(h is not None for h in hits) <= 2  # pure noise almost never decodes at all
+
+
+# ---- false positives -------------------------------------------------------------------------
+def _unmarked_images() -> list[Image.Image]:
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:384, 0:512]
+    synthetic = [
+        np.full((384, 512, 3), 128, np.uint8),  # flat
+        rng.integers(0, 256, (384, 512, 3), dtype=np.uint8),  # white noise
+        np.dstack([(x / 2).astype(np.uint8)] * 3),  # gradient
+        (((x // 8 + y // 8) % 2) * 255).astype(np.uint8),  # JPEG-block-sized checkerboard
+        (127 + 100 * np.sin(2 * np.pi * (x * 0.13 + y * 0.05))).astype(np.uint8),  # grating
+    ]
+    natural = [skdata.coffee(), skdata.chelsea(), skdata.rocket(), skdata.camera(), skdata.brick()]
+    return [Image.fromarray(a) for a in synthetic + natural]
+
+
+def test_no_false_positives_on_unmarked_images() -> None:
+    for im in _unmarked_images():
+        for variant in (im, _jpeg(im.convert("RGB"), 75)):
+            hit = wm.detect(variant)
+            assert not hit.found and hit.p_value > 1e-6
+
+
+# ---- attacks ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "attack",
+    [
+        pytest.param(lambda im: _jpeg(im, 75), id="jpeg75"),
+        pytest.param(lambda im: im.crop((20, 90, 20 + 358, 90 + 358)), id="crop70-offcentre"),
+        pytest.param(lambda im: im.resize((256, 256), Image.Resampling.BICUBIC), id="resize0.5"),
+        pytest.param(
+            lambda im: _jpeg(im.resize((384, 384), Image.Resampling.BICUBIC), 80), id="social"
+        ),
+    ],
+)
+def test_survives_attack(marked: Image.Image, attack) -> None:
+    hit = wm.detect(attack(marked))
+    assert hit.found and hit.payload == PAYLOAD
+
+
+def test_reports_crop_geometry(marked: Image.Image) -> None:
+    cropped = marked.rotate(3, Image.Resampling.BICUBIC).crop((38, 38, 474, 474))
+    hit = wm.detect(cropped)
+    assert hit.payload == PAYLOAD
+    assert hit.geometry["scale"] == pytest.approx(512 / 436, rel=0.01)
+    assert abs(abs(hit.geometry["rotation_degrees"]) - 3) < 0.3
+
+
+# ---- image handling --------------------------------------------------------------------------
+def test_too_small_is_a_clear_result_not_a_crash() -> None:
+    small = Image.new("RGB", (300, 200), "gray")
+    with pytest.raises(wm.TooSmallError, match="too small to carry a watermark"):
+        wm.embed(small, PAYLOAD)
+    hit = wm.detect(small)
+    assert not hit.found and hit.status == "too_small" and "too small" in hit.reason
+    assert hit.to_dict()["reason"] == hit.reason
+
+
+def test_alpha_is_kept_untouched(photo: Image.Image) -> None:
+    rgba = photo.copy()
+    alpha = np.tile(np.linspace(0, 255, 512, dtype=np.uint8), (512, 1))
+    rgba.putalpha(Image.fromarray(alpha))
+    out = wm.embed(rgba, PAYLOAD)
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out.getchannel("A")), alpha)
+    assert wm.detect(out).payload == PAYLOAD
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "I;16"])
+def test_greyscale_modes(mode: str) -> None:
+    grey = Image.fromarray(skdata.camera())  # 512×512 L
+    if mode == "LA":
+        grey.putalpha(200)
+    elif mode == "I;16":
+        grey = Image.fromarray(np.asarray(grey).astype(np.uint16) * 257)
+    out = wm.embed(grey, PAYLOAD)
+    assert out.mode == grey.mode and out.size == grey.size
+    assert wm.detect(out).payload == PAYLOAD
+
+
+def test_palette_image_comes_back_truecolour(photo: Image.Image) -> None:
+    out = wm.embed(photo.quantize(256), PAYLOAD)
+    assert out.mode == "RGB" and wm.detect(out).payload == PAYLOAD
+
+
+def test_non_square_and_large(photo: Image.Image) -> None:
+    wide = photo.resize((1600, 700), Image.Resampling.BICUBIC)
+    out = wm.embed(wide, PAYLOAD)
+    assert out.size == wide.size
+    assert wm.detect(out.resize((800, 350), Image.Resampling.BICUBIC)).payload == PAYLOAD
+
+
+# ---- third-party marks -----------------------------------------------------------------------
+def _iw_mark(rgb: np.ndarray, kind: str, content) -> Image.Image:
+    from imwatermark import WatermarkEncoder
+
+    enc = WatermarkEncoder()
+    enc.set_watermark(kind, content)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    return Image.fromarray(np.ascontiguousarray(enc.encode(bgr, "dwtDct")[:, :, ::-1]))
+
+
+# diffusers' StableDiffusionXLWatermarker: WATERMARK_BITS = the binary digits of this number
+SDXL_BITS = [int(b) for b in bin(0b101100111110110010010000011110111011000110011110)[2:]]
+
+
+def test_third_party_marks_are_named() -> None:
+    rgb = skdata.astronaut()
+    cases = {
+        "Stable Diffusion XL": _iw_mark(rgb, "bits", SDXL_BITS),
+        "Stable Diffusion v1": _iw_mark(rgb, "bytes", b"StableDiffusionV1"),
+        "Stable Diffusion v2": _iw_mark(rgb, "bytes", b"SDV2"),
+    }
+    for name, im in cases.items():
+        marks = wm.detect_third_party(im)
+        assert marks and marks[0].name.startswith(name), (name, marks)
+        assert marks[0].fragile and marks[0].p_value < 1e-6 and marks[0].bit_agreement > 0.9
+        assert json.loads(json.dumps(marks[0].to_dict()))["name"] == marks[0].name
+    assert wm.detect_third_party(Image.fromarray(rgb)) == []
+    assert wm.detect_third_party(Image.new("RGB", (200, 200))) == []
+
+
+def test_third_party_decoder_matches_invisible_watermark() -> None:
+    from imwatermark import WatermarkDecoder
+
+    from guard.watermark import thirdparty
+
+    bgr = np.ascontiguousarray(np.asarray(_iw_mark(skdata.coffee(), "bytes", b"SDV2"))[:, :, ::-1])
+    blocks = thirdparty.block_bits(bgr)
+    for n in (32, 48, 136):
+        ours = thirdparty.message_bits(blocks, n)
+        theirs = np.array(WatermarkDecoder("bits", n).decode(bgr, "dwtDct"), bool)
+        assert np.array_equal(ours, theirs)
+
+
+# ---- CLI -------------------------------------------------------------------------------------
+def test_cli_embed_and_detect(tmp_path, photo: Image.Image) -> None:
+    src, out = tmp_path / "in.png", tmp_path / "out.jpg"
+    photo.save(src)
+    runner = CliRunner()
+    r = runner.invoke(
+        main, ["watermark", "embed", str(src), "-o", str(out), "--payload", PAYLOAD.hex()]
+    )
+    assert r.exit_code == 0, r.output
+    assert PAYLOAD.hex() in r.output and out.is_file()
+    again = runner.invoke(main, ["watermark", "embed", str(src), "-o", str(out)])
+    assert again.exit_code == 2 and "already exists" in again.output  # never overwrites by default
+    assert (
+        runner.invoke(main, ["watermark", "embed", str(src), "-o", str(out), "--force"]).exit_code
+        == 0
+    )
+
+    r = runner.invoke(main, ["watermark", "detect", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["found"] and d["p_value"] < 1e-6 and d["third_party_marks"] == []
+    assert runner.invoke(main, ["watermark", "detect", str(src)]).exit_code == 1  # unmarked
+
+
+def test_cli_private_key_and_errors(tmp_path, photo: Image.Image) -> None:
+    src, out, key = tmp_path / "in.png", tmp_path / "out.png", tmp_path / "wm.key"
+    photo.save(src)
+    key.write_bytes(b"my private key\n")
+    runner = CliRunner()
+    r = runner.invoke(
+        main, ["watermark", "embed", str(src), "-o", str(out), "--key", str(key), "--json"]
+    )
+    assert r.exit_code == 0 and json.loads(r.output)["key"] == "private"
+    assert runner.invoke(main, ["watermark", "detect", str(out), "--key", str(key)]).exit_code == 0
+    assert runner.invoke(main, ["watermark", "detect", str(out)]).exit_code == 1
+
+    bad = runner.invoke(
+        main, ["watermark", "embed", str(src), "-o", str(tmp_path / "x.png"), "--payload", "xyz"]
+    )
+    assert bad.exit_code == 2 and "16 hex digits" in bad.output
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    assert runner.invoke(main, ["watermark", "detect", str(junk)]).exit_code == 2
+    small = tmp_path / "small.png"
+    Image.new("RGB", (120, 90)).save(small)
+    r = runner.invoke(main, ["watermark", "detect", str(small)])
+    assert r.exit_code == 1 and "too small" in r.output
+    r = runner.invoke(main, ["watermark", "embed", str(small), "-o", str(tmp_path / "s.png")])
+    assert r.exit_code == 2 and "too small" in r.output and not (tmp_path / "s.png").exists()
