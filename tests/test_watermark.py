@@ -139,7 +139,21 @@ def test_reports_crop_geometry(marked: Image.Image) -> None:
     hit = wm.detect(cropped)
     assert hit.payload == PAYLOAD
     assert hit.geometry["scale"] == pytest.approx(512 / 436, rel=0.01)
-    assert abs(abs(hit.geometry["rotation_degrees"]) - 3) < 0.3
+    assert hit.geometry["rotation_degrees"] == pytest.approx(3, abs=0.3)  # counter-clockwise
+
+
+@pytest.mark.parametrize(
+    ("transpose", "angle", "mirrored"),
+    [
+        (Image.Transpose.ROTATE_90, 90, False),
+        (Image.Transpose.ROTATE_180, 180, False),
+        (Image.Transpose.FLIP_LEFT_RIGHT, 0, True),
+    ],
+)
+def test_quarter_turns_and_mirror_images(marked: Image.Image, transpose, angle, mirrored) -> None:
+    hit = wm.detect(marked.transpose(transpose))
+    assert hit.payload == PAYLOAD and hit.geometry["mirrored"] is mirrored
+    assert abs((hit.geometry["rotation_degrees"] - angle + 180) % 360 - 180) < 0.5
 
 
 # ---- image handling --------------------------------------------------------------------------

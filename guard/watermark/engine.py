@@ -124,7 +124,11 @@ def detect(image: Image.Image, *, key: bytes | None = None) -> Detection:
         p_value=stats.p_value(log10_p),
         bit_accuracy=round(agree / code.N_PAYLOAD_CHIPS, 4) if found else None,
         status="found" if found else "not_found",
-        geometry={"scale": round(reg.scale, 4), "rotation_degrees": round(reg.angle_degrees, 2)}
+        geometry={
+            "scale": round(reg.scale, 4),
+            "rotation_degrees": round(-reg.angle_degrees, 2),  # counter-clockwise positive
+            "mirrored": reg.mirrored,
+        }
         if found
         else {},
     )

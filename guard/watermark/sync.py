@@ -4,7 +4,8 @@ from the pilot chips, then the soft value of every chip.
 1. `residual` whitens the working-resolution luma: a 7×7 median removes edges and flat colour, a
    high-pass removes what is left of the low frequencies, and a local contrast normalisation keeps
    strong texture from drowning the rest of the image.
-2. `sync_candidates` searches scale (0.6–2×) and angle (±10°) for the pose under which the sync
+2. `sync_candidates` searches scale (0.6–2×), angle (±10° around each quarter turn) and mirroring
+   for the pose under which the sync
    template's 16 peaks light up in the residual's power spectrum (each bin normalised by its
    neighbourhood, so only peaks count).
 3. `register` folds the residual modulo the estimated lattice into one tile, finds the cyclic
@@ -53,6 +54,7 @@ class Pose:
     scale: float  # tile period in residual pixels / TILE
     angle: float  # radians, counter-clockwise in image coordinates
     score: float  # summed normalised power at the sync peaks (about 0 without a mark)
+    mirror: bool = False  # the image was flipped left-right
     matrix: np.ndarray | None = None  # affine refinement from the individual peaks
 
     def inverse_map(self) -> np.ndarray:
@@ -60,7 +62,8 @@ class Pose:
         if self.matrix is not None:
             return self.matrix
         c, s = math.cos(self.angle), math.sin(self.angle)
-        return np.array([[c, s], [-s, c]]) / self.scale
+        m = np.array([[c, s], [-s, c]]) / self.scale
+        return m * np.array([-1.0, 1.0]) if self.mirror else m
 
 
 class _Spectrum:
@@ -112,16 +115,18 @@ def _refine_affine(spec: _Spectrum, pose: Pose) -> Pose:
         return pose
     wts = np.sqrt(np.array(weights))[:, None]
     m = np.linalg.lstsq(np.array(rows) * wts, np.array(targets) * wts, rcond=None)[0]
-    return Pose(pose.scale, pose.angle, pose.score, m)
+    return Pose(pose.scale, pose.angle, pose.score, pose.mirror, m)
 
 
-def _scores(power, shape, scales, angles, bilinear):
+def _scores(power, shape, scales, angles, bilinear, mirror=False):
     h, w = shape
     kx, ky = SYNC_K[:, 0].astype(float), SYNC_K[:, 1].astype(float)
     s, a = np.meshgrid(scales, angles, indexing="ij")
     c, sn = np.cos(a)[..., None], np.sin(a)[..., None]
     fx = (c * kx - sn * ky) / (TILE * s[..., None]) * w  # in FFT bins
     fy = (sn * kx + c * ky) / (TILE * s[..., None]) * h
+    if mirror:
+        fx = -fx
     flip = fx < 0  # rfft keeps one half-plane; the other is its mirror
     fx, fy = np.where(flip, -fx, fx), np.where(flip, -fy, fy) + h // 2
     x0, y0 = np.floor(fx).astype(int), np.floor(fy).astype(int)
@@ -142,17 +147,27 @@ def sync_candidates(r: np.ndarray, k: int) -> list[Pose]:
     spec = _Spectrum(r)
     power = spec.ratio
     scales = np.exp(np.arange(math.log(SCALE_RANGE[0]), math.log(SCALE_RANGE[1]), 0.006))
-    angles = np.arange(-MAX_ANGLE, MAX_ANGLE + 1e-9, math.radians(0.35))
-    coarse = _scores(power, r.shape, scales, angles, bilinear=False).astype(np.float32)
-    peaks = np.argwhere(coarse == cv2.dilate(coarse, np.ones((5, 5), np.uint8)))
-    order = np.argsort(-coarse[peaks[:, 0], peaks[:, 1]])[: 2 * k + 2]
+    small = np.arange(-MAX_ANGLE, MAX_ANGLE + 1e-9, math.radians(0.35))
+    found = []  # (coarse score, scale, angle, mirror)
+    # Quarter turns and mirror images: the power spectrum cannot tell θ from θ + 180°, so
+    # windows around 0° and 90° cover all four turns; registration settles the half turn.
+    for mirror in (False, True):
+        for base in (0.0, math.pi / 2):
+            angles = base + small
+            coarse = _scores(power, r.shape, scales, angles, False, mirror).astype(np.float32)
+            peaks = np.argwhere(coarse == cv2.dilate(coarse, np.ones((5, 5), np.uint8)))
+            values = coarse[peaks[:, 0], peaks[:, 1]]
+            for i in np.argsort(-values)[: 2 * k + 2]:
+                si, ai = peaks[i]
+                found.append((float(values[i]), scales[si], angles[ai], mirror))
+    found.sort(key=lambda f: -f[0])
     poses = []
-    for si, ai in peaks[order]:
-        fine_s = scales[si] * np.exp(np.linspace(-0.006, 0.006, 25))
-        fine_a = angles[ai] + np.radians(np.linspace(-0.4, 0.4, 17))
-        fine = _scores(power, r.shape, fine_s, fine_a, bilinear=True)
+    for _, scale, angle, mirror in found[: 2 * k + 2]:
+        fine_s = scale * np.exp(np.linspace(-0.006, 0.006, 25))
+        fine_a = angle + np.radians(np.linspace(-0.4, 0.4, 17))
+        fine = _scores(power, r.shape, fine_s, fine_a, True, mirror)
         i, j = np.unravel_index(np.argmax(fine), fine.shape)
-        poses.append(Pose(float(fine_s[i]), float(fine_a[j]), float(fine[i, j])))
+        poses.append(Pose(float(fine_s[i]), float(fine_a[j]), float(fine[i, j]), mirror))
     poses.sort(key=lambda p: -p.score)
     return [_refine_affine(spec, p) for p in poses[:k]]
 
@@ -171,8 +186,12 @@ class Registration:
         return float(1 / math.sqrt(abs(np.linalg.det(self.inverse_map))))
 
     @property
+    def mirrored(self) -> bool:
+        return bool(np.linalg.det(self.inverse_map) < 0)
+
+    @property
     def angle_degrees(self) -> float:
-        m = self.inverse_map
+        m = self.inverse_map * (np.array([-1.0, 1.0]) if self.mirrored else 1.0)
         return float(math.degrees(math.atan2(m[0, 1] - m[1, 0], m[0, 0] + m[1, 1])))
 
 
@@ -304,12 +323,14 @@ def register(r: np.ndarray, pose: Pose, layout: KeyedLayout, iterations: int = 3
     best = None
     starts = [pose.inverse_map()]
     if pose.matrix is not None:  # the peak-by-peak fit is usually better, but not always
-        starts.append(Pose(pose.scale, pose.angle, pose.score).inverse_map())
+        starts.append(Pose(pose.scale, pose.angle, pose.score, pose.mirror).inverse_map())
     for m in starts:
         bins = folder.bins(m)
-        offset, z = _pilot_offset(bins, layout)
-        if best is None or z > best.z:
-            best = Registration(m, offset, bins, _ring_power(bins), z)
+        # the half turn: folding under -m reflects the tile, whose spectrum is the conjugate
+        for mm, bb in ((m, bins), (-m, np.conj(bins))):
+            offset, z = _pilot_offset(bb, layout)
+            if best is None or z > best.z:
+                best = Registration(mm, offset, bb, _ring_power(bb), z)
     for _ in range(iterations):
         m = _newton_step(folder, best, layout)
         if m is None:
