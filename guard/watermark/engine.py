@@ -73,7 +73,7 @@ class Detection:
     scheme: str = ALGORITHM
     status: str = "not_found"  # "found", "not_found" or "too_small"
     reason: str | None = None  # why nothing could be checked (too small), in words
-    geometry: dict[str, float] = field(default_factory=dict)  # scale/rotation vs the original
+    geometry: dict[str, float | bool] = field(default_factory=dict)  # scale, rotation, mirrored
 
     @property
     def id(self) -> str | None:

@@ -4,14 +4,14 @@ from the pilot chips, then the soft value of every chip.
 1. `residual` whitens the working-resolution luma: a 7×7 median removes edges and flat colour, a
    high-pass removes what is left of the low frequencies, and a local contrast normalisation keeps
    strong texture from drowning the rest of the image.
-2. `sync_candidates` searches scale (0.6–2×), angle (±10° around each quarter turn) and mirroring
-   for the pose under which the sync
-   template's 16 peaks light up in the residual's power spectrum (each bin normalised by its
-   neighbourhood, so only peaks count).
+2. `sync_candidates` searches scale (0.6–2×), angle (±10° around each quarter turn) and
+   mirroring for the pose under which the sync template's 16 peaks light up in the residual's
+   power spectrum (each bin normalised by its neighbourhood, so only peaks count), then fits a
+   full 2×2 map to the individually located peaks.
 3. `register` folds the residual modulo the estimated lattice into one tile, finds the cyclic
    offset by correlating with the pilot chips (sub-pixel, Newton on the correlation peak), then
-   refines the whole affine map from the offsets of a 3×3 grid of image regions — a drift of a
-   fraction of a pixel across the image is enough to scramble high-frequency chips.
+   takes Newton steps on all six affine parameters — a drift of a fraction of a pixel across the
+   image is enough to scramble the high-frequency chips.
 """
 
 from __future__ import annotations
@@ -202,15 +202,21 @@ class _Folder:
         self.r = r
         self.ys, self.xs = np.mgrid[0 : r.shape[0], 0 : r.shape[1]].astype(np.float32)
 
-    def bins(self, m: np.ndarray, rows=slice(None), cols=slice(None)) -> np.ndarray:
-        xs, ys, r = self.xs[rows, cols], self.ys[rows, cols], self.r[rows, cols]
-        a = np.rint(m[0, 0] * xs + m[0, 1] * ys).astype(np.int64) % TILE
-        b = np.rint(m[1, 0] * xs + m[1, 1] * ys).astype(np.int64) % TILE
-        idx = (b * TILE + a).ravel()
+    def index(self, m: np.ndarray) -> np.ndarray:
+        """Tile position (row-major) of every residual pixel under inverse map m."""
+        a = np.rint(m[0, 0] * self.xs + m[0, 1] * self.ys).astype(np.int64) % TILE
+        b = np.rint(m[1, 0] * self.xs + m[1, 1] * self.ys).astype(np.int64) % TILE
+        return (b * TILE + a).ravel()
+
+    @staticmethod
+    def fold(idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
         # A sum, not a mean: tile positions seen more often (partial periods after a crop)
         # deserve proportionally more weight; this is the matched filter.
-        tile = np.bincount(idx, weights=r.ravel(), minlength=TILE * TILE).reshape(TILE, TILE)
+        tile = np.bincount(idx, weights=weights, minlength=TILE * TILE).reshape(TILE, TILE)
         return np.fft.fft2(tile)[BIN_Y, BIN_X]
+
+    def bins(self, m: np.ndarray) -> np.ndarray:
+        return self.fold(self.index(m), self.r.ravel())
 
 
 def _ring_power(bins: np.ndarray) -> np.ndarray:
@@ -218,25 +224,15 @@ def _ring_power(bins: np.ndarray) -> np.ndarray:
     return total / np.maximum(np.bincount(BIN_CLASS, minlength=_N_CLASS), 1) + 1e-12
 
 
-def _pilot_offset(
-    bins: np.ndarray, layout: KeyedLayout, around: np.ndarray | None = None, radius: int = 6
-) -> tuple[np.ndarray, float]:
+def _pilot_offset(bins: np.ndarray, layout: KeyedLayout) -> tuple[np.ndarray, float]:
     """Cyclic offset (dy, dx) of the pilot in a folded tile, and the peak's z-score."""
     g = bins * np.conj(layout.pilot_bins) / _ring_power(bins)[BIN_CLASS]
     full = np.zeros((TILE, TILE), complex)
     full[BIN_Y, BIN_X] = g
     full[(-BIN_Y) % TILE, (-BIN_X) % TILE] = np.conj(g)
     corr = np.fft.ifft2(full).real
-    if around is None:
-        oy, ox = np.unravel_index(np.argmax(corr), corr.shape)
-    else:
-        cy, cx = round(float(around[0])), round(float(around[1]))
-        yy = np.arange(cy - radius, cy + radius + 1)
-        xx = np.arange(cx - radius, cx + radius + 1)
-        sub = corr[np.ix_(yy % TILE, xx % TILE)]
-        j, i = np.unravel_index(np.argmax(sub), sub.shape)
-        oy, ox = yy[j], xx[i]
-    z = float((corr[oy % TILE, ox % TILE] - corr.mean()) / (corr.std() + 1e-12))
+    oy, ox = np.unravel_index(np.argmax(corr), corr.shape)
+    z = float((corr[oy, ox] - corr.mean()) / (corr.std() + 1e-12))
     d = np.array([float(oy), float(ox)])
     ky, kx = 2 * np.pi * BIN_KY / TILE, 2 * np.pi * BIN_KX / TILE
     for _ in range(3):  # Newton steps on Re Σ g·e^{i k·d}
@@ -265,18 +261,12 @@ def _newton_step(folder: _Folder, reg: Registration, layout: KeyedLayout) -> np.
     y²) evaluated at the pilot's Fourier bins, so one step costs about one fold per parameter.
     """
     m = reg.inverse_map
-    xs, ys = folder.xs - folder.xs.mean(), folder.ys - folder.ys.mean()  # centred, for conditioning
-    a = np.rint(m[0, 0] * folder.xs + m[0, 1] * folder.ys).astype(np.int64) % TILE
-    b = np.rint(m[1, 0] * folder.xs + m[1, 1] * folder.ys).astype(np.int64) % TILE
-    idx = (b * TILE + a).ravel()
+    idx = folder.index(m)
+    xs = (folder.xs - folder.xs.mean()).ravel()  # centred, for conditioning
+    ys = (folder.ys - folder.ys.mean()).ravel()
     r = folder.r.ravel()
-    weights = [r, r * xs.ravel(), r * ys.ravel(), r * (xs * xs).ravel(), r * (xs * ys).ravel()]
-    weights.append(r * (ys * ys).ravel())
-    g = []
-    for wt in weights:
-        tile = np.bincount(idx, weights=wt, minlength=TILE * TILE).reshape(TILE, TILE)
-        g.append(np.fft.fft2(tile)[BIN_Y, BIN_X])
-    f1, fx, fy, fxx, fxy, fyy = g
+    weights = (r, r * xs, r * ys, r * xs * xs, r * xs * ys, r * ys * ys)
+    f1, fx, fy, fxx, fxy, fyy = (folder.fold(idx, wt) for wt in weights)
     # c_k = conj(Q_k)·e^{iκ·d}; the offset here is the plain (uncentred) one
     kappa = (2 * np.pi * BIN_KX / TILE, 2 * np.pi * BIN_KY / TILE)  # tile x, tile y
     theta = kappa[0] * reg.offset[1] + kappa[1] * reg.offset[0]
