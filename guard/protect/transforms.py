@@ -1,0 +1,62 @@
+"""Expectation over transformation: what social sites do to an image, made differentiable.
+
+One transformation per step, in a fixed cycle (identity, JPEG, resize): with only ~8 steps a random
+draw can miss the identity entirely, and the cycle measured better than random mixtures on taef2.
+JPEG is kornia's differentiable codec (real DCT and quantisation tables, soft rounding); resizing is
+an antialiased bilinear round trip. Each returns the transformed image and how to cut the reference
+the same way (a hook for crops; shifting the JPEG grid by a random 0-7 px crop was measured and
+cost 0.7 dB of drop on taef2 without improving survival, so the cycle has no crop).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+Cut = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def jpeg(x: torch.Tensor, quality: float) -> torch.Tensor:
+    from kornia.enhance import jpeg_codec_differentiable
+
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % 16, (-w) % 16  # kornia works on whole 16x16 MCUs
+    xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+    q = torch.full((x.shape[0],), float(quality), device=x.device)
+    y = jpeg_codec_differentiable(xp.float(), q).to(x.dtype)
+    return y[..., :h, :w].clamp(0, 1)
+
+
+def resize_round_trip(x: torch.Tensor, scale: float) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    small = F.interpolate(
+        x, scale_factor=scale, mode="bilinear", antialias=True, align_corners=False
+    )
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+class Cycle:
+    """identity -> JPEG q 50-90 -> resize x0.5-0.9 and back."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = random.Random(seed)
+
+    def __call__(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, Cut]:
+        kind = step % 3
+        if kind == 1:
+            return jpeg(x, self.rng.uniform(50, 90)), _identity
+        if kind == 2:
+            return resize_round_trip(x, self.rng.uniform(0.5, 0.9)), _identity
+        return x, _identity
+
+
+class NoTransform:
+    def __call__(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, Cut]:
+        return x, _identity
