@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchattacks.attack import Attack
 from torch import nn
+from torchattacks.attack import Attack
 
 from guard.protect.transforms import Cycle, NoTransform
 

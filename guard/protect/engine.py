@@ -94,12 +94,14 @@ def protect_image(
     mask: Any = None,
     robust: bool = True,
     device: str | torch.device | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     optimiser: str = DEFAULT_OPTIMISER,
     strategy: str = "tiles",
     tile: int | None = None,
     seed: int = 0,
     return_record: bool = False,
+    surrogate: Any = None,
+    model_name: str | None = None,
 ) -> Image.Image | tuple[Image.Image, Protection]:
     import torch
     import torch.nn.functional as F
@@ -121,7 +123,9 @@ def protect_image(
     prep = prepare(image)
     w, h = image.size
     dev = pick_device(device)
-    if encoder is None and unet is None:
+    if surrogate is not None:  # loaded once by a batch caller
+        sur, model_name = surrogate, model_name or model or "custom"
+    elif encoder is None and unet is None:
         sur, model_name = load_surrogate(model, need_unet=mode != "textural", device=dev)
     else:
         sur = surrogate_from_modules(encoder=encoder, decoder=decoder, unet=unet).to(dev)
@@ -158,7 +162,8 @@ def protect_image(
     from guard.protect.attacks import windows
 
     n_win = len(windows(wh + ph, ww + pw, tile_side))
-    bar = tqdm(total=steps * n_win, desc="protect", unit="step", disable=not progress, leave=False)
+    desc = progress if isinstance(progress, str) else "protect"
+    bar = tqdm(total=steps * n_win, desc=desc, unit="step", disable=not progress, leave=False)
     kwargs: dict[str, Any] = dict(
         eps=eps,
         steps=steps,

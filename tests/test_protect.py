@@ -1,0 +1,273 @@
+"""guard.protect and `guard protect`: the attack plumbing on tiny random-weight diffusers models,
+the CLI with its signed, watermarked output, and (opt-in, ../shared) the real effect on taef2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tiny_models as tm
+import torch
+from click.testing import CliRunner
+from helpers import art, sha256
+from PIL import Image
+
+from guard.cli import main
+from guard.errors import ModelNotFoundError, TooSmallError
+from guard.protect import ASSERTION_LABEL, PRESETS, Protection, protect
+
+EPS = 8 / 255
+FAST = dict(steps=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory) -> Path:
+    return tm.sd_folder(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def vae():
+    torch.manual_seed(0)
+    return tm._vae().eval()
+
+
+@pytest.fixture(scope="module")
+def unet(sd):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.from_pretrained(sd, subfolder="unet").eval()
+
+
+def encoder_of(vae):
+    from guard.protect.models import VaeDecoder, VaeEncoder
+
+    return VaeEncoder(vae), VaeDecoder(vae)
+
+
+def diff(a: Image.Image, b: Image.Image) -> np.ndarray:
+    return np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (97, 71)])
+def test_textural_stays_within_eps_and_changes_the_image(vae, size):
+    enc, dec = encoder_of(vae)
+    im = art(*size)
+    out, record = protect(im, encoder=enc, decoder=dec, eps=EPS, return_record=True, **FAST)
+    d = diff(out, im)
+    assert out.size == im.size and out.mode == "RGB"
+    assert np.abs(d).max() <= 8  # eps 8/255 after rounding to 8 bits
+    assert (d != 0).mean() > 0.3  # a perturbation over most of the image
+    assert record.objective == "reconstruction" and record.steps == 2
+
+
+def test_the_attack_raises_its_objective(vae):
+    """More steps disrupt the (random) autoencoder's reconstruction more: the optimiser works."""
+    enc, dec = encoder_of(vae)
+    im = art(64, 64)
+    x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+    def err(img: Image.Image) -> float:
+        t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            return float(((dec(enc(t)) - x) ** 2).mean())
+
+    base = err(im)
+    rng = np.random.default_rng(0)
+    noise = np.clip(np.asarray(im, dtype=np.int16) + rng.choice([-8, 8], (64, 64, 3)), 0, 255)
+    noisy = err(Image.fromarray(noise.astype(np.uint8)))  # a random perturbation of the same size
+    out = protect(im, encoder=enc, decoder=dec, eps=EPS, steps=4, robust=False, progress=False)
+    assert err(out) - base > 5 * abs(noisy - base) and err(out) > base * 1.05
+
+
+def test_encoder_only_pulls_towards_the_target(vae):
+    enc, _ = encoder_of(vae)
+    im = art(64, 64)
+    target = Image.new("RGB", (64, 64), (255, 0, 255))
+    out, record = protect(im, encoder=enc, target=target, return_record=True, **FAST)
+    assert record.objective == "latent-target"
+    with torch.no_grad():
+
+        def z(img):
+            t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+            return enc(t)
+
+        zt = z(target)
+        assert float(((z(out) - zt) ** 2).mean()) < float(((z(im) - zt) ** 2).mean())
+
+
+@pytest.mark.parametrize("mode", ["semantic", "fused"])
+def test_semantic_and_fused_modes(vae, unet, mode):
+    enc, dec = encoder_of(vae)
+    im = art(64, 64)
+    out, record = protect(
+        im, encoder=enc, decoder=dec, unet=unet, mode=mode, return_record=True, **FAST
+    )
+    d = diff(out, im)
+    assert np.abs(d).max() <= 8 and (d != 0).any()
+    assert record.mode == mode
+
+
+def test_semantic_without_unet_is_refused(vae):
+    enc, dec = encoder_of(vae)
+    with pytest.raises(ValueError, match="UNet"):
+        protect(art(64, 64), encoder=enc, decoder=dec, mode="semantic", **FAST)
+
+
+def test_mask_protects_only_its_region(vae):
+    enc, dec = encoder_of(vae)
+    im = art(96, 64)
+    mask = Image.new("L", im.size, 0)
+    mask.paste(255, (0, 0, 48, 64))
+    d = diff(protect(im, encoder=enc, decoder=dec, mask=mask, **FAST), im)
+    assert (d[:, :48] != 0).mean() > 0.3
+    assert not d[:, 48:].any()
+
+
+def test_alpha_is_kept_and_greyscale_stays_grey(vae):
+    enc, dec = encoder_of(vae)
+    rgba = art(80, 64, mode="RGBA")
+    out = protect(rgba, encoder=enc, decoder=dec, **FAST)
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(rgba.getchannel("A")))
+    for mode in ("L", "LA"):
+        grey = art(72, 64).convert(mode)
+        g = protect(grey, encoder=enc, decoder=dec, **FAST)
+        assert g.mode == mode and np.abs(diff(g, grey)).max() <= 8 and diff(g, grey).any()
+
+
+def test_large_image_is_tiled_without_seams(vae):
+    from guard.protect.attacks import windows
+
+    wins = windows(200, 136, 128)
+    cover = np.zeros((200, 136), int)
+    for t, left, h, w in wins:
+        assert t % 8 == 0 and left % 8 == 0 and t + h <= 200 and left + w <= 136
+        cover[t : t + h, left : left + w] += 1
+    assert len(wins) > 1 and cover.min() >= 1  # overlapping tiles cover the image
+    enc, dec = encoder_of(vae)
+    im = art(200, 136)
+    out = protect(im, encoder=enc, decoder=dec, tile=128, **FAST)
+    d = diff(out, im)
+    assert np.abs(d).max() <= 8 and (d != 0).mean() > 0.3
+
+
+def test_too_small_image_is_a_clear_error(vae):
+    enc, _ = encoder_of(vae)
+    with pytest.raises(TooSmallError, match="64 px"):
+        protect(art(63, 200), encoder=enc, **FAST)
+
+
+def test_model_folder_and_offline_hub_id(sd):
+    out = protect(art(64, 64), model=str(sd), **FAST)
+    assert out.size == (64, 64)
+    with pytest.raises(ModelNotFoundError, match="--model"):
+        protect(art(64, 64), model="someone/not-cached-model", **FAST)
+
+
+def test_protection_record_is_a_manifest_assertion():
+    data = Protection("textural", 8 / 255, 8, True, "sd15").to_assertion()
+    assert data["eps_255"] == 8.0 and data["mode"] == "textural" and data["robust"] is True
+    assert json.loads(json.dumps(data)) == data
+    assert PRESETS["medium"][0] == 8 / 255
+
+
+# -- CLI --------------------------------------------------------------------------------------
+
+
+def run(*args):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_cli_writes_a_signed_protected_png(sd, tmp_path):
+    from guard.verdict import verify
+
+    src = tmp_path / "art.png"
+    art(256, 256).save(src)
+    before = sha256(src)
+    code, out, err = run("protect", src, "--model", sd, "--steps", "1", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    dst = tmp_path / "art.protected.png"
+    assert Path(result["output"]) == dst and sha256(src) == before
+    assert Image.open(dst).format == "PNG"
+    assert np.abs(diff(Image.open(dst).convert("RGB"), Image.open(src))).max() <= 8 + 3
+    v = verify(dst, watermark=True)
+    assert v.ok
+    assert v.c2pa.training == "notAllowed" or v.training == "notAllowed"
+    assert any(a["action"] == "c2pa.edited" for a in v.c2pa.actions)
+    assert v.c2pa.assertions[ASSERTION_LABEL]["eps_255"] == 8.0
+    assert [i.get("relationship") for i in v.c2pa.ingredients] == ["parentOf"]
+    assert result["watermark_id"] and v.watermark and v.watermark.get("found")
+
+
+def test_cli_batch_resumes_and_warns_about_jpeg(sd, tmp_path):
+    folder = tmp_path / "arts"
+    folder.mkdir()
+    for i in range(2):
+        art(64, 64, seed=i).save(folder / f"a{i}.png")
+    code, out, err = run("protect", folder, "--model", sd, "--steps", "1", "--json")
+    assert code == 0, err
+    assert all(r["skipped"] is None for r in json.loads(out))
+    stamp = (folder / "a0.protected.png").stat().st_mtime_ns
+    (folder / "a1.protected.png").unlink()  # as if interrupted
+    code, out, _ = run("protect", folder, "--model", sd, "--steps", "1", "--json")
+    res = {Path(r["input"]).name: r["skipped"] for r in json.loads(out)}
+    assert res == {"a0.png": "exists", "a1.png": None}
+    assert (folder / "a0.protected.png").stat().st_mtime_ns == stamp
+    code, _, err = run(
+        "protect", folder / "a0.png", "-o", tmp_path / "x.jpg", "--model", sd, "--steps", "1"
+    )
+    assert code == 0 and "weakens the protection" in err
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: art(40, 40).save(p), "64 px"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n garbage"), ""),
+    ],
+)
+def test_cli_bad_inputs_fail_clearly_and_leave_the_input(sd, tmp_path, make, message):
+    src = tmp_path / "bad.png"
+    make(src)
+    before = src.read_bytes()
+    code, _, err = run("protect", src, "--model", sd, "--steps", "1")
+    assert code == 2 and err.startswith("guard: error:") and message in err
+    assert src.read_bytes() == before and not (tmp_path / "bad.protected.png").exists()
+
+
+def test_cli_refuses_to_overwrite_a_single_output(sd, tmp_path):
+    src = tmp_path / "art.png"
+    art(64, 64).save(src)
+    (tmp_path / "art.protected.png").write_bytes(b"keep")
+    code, _, err = run("protect", src, "--model", sd, "--steps", "1")
+    assert code == 2 and "--force" in err
+    assert (tmp_path / "art.protected.png").read_bytes() == b"keep"
+
+
+# -- the real effect, on the trained taef2 stand-in ----------------------------------------------
+
+
+@pytest.mark.shared
+def test_default_preset_disrupts_a_trained_autoencoder(shared_dir):
+    d = shared_dir / "models" / "taef2"
+    enc = torch.export.load(str(d / "taef2_encoder.pt2")).module()
+    dec = torch.export.load(str(d / "taef2_decoder.pt2")).module()
+    im = Image.open(shared_dir / "datasets" / "cset14" / "pepper.png").convert("RGB")
+    im = im.resize((192, 192), Image.BICUBIC)
+    eps, steps = PRESETS["medium"]
+    out = protect(im, encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False)
+    assert np.abs(diff(out, im)).max() <= 8
+
+    def psnr(img):
+        t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            mse = float(((dec(enc(t)).clamp(0, 1) - x) ** 2).mean())
+        return -10 * np.log10(mse)
+
+    assert psnr(im) - psnr(out) > 4.0  # dB; ~10 dB measured, Mist at eps 16 gets ~7
