@@ -177,6 +177,67 @@ METHODS = {
 }
 
 
+def figures(enc, dec, out_dir: Path, size: int) -> None:
+    """docs/img/protect_*.png: for each preset, the protected image, a 4x zoom of a crop and the
+    autoencoder's reconstruction, next to the same for the original."""
+    im = square(SHARED / "datasets" / "cset14" / "pepper.png", size)
+    cell, crop = 192, (size // 2, size // 2, size // 2 + 48, size // 2 + 48)
+
+    @torch.no_grad()
+    def recon(img: Image.Image) -> Image.Image:
+        return pil(dec(enc(t(img))).clamp(0, 1))
+
+    def panel(img: Image.Image) -> Image.Image:
+        row = Image.new("RGB", (3 * cell, cell))
+        row.paste(img.resize((cell, cell), Image.LANCZOS), (0, 0))
+        row.paste(img.crop(crop).resize((cell, cell), Image.NEAREST), (cell, 0))
+        row.paste(recon(img).resize((cell, cell), Image.LANCZOS), (2 * cell, 0))
+        return row
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    panel(im).save(out_dir / "protect_original.png", optimize=True)
+    for name, (eps, steps) in PRESETS.items():
+        prot = protect(im, encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False)
+        panel(prot).save(out_dir / f"protect_{name}.png", optimize=True)
+        print(
+            f"figure {name}: PSNR {psnr(t(prot), t(im)):.2f} dB, reconstruction PSNR "
+            f"{psnr(t(recon(prot)), t(im)):.2f} dB (original {psnr(t(recon(im)), t(im)):.2f})"
+        )
+
+
+def order(enc, dec, images: list[tuple[str, Image.Image]]) -> None:
+    """Which order keeps both the perturbation and guard's watermark: protect then watermark
+    (what `guard protect` does through publish) or watermark then protect."""
+    from guard import watermark as wm
+
+    eps, steps = PRESETS["medium"]
+    print(
+        "| image | order | watermark found | p-value | found after JPEG75 | drop dB | drop JPEG75 |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, im in images:
+        payload = wm.new_payload()
+        prot = protect(im, encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False)
+        a = wm.embed(prot, payload)
+        b = protect(
+            wm.embed(im, payload), encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False
+        )
+        for label, img in (
+            ("protect only", prot),
+            ("protect, then watermark", a),
+            ("watermark, then protect", b),
+        ):
+            hit, hit_j = wm.detect(img), wm.detect(jpeg(img, 75))
+            m = metrics(enc, dec, im, img)
+            ok = hit.found and hit.payload == payload
+            ok_j = hit_j.found and hit_j.payload == payload
+            print(
+                f"| {name} | {label} | {ok} | {hit.p_value:.1e} | {ok_j} | "
+                f"{m['drop_none']:.2f} | {m['drop_jpeg75']:.2f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=6, help="number of images (default 6)")
@@ -188,6 +249,8 @@ def main() -> None:
         help=f"comma list of {', '.join(METHODS)}",
     )
     ap.add_argument("--save", type=Path, help="folder for the protected PNGs")
+    ap.add_argument("--figures", type=Path, help="write the docs figures to this folder and stop")
+    ap.add_argument("--order", action="store_true", help="measure protect/watermark order and stop")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not (SHARED / "models" / "taef2").is_dir():
@@ -195,33 +258,44 @@ def main() -> None:
     enc, dec = load_models()
     enc.requires_grad_(False)
     dec.requires_grad_(False)
+    if args.figures:
+        figures(enc, dec, args.figures, args.size)
+        return
     images = dataset(args.limit, args.size)
+    if args.order:
+        order(enc, dec, images)
+        return
     print(
         f"{len(images)} images at {args.size}^2: {', '.join(n for n, _ in images)}; "
         f"torch threads {args.threads}",
         flush=True,
     )
-    rows = []
-    for method in args.methods.split(","):
-        fn = METHODS[method]
-        res, secs, mem = [], [], []
-        for name, im in images:
+    methods = args.methods.split(",")
+    # Images outer, methods inner: on a shared CPU the load drifts, and interleaving keeps the
+    # time ratio between methods fair even when the absolute seconds are not.
+    res: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+    secs: dict[str, list[float]] = {m: [] for m in methods}
+    mem: dict[str, list[float]] = {m: [] for m in methods}
+    for name, im in images:
+        for method in methods:
             with PeakRSS() as rss:
                 t0 = time.perf_counter()
-                out = fn(enc, dec, im)
-                secs.append(time.perf_counter() - t0)
-            mem.append(rss.added_mb)
-            res.append(metrics(enc, dec, im, out))
+                out = METHODS[method](enc, dec, im)
+                secs[method].append(time.perf_counter() - t0)
+            mem[method].append(rss.added_mb)
+            res[method].append(metrics(enc, dec, im, out))
             if args.save:
                 args.save.mkdir(parents=True, exist_ok=True)
                 out.save(args.save / f"{name}.{method}.png")
             print(
-                f"  {method:24s} {name:10s} {secs[-1]:6.1f}s "
-                + " ".join(f"{k}={v:.2f}" for k, v in res[-1].items()),
+                f"  {method:24s} {name:10s} {secs[method][-1]:6.1f}s "
+                + " ".join(f"{k}={v:.2f}" for k, v in res[method][-1].items()),
                 flush=True,
             )
-        avg = {k: float(np.mean([r[k] for r in res])) for k in res[0]}
-        rows.append((method, avg, float(np.mean(secs)), float(max(mem))))
+    rows = []
+    for method in methods:
+        avg = {k: float(np.mean([r[k] for r in res[method]])) for k in res[method][0]}
+        rows.append((method, avg, float(np.mean(secs[method])), float(max(mem[method]))))
     print()
     print(
         "| method | PSNR dB | SSIM | recon PSNR (orig) | drop dB | drop JPEG75 | drop JPEG50 "

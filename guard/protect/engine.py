@@ -21,9 +21,12 @@ if TYPE_CHECKING:
     from torch import nn
 
 MIN_SIDE = 64
-# Tile side per device: bounded memory (taef2 at 512^2 peaks well under 1 GB; the SD VAE's decoder
-# backward at 512^2 is the 4 GB case on CPU, measured in docs/benchmarks.md#protect).
+# Tile side per device, for bounded memory. Measured on CPU: the SD 1.5 VAE's encoder+decoder
+# forward+backward adds 2.4 GiB at a 256^2 tile (activations grow with area: ~9.5 GiB at 512^2),
+# so full-size VAEs get 256 px tiles on CPU; small encoders such as taesd/taef2 stay far below
+# 1 GiB at 512^2.
 TILE = {"cpu": 512, "mps": 512, "cuda": 1024}
+BIG_VAE_CPU_TILE = 256
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F", "La"}
 
 
@@ -158,7 +161,7 @@ def protect_image(
         pat = pat.convert("RGB").resize((ww + pw, wh + ph), Image.BICUBIC)
         target_t = torch.from_numpy(np.asarray(pat, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
-    tile_side = None if strategy == "resize" else (tile or TILE.get(dev.type, 512))
+    tile_side = None if strategy == "resize" else (tile or _default_tile(sur, dev.type))
     from guard.protect.attacks import windows
 
     n_win = len(windows(wh + ph, ww + pw, tile_side))
@@ -202,6 +205,13 @@ def protect_image(
         strategy=strategy,
     )
     return (result, record) if return_record else result
+
+
+def _default_tile(sur: Any, device_type: str) -> int:
+    vae = getattr(sur.encoder, "vae", None)
+    if device_type == "cpu" and type(vae).__name__ == "AutoencoderKL":
+        return BIG_VAE_CPU_TILE
+    return TILE.get(device_type, 512)
 
 
 def _compose(out8: np.ndarray, prep: Prepared) -> Image.Image:
