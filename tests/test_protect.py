@@ -1,4 +1,4 @@
-"""guard.protect and `guard protect`: the attack plumbing on tiny random-weight diffusers models,
+"""guard.protect (guard.protection) and `guard protect`: the attack plumbing on tiny random-weight diffusers models,
 the CLI with its signed, watermarked output, and (opt-in, ../shared) the real effect on taef2."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from PIL import Image
 
 from guard.cli import main
 from guard.errors import ModelNotFoundError, TooSmallError
-from guard.protect import ASSERTION_LABEL, PRESETS, Protection, protect
+from guard.protection import ASSERTION_LABEL, PRESETS, Protection, protect
 
 EPS = 8 / 255
 FAST = dict(steps=2, progress=False)
@@ -41,7 +41,7 @@ def unet(sd):
 
 
 def encoder_of(vae):
-    from guard.protect.models import VaeDecoder, VaeEncoder
+    from guard.protection.models import VaeDecoder, VaeEncoder
 
     return VaeEncoder(vae), VaeDecoder(vae)
 
@@ -138,7 +138,7 @@ def test_alpha_is_kept_and_greyscale_stays_grey(vae):
 
 
 def test_large_image_is_tiled_without_seams(vae):
-    from guard.protect.attacks import windows
+    from guard.protection.attacks import windows
 
     wins = windows(200, 136, 128)
     cover = np.zeros((200, 136), int)

@@ -10,7 +10,7 @@ import click
 
 from guard.cli._common import device_option, emit_json, force_option, handle_errors, json_option
 from guard.errors import ImageInputError, OutputExistsError
-from guard.protect.params import DEFAULT_STRENGTH, MODES, PRESETS
+from guard.protection.params import DEFAULT_STRENGTH, MODES, PRESETS
 
 SUFFIX = ".protected.png"
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif"}
@@ -177,7 +177,7 @@ def command(
 
 
 def _load(model: str | None, mode: str, device: str) -> tuple[Any, str]:
-    from guard.protect.models import load_surrogate, pick_device
+    from guard.protection.models import load_surrogate, pick_device
 
     return load_surrogate(model, need_unet=mode != "textural", device=pick_device(device))
 
@@ -195,7 +195,7 @@ def _one(
     json_mode: bool,
 ) -> dict[str, Any]:
     from guard import imageio
-    from guard.protect import ASSERTION_LABEL, protect
+    from guard.protection import ASSERTION_LABEL, protect
     from guard.provenance.spec import Assertion, Ingredient, ManifestSpec
     from guard.publish import publish
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from guard.protect.params import (
+from guard.protection.params import (
     ASSERTION_LABEL,
     DEFAULT_STRENGTH,
     MODES,
@@ -63,7 +63,7 @@ def protect(
     advanced: optimiser ('sign-cosine', 'sign', 'momentum', 'adam'), strategy ('tiles' or
         'resize'), tile, seed, return_record (also return the Protection record).
     """
-    from guard.protect.engine import protect_image
+    from guard.protection.engine import protect_image
 
     return protect_image(
         image,

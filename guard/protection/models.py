@@ -16,7 +16,7 @@ from torch import nn
 from guard import modelref
 
 if TYPE_CHECKING:
-    from guard.protect.attacks import Surrogate
+    from guard.protection.attacks import Surrogate
 
 # Same default as `guard generate`: its VAE (subfolder vae/) is the SD 1.5-family VAE.
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -79,7 +79,7 @@ def surrogate_from_modules(
     cond: torch.Tensor | None = None,
 ) -> Surrogate:
     """Build the Surrogate from a diffusers VAE, or from a bare encoder (and optional decoder)."""
-    from guard.protect.attacks import Surrogate
+    from guard.protection.attacks import Surrogate
 
     scaling = 1.0
     if vae is not None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchattacks.attack import Attack
 
-from guard.protect.transforms import Cycle, NoTransform
+from guard.protection.transforms import Cycle, NoTransform
 
 OPTIMISERS = ("sign", "sign-cosine", "momentum", "adam")
 Window = tuple[int, int, int, int]  # top, left, height, width

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from guard.errors import ImageInputError, TooSmallError
-from guard.protect.params import DEFAULT_OPTIMISER, MODES, Protection, default_steps
+from guard.protection.params import DEFAULT_OPTIMISER, MODES, Protection, default_steps
 
 if TYPE_CHECKING:
     import torch
@@ -110,9 +110,9 @@ def protect_image(
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    from guard.protect.attacks import ATTACKS
-    from guard.protect.models import load_surrogate, pick_device, surrogate_from_modules
-    from guard.protect.targets import target_pattern
+    from guard.protection.attacks import ATTACKS
+    from guard.protection.models import load_surrogate, pick_device, surrogate_from_modules
+    from guard.protection.targets import target_pattern
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
@@ -162,7 +162,7 @@ def protect_image(
         target_t = torch.from_numpy(np.asarray(pat, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
     tile_side = None if strategy == "resize" else (tile or _default_tile(sur, dev.type))
-    from guard.protect.attacks import windows
+    from guard.protection.attacks import windows
 
     n_win = len(windows(wh + ph, ww + pw, tile_side))
     desc = progress if isinstance(progress, str) else "protect"
