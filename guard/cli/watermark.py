@@ -120,10 +120,8 @@ def _describe(hit) -> str:
     shape = ""
     if geo and (abs(geo["scale"] - 1) > 0.02 or abs(geo["rotation_degrees"]) > 0.5):
         shape = f"; looks scaled ×{geo['scale']:.2f} and rotated {geo['rotation_degrees']:.1f}°"
-    return (
-        f"watermark found (p = {hit.p_value:.1e}), ID {hit.id} "
-        f"(code chip agreement {hit.bit_accuracy:.2f}{shape})"
-    )
+    p = "p < 1e-300" if hit.p_value <= 1e-300 else f"p = {hit.p_value:.1e}"
+    return f"watermark found ({p}), ID {hit.id} (code chip agreement {hit.bit_accuracy:.2f}{shape})"
 
 
 def _parse_payload(text: str) -> bytes:

@@ -126,7 +126,7 @@ def detect(image: Image.Image, *, key: bytes | None = None) -> Detection:
         status="found" if found else "not_found",
         geometry={
             "scale": round(reg.scale, 4),
-            "rotation_degrees": round(-reg.angle_degrees, 2),  # counter-clockwise positive
+            "rotation_degrees": round(-reg.angle_degrees, 2) + 0.0,  # counter-clockwise positive
             "mirrored": reg.mirrored,
         }
         if found

@@ -55,7 +55,7 @@ BIN_Y, BIN_X = _ky[_data], _kx[_data]  # FFT indices of the data bins
 BIN_KY, BIN_KX = KS[BIN_Y], KS[BIN_X]  # their signed frequencies
 N_BIN = len(BIN_Y)
 N_CHIP = 2 * N_BIN  # real and imaginary part of each bin
-_ring = np.rint(_radius[BIN_Y, BIN_X] * TILE).astype(int)
+BIN_RING = _ring = np.rint(_radius[BIN_Y, BIN_X] * TILE).astype(int)
 # Bins on the block-grid lines (a frequency multiple of 16 = period 8 px at 512²) pick up JPEG's
 # blocking when the image was never rescaled; they get their own noise and SNR estimates.
 ON_GRID = (BIN_KX % 16 == 0) | (BIN_KY % 16 == 0)

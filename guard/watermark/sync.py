@@ -26,6 +26,7 @@ from guard.watermark.layout import (
     BIN_CLASS,
     BIN_KX,
     BIN_KY,
+    BIN_RING,
     BIN_X,
     BIN_Y,
     CHIP_CLASS,
@@ -37,6 +38,8 @@ from guard.watermark.layout import (
 SCALE_RANGE = (0.6, 2.0)
 MAX_ANGLE = math.radians(10)
 _N_CLASS = int(BIN_CLASS.max()) + 1
+_LOW_BAND = (BIN_RING <= 17).astype(float)  # coarse registration: tolerates ~2 px of drift
+_FULL_BAND = np.ones(len(BIN_RING))
 
 
 def residual(luma: np.ndarray) -> np.ndarray:
@@ -118,6 +121,45 @@ def _refine_affine(spec: _Spectrum, pose: Pose) -> Pose:
     return Pose(pose.scale, pose.angle, pose.score, pose.mirror, m)
 
 
+_LATTICE = np.concatenate([np.stack([BIN_KX, BIN_KY], 1), SYNC_K]).astype(float)
+
+
+def _lattice_refine(spec: _Spectrum, pose: Pose) -> Pose:
+    """Sharpen scale and angle on the power at *every* bin of the tile's lattice.
+
+    Each data bin is weak, but a thousand of them pin the lattice down far more precisely than
+    the 16 sync peaks alone (to ~0.1% and ~0.1° after a 70% crop of a textured photo).
+    """
+    h, w = spec.shape
+    ratio = spec.ratio
+    best = pose
+    for span_s, span_a, n in ((0.008, 1.0, 9), (0.002, 0.2, 9)):
+        ss = best.scale * np.exp(np.linspace(-span_s, span_s, n))
+        aa = best.angle + np.radians(np.linspace(-span_a, span_a, n))
+        s, a = np.meshgrid(ss, aa, indexing="ij")
+        c, sn = np.cos(a)[..., None], np.sin(a)[..., None]
+        kx, ky = _LATTICE[:, 0], _LATTICE[:, 1]
+        fx = (c * kx - sn * ky) / (TILE * s[..., None]) * w
+        fy = (sn * kx + c * ky) / (TILE * s[..., None]) * h
+        if pose.mirror:
+            fx = -fx
+        flip = fx < 0
+        fx, fy = np.where(flip, -fx, fx), np.where(flip, -fy, fy) + h // 2
+        x0, y0 = np.floor(fx).astype(int), np.floor(fy).astype(int)
+        ax, ay = fx - x0, fy - y0
+        total = 0.0
+        for dy in (0, 1):
+            for dx in (0, 1):
+                v = ratio[
+                    np.clip(y0 + dy, 0, ratio.shape[0] - 1), np.clip(x0 + dx, 0, ratio.shape[1] - 1)
+                ]
+                total = total + v * (ax if dx else 1 - ax) * (ay if dy else 1 - ay)
+        score = total.sum(-1)
+        i, j = np.unravel_index(np.argmax(score), score.shape)
+        best = Pose(float(ss[i]), float(aa[j]), pose.score, pose.mirror)
+    return best
+
+
 def _scores(power, shape, scales, angles, bilinear, mirror=False):
     h, w = shape
     kx, ky = SYNC_K[:, 0].astype(float), SYNC_K[:, 1].astype(float)
@@ -169,7 +211,7 @@ def sync_candidates(r: np.ndarray, k: int) -> list[Pose]:
         i, j = np.unravel_index(np.argmax(fine), fine.shape)
         poses.append(Pose(float(fine_s[i]), float(fine_a[j]), float(fine[i, j]), mirror))
     poses.sort(key=lambda p: -p.score)
-    return [_refine_affine(spec, p) for p in poses[:k]]
+    return [_refine_affine(spec, _lattice_refine(spec, p)) for p in poses[:k]]
 
 
 # ---- 2. offset and fine geometry --------------------------------------------------------------
@@ -224,9 +266,11 @@ def _ring_power(bins: np.ndarray) -> np.ndarray:
     return total / np.maximum(np.bincount(BIN_CLASS, minlength=_N_CLASS), 1) + 1e-12
 
 
-def _pilot_offset(bins: np.ndarray, layout: KeyedLayout) -> tuple[np.ndarray, float]:
+def _pilot_offset(
+    bins: np.ndarray, layout: KeyedLayout, band: np.ndarray = _FULL_BAND
+) -> tuple[np.ndarray, float]:
     """Cyclic offset (dy, dx) of the pilot in a folded tile, and the peak's z-score."""
-    g = bins * np.conj(layout.pilot_bins) / _ring_power(bins)[BIN_CLASS]
+    g = bins * np.conj(layout.pilot_bins) / _ring_power(bins)[BIN_CLASS] * band
     full = np.zeros((TILE, TILE), complex)
     full[BIN_Y, BIN_X] = g
     full[(-BIN_Y) % TILE, (-BIN_X) % TILE] = np.conj(g)
@@ -253,7 +297,9 @@ def _pilot_offset(bins: np.ndarray, layout: KeyedLayout) -> tuple[np.ndarray, fl
     return d, z
 
 
-def _newton_step(folder: _Folder, reg: Registration, layout: KeyedLayout) -> np.ndarray | None:
+def _newton_step(
+    folder: _Folder, reg: Registration, layout: KeyedLayout, band: np.ndarray
+) -> np.ndarray | None:
     """One Newton step on the pilot correlation over all six affine parameters.
 
     J(m, d) = Σ_x r(x)·Q(m·x − d), with Q the ring-whitened pilot template in tile space. Its
@@ -270,7 +316,7 @@ def _newton_step(folder: _Folder, reg: Registration, layout: KeyedLayout) -> np.
     # c_k = conj(Q_k)·e^{iκ·d}; the offset here is the plain (uncentred) one
     kappa = (2 * np.pi * BIN_KX / TILE, 2 * np.pi * BIN_KY / TILE)  # tile x, tile y
     theta = kappa[0] * reg.offset[1] + kappa[1] * reg.offset[0]
-    c = np.conj(layout.pilot_bins) / reg.ring_power[BIN_CLASS] * np.exp(1j * theta)
+    c = np.conj(layout.pilot_bins) / reg.ring_power[BIN_CLASS] * np.exp(1j * theta) * band
     # the centred coordinates shift the offset: u = m·x' − (d − m·x̄); fold weights use x'
     fold_b = (fx, fy)
     fold_be = ((fxx, fxy), (fxy, fyy))
@@ -321,15 +367,19 @@ def register(r: np.ndarray, pose: Pose, layout: KeyedLayout, iterations: int = 3
             offset, z = _pilot_offset(bb, layout)
             if best is None or z > best.z:
                 best = Registration(mm, offset, bb, _ring_power(bb), z)
-    for _ in range(iterations):
-        m = _newton_step(folder, best, layout)
-        if m is None:
-            break
-        bins = folder.bins(m)
-        offset, z = _pilot_offset(bins, layout)
-        if z <= best.z:
-            break
-        best = Registration(m, offset, bins, _ring_power(bins), z)
+    # Coarse to fine: steps computed on the low half of the band first, which a drift of a
+    # couple of pixels across the image does not yet scramble, then on the whole band. A step is
+    # kept only if the full pilot peak grows.
+    for band in (_LOW_BAND, _FULL_BAND):
+        for _ in range(iterations):
+            m = _newton_step(folder, best, layout, band)
+            if m is None:
+                break
+            bins = folder.bins(m)
+            offset, z = _pilot_offset(bins, layout)
+            if z <= best.z:
+                break
+            best = Registration(m, offset, bins, _ring_power(bins), z)
     return best
 
 
