@@ -178,8 +178,8 @@ METHODS = {
 
 
 def figures(enc, dec, out_dir: Path, size: int) -> None:
-    """docs/img/protect_*.png: for each preset, the protected image, a 4x zoom of a crop and the
-    autoencoder's reconstruction, next to the same for the original."""
+    """docs/img/protect_*.png: for each preset, the protected image, a 4x zoom of a crop, the
+    autoencoder's reconstruction and the same zoom of it; likewise for the original."""
     im = square(SHARED / "datasets" / "cset14" / "pepper.png", size)
     cell, crop = 192, (size // 2, size // 2, size // 2 + 48, size // 2 + 48)
 
@@ -188,10 +188,12 @@ def figures(enc, dec, out_dir: Path, size: int) -> None:
         return pil(dec(enc(t(img))).clamp(0, 1))
 
     def panel(img: Image.Image) -> Image.Image:
-        row = Image.new("RGB", (3 * cell, cell))
+        rec = recon(img)
+        row = Image.new("RGB", (4 * cell, cell))
         row.paste(img.resize((cell, cell), Image.LANCZOS), (0, 0))
         row.paste(img.crop(crop).resize((cell, cell), Image.NEAREST), (cell, 0))
-        row.paste(recon(img).resize((cell, cell), Image.LANCZOS), (2 * cell, 0))
+        row.paste(rec.resize((cell, cell), Image.LANCZOS), (2 * cell, 0))
+        row.paste(rec.crop(crop).resize((cell, cell), Image.NEAREST), (3 * cell, 0))
         return row
 
     out_dir.mkdir(parents=True, exist_ok=True)
