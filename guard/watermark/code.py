@@ -33,7 +33,8 @@ VALID_CODEWORDS_LOG2 = 8 * PAYLOAD_BYTES  # the two padding bits must be zero
 
 _RS = reedsolo.RSCodec(nsym=N_SYMBOLS - K_SYMBOLS, nsize=63, c_exp=SYMBOL_BITS)
 _RS_LOCK = threading.Lock()  # reedsolo swaps module-level field tables on every call
-_ERASURES = tuple(range(0, 41, 2))  # generalised minimum distance: erase the least sure first
+# Generalised minimum distance decoding: erase the least sure symbols first, 0, 2, ..., 40 of them.
+_ERASURES = tuple(range(0, 41, 2))
 
 
 def _hadamard(n: int) -> np.ndarray:
