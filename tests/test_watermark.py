@@ -229,6 +229,13 @@ def test_third_party_marks_are_named() -> None:
     assert wm.detect_third_party(Image.new("RGB", (200, 200))) == []
 
 
+def test_guard_mark_keeps_the_sdxl_mark(photo: Image.Image) -> None:
+    sdxl = _iw_mark(np.asarray(photo), "bits", SDXL_BITS)
+    both = wm.embed(sdxl, PAYLOAD)  # what the pipeline hook does after SDXL's own watermarker
+    assert wm.detect(both).payload == PAYLOAD
+    assert [m.message for m in wm.detect_third_party(both)] == ["0xb3ec907bb19e"]
+
+
 def test_third_party_decoder_matches_invisible_watermark() -> None:
     from imwatermark import WatermarkDecoder
 
