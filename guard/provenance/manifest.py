@@ -38,34 +38,19 @@ def build(
     parents = [lab for lab, ing in zip(labels, spec.ingredients) if ing.relationship == "parentOf"]
     inputs = [lab for lab, ing in zip(labels, spec.ingredients) if ing.relationship != "parentOf"]
 
-    actions: list[dict[str, Any]] = []
+    main: dict[str, Any] = {"digitalSourceType": source, "softwareAgent": agent}
+    params = dict(spec.action_parameters)
+    if inputs:
+        params["ingredientIds"] = inputs
+    if params:
+        main["parameters"] = params
     if parents:
         # C2PA 2.x: an asset with a parent starts with c2pa.opened on that parent.
-        actions.append({"action": "c2pa.opened", "parameters": {"ingredientIds": parents}})
-        if spec.action != "opened" or inputs or spec.action_parameters:
-            edited: dict[str, Any] = {
-                "action": "c2pa.edited",
-                "digitalSourceType": source,
-                "softwareAgent": agent,
-            }
-            params = dict(spec.action_parameters)
-            if inputs:
-                params["ingredientIds"] = inputs
-            if params:
-                edited["parameters"] = params
-            actions.append(edited)
+        actions = [{"action": "c2pa.opened", "parameters": {"ingredientIds": parents}}]
+        if spec.action != "opened" or params:
+            actions.append({"action": "c2pa.edited", **main})
     else:
-        created: dict[str, Any] = {
-            "action": "c2pa.created",
-            "digitalSourceType": source,
-            "softwareAgent": agent,
-        }
-        params = dict(spec.action_parameters)
-        if inputs:
-            params["ingredientIds"] = inputs
-        if params:
-            created["parameters"] = params
-        actions.append(created)
+        actions = [{"action": "c2pa.created", **main}]
 
     assertions: list[dict[str, Any]] = [
         {"label": "c2pa.actions.v2", "data": {"actions": actions}},
