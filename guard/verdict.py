@@ -133,11 +133,14 @@ class Verdict:
         if not w.get("found"):
             reason = w.get("reason")
             return [f"  watermark: {'not checked: ' + reason if reason else 'none found'}"]
-        line = f"  watermark: found (p = {w['p_value']:.1e}), ID {w['id']}"
+        lines = [f"  watermark: found (p = {w['p_value']:.1e}), ID {w['id']}"]
+        changes = _geometry_words(w.get("geometry") or {})
+        if changes:
+            lines.append(f"    this copy was {changes} since it was marked")
         if not self.ledger:
-            return [line, "    no record for this ID in the local ledger"]
+            return [*lines, "    no record for this ID in the local ledger"]
         m = self.ledger
-        lines = [line, f"    matches a record signed by {m.signer} on {m.created_at[:10]}"]
+        lines.append(f"    matches a record signed by {m.signer} on {m.created_at[:10]}")
         facts = [vocab.source_words(m.summary.get("digital_source_type"))]
         facts.append(vocab.TRAINING_WORDS.get(m.summary.get("training") or "", None))
         lines.append("    record says: " + ", ".join(f for f in facts if f))
@@ -262,6 +265,18 @@ def _disagreements(v: Verdict) -> list[str]:
                 "trust the manifest"
             )
     return out
+
+
+def _geometry_words(g: dict[str, Any]) -> str:
+    words = []
+    scale = g.get("scale") or 1.0
+    if abs(scale - 1) > 0.03:
+        words.append(f"resized ×{scale:.2f}")
+    if abs(g.get("rotation_degrees") or 0.0) > 0.5:
+        words.append(f"rotated {g['rotation_degrees']:.0f}°")
+    if g.get("mirrored"):
+        words.append("mirrored")
+    return ", ".join(words)
 
 
 def _state_gloss(c: c2pa_io.ManifestReport) -> str:
