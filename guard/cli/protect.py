@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from guard.cli._common import device_option, emit_json, force_option, handle_errors, json_option
+from guard.cli._common import (
+    device_option,
+    emit_json,
+    force_option,
+    handle_errors,
+    identity_options,
+    json_option,
+)
 from guard.errors import ImageInputError, OutputExistsError
 from guard.protection.params import DEFAULT_STRENGTH, MODES, PRESETS
 
@@ -104,6 +111,7 @@ def _source(path: Path) -> str:
     "--no-robust", is_flag=True, help="Skip the JPEG/resize robustness (faster, fragile)."
 )
 @device_option
+@identity_options
 @force_option
 @json_option
 @handle_errors
@@ -118,6 +126,7 @@ def command(
     eps: float | None,
     no_robust: bool,
     device: str,
+    identity: Any,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -158,6 +167,7 @@ def command(
                 eps=e,
                 steps=n_steps,
                 robust=not no_robust,
+                identity=identity,
                 force=force,
                 json_mode=as_json,
             )
@@ -191,6 +201,7 @@ def _one(
     eps: float,
     steps: int | None,
     robust: bool,
+    identity: Any,
     force: bool,
     json_mode: bool,
 ) -> dict[str, Any]:
@@ -225,7 +236,8 @@ def _one(
     )
     if dst.parent and not dst.parent.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
-    pub = publish(image, dst, spec, watermark=True, force=force)
+    # resolved only now, so an input that cannot be protected never creates an identity
+    pub = publish(image, dst, spec, identity=identity.resolve(), watermark=True, force=force)
     return {
         "input": str(src),
         "output": str(pub.path),

@@ -72,7 +72,6 @@ def command(
         raise click.BadParameter(str(exc), param_hint="--source") from None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-    signer = None
     results, failed = [], 0
     with Ledger(ledger_path) as ledger:
         for src in images:
@@ -81,7 +80,6 @@ def command(
                 out = output
                 if out is None and out_dir is not None:
                     out = default_output(src, loaded.format, ".signed", out_dir)
-                signer = signer or identity.resolve()  # type: ignore[attr-defined]
                 published = sign(
                     loaded,
                     out,
@@ -89,7 +87,7 @@ def command(
                     author=author,
                     title=title,
                     training=training,  # type: ignore[arg-type]
-                    identity=signer,
+                    identity=identity.resolve(),  # type: ignore[attr-defined]
                     watermark=not no_watermark,
                     ledger=ledger,
                     force=force,
