@@ -40,62 +40,76 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times) * 1000
 
 
+def measure(size: int, fmt: str, work: Path, identity, repeat: int) -> tuple:
+    """One row: guard sign, bare sign (SDK defaults / no thumbnail), guard verify, in ms."""
+    import c2pa
+
+    import guard
+    from guard.provenance import manifest
+    from guard.provenance.spec import ManifestSpec
+
+    ext, mime = {"PNG": (".png", "image/png"), "JPEG": (".jpg", "image/jpeg")}[fmt]
+    src = work / f"in{size}{ext}"
+    picture(size).save(src, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+    data = src.read_bytes()
+    definition = manifest.build(ManifestSpec(), title=src.name, mime=mime, thumbnail=False)
+    outputs = (work / f"out{size}_{i}{ext}" for i in range(10**6))
+    offline = {"verify": {"remote_manifest_fetch": False}}
+
+    def bare(settings: dict) -> None:
+        with c2pa.Context.from_dict(settings) as ctx, c2pa.Builder(definition, context=ctx) as b:
+            b.sign(identity.c2pa_signer(), mime, io.BytesIO(data), io.BytesIO())
+
+    sign_ms = timed(lambda: guard.sign(src, next(outputs), watermark=False), repeat)
+    bare_default = timed(lambda: bare(offline), repeat)
+    bare_min = timed(
+        lambda: bare({**offline, "builder": {"thumbnail": {"enabled": False}}}), repeat
+    )
+    signed = work / f"out{size}_0{ext}"
+    verify_ms = timed(lambda: guard.verify(signed, watermark=False), repeat)
+    return size, fmt, sign_ms, bare_default, bare_min, verify_ms
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--sizes", default="512,1024,2048")
     args = ap.parse_args()
 
-    home = tempfile.mkdtemp()
-    os.environ["GUARD_HOME"] = home
-    import c2pa
-
-    import guard
+    os.environ["GUARD_HOME"] = tempfile.mkdtemp()
     from guard.identity import Identity
-    from guard.provenance import manifest
-    from guard.provenance.spec import ManifestSpec
 
     identity = Identity.default()
     work = Path(tempfile.mkdtemp())
-    rows = []
-    for size in map(int, args.sizes.split(",")):
-        for fmt, ext, mime in (("PNG", ".png", "image/png"), ("JPEG", ".jpg", "image/jpeg")):
-            src = work / f"in{size}{ext}"
-            picture(size).save(src, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
-            data = src.read_bytes()
-            definition = manifest.build(ManifestSpec(), title=src.name, mime=mime, thumbnail=False)
-            n = iter(range(10**6))
-
-            def guard_sign() -> None:
-                guard.sign(src, work / f"out{size}_{next(n)}{ext}", watermark=False)
-
-            def bare(settings: dict) -> None:
-                with c2pa.Context.from_dict(settings) as ctx, c2pa.Builder(definition, context=ctx) as b:
-                    b.sign(identity.c2pa_signer(), mime, io.BytesIO(data), io.BytesIO())
-
-            sign_ms = timed(guard_sign, args.repeat)
-            bare_default = timed(lambda: bare({"verify": {"remote_manifest_fetch": False}}), args.repeat)
-            bare_min = timed(
-                lambda: bare(
-                    {"verify": {"remote_manifest_fetch": False}, "builder": {"thumbnail": {"enabled": False}}}
-                ),
-                args.repeat,
-            )
-            signed = work / f"out{size}_0{ext}"
-            verify_c2pa = timed(lambda: guard.verify(signed, watermark=False), args.repeat)
-            rows.append((size, fmt, sign_ms, bare_default, bare_min, verify_c2pa))
+    rows = [
+        measure(size, fmt, work, identity, args.repeat)
+        for size in map(int, args.sizes.split(","))
+        for fmt in ("PNG", "JPEG")
+    ]
 
     help_times = []
     for _ in range(5):
         t = time.perf_counter()
-        subprocess.run([Path(sys.executable).parent / "guard", "verify", "--help"], capture_output=True, check=True)
+        subprocess.run(
+            [Path(sys.executable).parent / "guard", "verify", "--help"],
+            capture_output=True,
+            check=True,
+        )
         help_times.append(time.perf_counter() - t)
 
-    print(f"{'size':>6} {'fmt':>5} {'guard sign':>11} {'bare sign':>10} {'bare, no thumb':>15} {'ratio':>6} {'guard verify':>13}")
+    print(
+        f"{'size':>6} {'fmt':>5} {'guard sign':>11} {'bare sign':>10} {'bare, no thumb':>15} {'ratio':>6} {'guard verify':>13}"
+    )
     for size, fmt, s, bd, bm, v in rows:
-        print(f"{size:>5}² {fmt:>5} {s:>9.1f}ms {bd:>8.1f}ms {bm:>13.1f}ms {s / bd:>5.2f}x {v:>11.1f}ms")
-    print("ratio = guard sign / bare sign with SDK defaults; verify = C2PA + XMP, no watermark check")
-    print(f"`guard verify --help`: {statistics.median(help_times) * 1000:.0f} ms (median of 5 runs)")
+        print(
+            f"{size:>5}² {fmt:>5} {s:>9.1f}ms {bd:>8.1f}ms {bm:>13.1f}ms {s / bd:>5.2f}x {v:>11.1f}ms"
+        )
+    print(
+        "ratio = guard sign / bare sign with SDK defaults; verify = C2PA + XMP, no watermark check"
+    )
+    print(
+        f"`guard verify --help`: {statistics.median(help_times) * 1000:.0f} ms (median of 5 runs)"
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ def draw(size: int = 512, seed: int = 7) -> Image.Image:
     img = Image.fromarray((np.clip(sky, 0, 1) * 255).astype(np.uint8), "RGB")
     d = ImageDraw.Draw(img)
     d.ellipse([size * 0.62, size * 0.12, size * 0.82, size * 0.32], fill=(255, 214, 120))
-    for i, (tone, height) in enumerate([((70, 110, 90), 0.58), ((40, 80, 70), 0.7), ((25, 50, 45), 0.82)]):
+    for i, (tone, height) in enumerate(
+        [((70, 110, 90), 0.58), ((40, 80, 70), 0.7), ((25, 50, 45), 0.82)]
+    ):
         xs = np.linspace(0, size, 64)
         ys = size * (height + 0.05 * np.sin(xs / size * (4 + i) * np.pi + i))
         d.polygon([(0, size), *zip(xs.tolist(), ys.tolist()), (size, size)], fill=tone)
