@@ -12,11 +12,25 @@ from typing import Any, TypeVar
 import click
 
 from guard.errors import GuardError
+from guard.provenance.vocab import TRAINING_VALUES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 force_option = click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+ledger_option = click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ledger file (default: GUARD_LEDGER, else the one in your guard data folder).",
+)
+training_option = click.option(
+    "--training",
+    type=click.Choice(TRAINING_VALUES),
+    default="notAllowed",
+    show_default=True,
+    help="AI training / data mining permission recorded in the Content Credentials.",
+)
 device_option = click.option(
     "--device",
     type=click.Choice(["auto", "cuda", "mps", "cpu"]),

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import click
 
-from guard.cli._common import device_option, emit_json, handle_errors, identity_options, json_option
-from guard.provenance.vocab import TRAINING_VALUES
+from guard.cli._common import (
+    device_option,
+    emit_json,
+    handle_errors,
+    identity_options,
+    json_option,
+    ledger_option,
+    training_option,
+)
 
 _path = click.Path(path_type=Path)
 
@@ -89,15 +96,9 @@ _path = click.Path(path_type=Path)
     show_default=True,
     help="Image format; the parameters go in a PNG text chunk or EXIF UserComment.",
 )
-@click.option(
-    "--training",
-    type=click.Choice(TRAINING_VALUES),
-    default="notAllowed",
-    show_default=True,
-    help="AI training / data mining permission recorded in each image.",
-)
+@training_option
 @click.option("--no-watermark", is_flag=True, help="Do not embed guard's invisible watermark.")
-@click.option("--ledger", "ledger_path", type=_path, help="Ledger file.")
+@ledger_option
 @identity_options
 @json_option
 @handle_errors

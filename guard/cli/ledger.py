@@ -6,14 +6,7 @@ from pathlib import Path
 
 import click
 
-from guard.cli._common import emit_json, handle_errors, json_option
-
-ledger_option = click.option(
-    "--ledger",
-    "ledger_path",
-    type=click.Path(path_type=Path),
-    help="Ledger file (or GUARD_LEDGER).",
-)
+from guard.cli._common import emit_json, handle_errors, json_option, ledger_option
 
 
 @click.group("ledger")

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import click
 
-from guard.cli._common import emit_json, force_option, handle_errors, identity_options, json_option
-from guard.provenance.vocab import SOURCE_TYPES, TRAINING_VALUES
+from guard.cli._common import (
+    emit_json,
+    force_option,
+    handle_errors,
+    identity_options,
+    json_option,
+    ledger_option,
+    training_option,
+)
+from guard.provenance.vocab import SOURCE_TYPES
 
 
 @click.command("sign")
@@ -26,18 +34,12 @@ from guard.provenance.vocab import SOURCE_TYPES, TRAINING_VALUES
 )
 @click.option("--author", help="Author name, recorded as a schema.org CreativeWork.")
 @click.option("--title", help="Title recorded in the manifest (default: file name).")
-@click.option(
-    "--training",
-    type=click.Choice(TRAINING_VALUES),
-    default="notAllowed",
-    show_default=True,
-    help="AI training / data mining permission.",
-)
+@training_option
 @click.option("--no-watermark", is_flag=True, help="Do not embed guard's invisible watermark.")
 @click.option(
     "--sidecar", is_flag=True, help="Write the manifest to a .c2pa file beside the image."
 )
-@click.option("--ledger", "ledger_path", type=click.Path(path_type=Path), help="Ledger file.")
+@ledger_option
 @identity_options
 @force_option
 @json_option

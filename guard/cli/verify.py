@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from guard.cli._common import emit_json, handle_errors, json_option
+from guard.cli._common import emit_json, handle_errors, json_option, ledger_option
 
 
 @click.command("verify")
@@ -26,7 +26,7 @@ from guard.cli._common import emit_json, handle_errors, json_option
     type=click.Path(dir_okay=False, path_type=Path),
     help="Private watermark key file.",
 )
-@click.option("--ledger", "ledger_path", type=click.Path(path_type=Path), help="Ledger file.")
+@ledger_option
 @json_option
 @handle_errors
 def command(
