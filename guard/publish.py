@@ -139,7 +139,7 @@ def publish(
         imageio.MIME[fmt],
         identity,
         thumbnail=c2pa_io.thumbnail_jpeg(pixels),
-        ingredients=[_ingredient_bytes(i) for i in spec.ingredients],
+        ingredients=[_ingredient_bytes(i, loaded) for i in spec.ingredients],
         sidecar=sidecar,
     )
     digest = hashlib.sha256(signed).hexdigest()
@@ -231,8 +231,13 @@ def _check_output(
             raise OutputExistsError(f"{target}: already exists; pass --force to overwrite it")
 
 
-def _ingredient_bytes(ing: Ingredient) -> c2pa_io.IngredientBytes:
-    loaded = imageio.load(ing.path)
+def _ingredient_bytes(
+    ing: Ingredient, source: imageio.LoadedImage | None
+) -> c2pa_io.IngredientBytes:
+    """The input being published is usually its own parent: reuse it rather than decode twice."""
+    same = source is not None and source.path is not None and Path(ing.path) == source.path
+    loaded = source if same else imageio.load(ing.path)
+    assert loaded is not None
     return c2pa_io.IngredientBytes(
         loaded.data, loaded.mime, ing.title or Path(ing.path).name, ing.relationship
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from guard import imageio
 from guard.cli._common import (
     device_option,
     emit_json,
@@ -20,7 +21,6 @@ from guard.errors import ImageInputError, OutputExistsError
 from guard.protection.params import DEFAULT_STRENGTH, MODES, PRESETS
 
 SUFFIX = ".protected.png"
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif"}
 LOSSY = {".jpg", ".jpeg", ".webp", ".avif"}
 
 
@@ -34,7 +34,9 @@ def _inputs(arts: tuple[Path, ...]) -> tuple[list[Path], bool]:
             files += sorted(
                 p
                 for p in art.iterdir()
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.endswith(SUFFIX)
+                if p.is_file()
+                and p.suffix.lower() in imageio.EXTENSIONS
+                and not p.name.endswith(SUFFIX)
             )
         elif art.exists():
             files.append(art)
@@ -63,7 +65,6 @@ def _eps(value: float | None, strength: str) -> float:
 def _source(path: Path) -> str:
     """Keep the input's IPTC digital source type when its manifest states one."""
     try:
-        from guard import imageio
         from guard.provenance import c2pa_io
 
         loaded = imageio.load(path)
@@ -205,7 +206,6 @@ def _one(
     force: bool,
     json_mode: bool,
 ) -> dict[str, Any]:
-    from guard import imageio
     from guard.protection import ASSERTION_LABEL, protect
     from guard.provenance.spec import Assertion, Ingredient, ManifestSpec
     from guard.publish import publish
