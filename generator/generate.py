@@ -10,8 +10,6 @@ Conventions kept from Stable Diffusion web UI, so its users get what they expect
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import random
 import re
 import unicodedata
@@ -20,20 +18,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from generator.adapters import Adapters, prompt_for_encoder, prompt_with_tags
+from generator.errors import GenerationError
 from generator.models import LoadedModel, Task
 from generator.samplers import Sampler, make_scheduler, parse_sampler
 from guard import __version__
-from guard.errors import GuardError, OutputExistsError
+from guard.errors import OutputExistsError
 from guard.infotext import GENERATION_ASSERTION, Infotext, format_hash_list, format_number
 from guard.provenance.spec import Assertion, Ingredient, ManifestSpec, Training
 
 DEFAULT_SAMPLER = "DPM++ 2M Karras"
 MAX_SEED = 2**32 - 1
 MAX_SIDE = 4096
-
-
-class GenerationError(GuardError):
-    """The settings cannot produce an image (bad size, missing input, incompatible files)."""
 
 
 @dataclass
@@ -249,9 +245,9 @@ class Generator:
 
         init, mask = self._inputs(s)
         seed = random.randrange(MAX_SEED) if s.seed == -1 else s.seed
-        adapters = _Adapters(self.model, s, self.refiner)
+        adapters = Adapters(self.model, s.prompt, s.loras, s.embeddings)
         with adapters:
-            prompt = _prompt_for_encoder(s.prompt, adapters.lora_names)
+            prompt = prompt_for_encoder(s.prompt, adapters.lora_names)
             for b in range(s.batch_count):
                 seeds = [seed + b * s.batch_size + i for i in range(s.batch_size)]
                 generators = [torch.Generator("cpu").manual_seed(x) for x in seeds]
@@ -360,7 +356,7 @@ class Generator:
 
     # -- infotext ---------------------------------------------------------------------------------
     def infotext(
-        self, s: Settings, sampler: Sampler, seed: int, adapters: _Adapters | None = None
+        self, s: Settings, sampler: Sampler, seed: int, adapters: Adapters | None = None
     ) -> Infotext:
         m = self.model
         params: dict[str, str] = {
@@ -392,7 +388,7 @@ class Generator:
         params["Version"] = f"guard v{__version__}"
         prompt = s.prompt
         if adapters is not None:
-            prompt = _prompt_with_tags(s.prompt, adapters.lora_tags)
+            prompt = prompt_with_tags(s.prompt, adapters.lora_tags)
         return Infotext(prompt, s.negative_prompt, params)
 
     # -- inputs -----------------------------------------------------------------------------------
@@ -453,177 +449,3 @@ _TASK_WORDS = {
     "img2img": "generated from a text prompt and a source image",
     "inpaint": "region of the source image regenerated from a text prompt",
 }
-
-
-# ---- LoRA and textual inversion -------------------------------------------------------------------
-def _prompt_for_encoder(prompt: str, lora_names: set[str]) -> str:
-    """web UI's `<lora:name:w>` tags are instructions, not words: strip them before encoding.
-
-    A tag naming a LoRA that was not given with --lora is an error rather than silently ignored.
-    """
-    from guard.infotext import lora_tags, strip_lora_tags
-
-    missing = [name for name, _ in lora_tags(prompt) if name not in lora_names]
-    if missing:
-        raise GenerationError(
-            f"the prompt asks for LoRA '{missing[0]}' but no --lora file named {missing[0]}.* "
-            "was given; add --lora path/to/" + missing[0] + ".safetensors"
-        )
-    return strip_lora_tags(prompt)
-
-
-def _prompt_with_tags(prompt: str, tags: list[tuple[str, float]]) -> str:
-    """The prompt as web UI would show it: with a `<lora:name:weight>` tag per LoRA."""
-    from guard.infotext import lora_tags
-
-    present = {name for name, _ in lora_tags(prompt)}
-    extra = [f"<lora:{n}:{format_number(float(w))}>" for n, w in tags if n not in present]
-    return " ".join([prompt, *extra]) if extra else prompt
-
-
-class _Adapters:
-    """Load LoRAs and embeddings for one run and remove them after, so runs don't leak."""
-
-    def __init__(self, model: LoadedModel, s: Settings, refiner: LoadedModel | None) -> None:
-        self.model = model
-        self.settings = s
-        self.lora_tags: list[tuple[str, float]] = []
-        self.lora_hashes: dict[str, str] = {}
-        self.ti_hashes: dict[str, str] = {}
-        self.lora_names: set[str] = set()
-        self._tokens: list[str] = []
-        # weights given in the prompt's tags override a --lora without an explicit weight
-        from guard.infotext import lora_tags
-
-        self._tag_weights = dict(lora_tags(s.prompt))
-
-    def __enter__(self) -> _Adapters:
-        try:
-            self._load_loras()
-            self._load_embeddings()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pipe = self.model.pipe
-        if self.lora_names:
-            pipe.unload_lora_weights()
-        if self._tokens:
-            if self.model.family == "sdxl":
-                for enc, tok in (
-                    (pipe.text_encoder, pipe.tokenizer),
-                    (pipe.text_encoder_2, pipe.tokenizer_2),
-                ):
-                    pipe.unload_textual_inversion(self._tokens, tokenizer=tok, text_encoder=enc)
-            else:
-                pipe.unload_textual_inversion(self._tokens)
-
-    def _load_loras(self) -> None:
-        from generator.hashes import lora_hash
-
-        pipe = self.model.pipe
-        names, weights = [], []
-        for i, (path, weight) in enumerate(self.settings.loras):
-            name = path.stem
-            if name in self.lora_names:
-                raise GenerationError(f"--lora {path}: a LoRA named {name} is already loaded")
-            if weight == 1.0 and name in self._tag_weights:
-                weight = self._tag_weights[name]
-            adapter = f"lora{i}_" + re.sub(r"\W", "_", name)
-            try:
-                with _diffusers_warnings() as warned:
-                    pipe.load_lora_weights(str(path), adapter_name=adapter)
-                unexpected = [w for w in warned if "unexpected keys" in w]
-                if unexpected:
-                    pipe.delete_adapters(adapter)
-                    raise ValueError("its layers do not match this model's")
-            except Exception as exc:
-                raise GenerationError(
-                    f"--lora {path}: cannot be applied to {self.model.name} "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Check that the "
-                    f"LoRA was made for this model family ({self.model.family.upper()})."
-                ) from exc
-            self.lora_names.add(name)
-            names.append(adapter)
-            weights.append(weight)
-            self.lora_tags.append((name, weight))
-            self.lora_hashes[name] = lora_hash(path)
-        if names:
-            pipe.set_adapters(names, adapter_weights=weights)
-
-    def _load_embeddings(self) -> None:
-        from generator.hashes import embedding_hash
-
-        pipe = self.model.pipe
-        for path, token in self.settings.embeddings:
-            token = token or path.stem
-            # multi-vector embeddings add token, token_1, ...; remember all of them to unload
-            before = _added_tokens(pipe)
-            try:
-                if self.model.family == "sdxl":
-                    self._load_sdxl_embedding(path, token)
-                else:
-                    pipe.load_textual_inversion(str(path), token=token)
-            except GenerationError:
-                raise
-            except Exception as exc:
-                raise GenerationError(
-                    f"--embedding {path}: cannot be loaded into {self.model.name} "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Check that it "
-                    f"was trained for this model family ({self.model.family.upper()}) and that "
-                    f"the token '{token}' is not already a word the model knows."
-                ) from exc
-            self._tokens.extend(t for t in _added_tokens(pipe) if t not in before)
-            self.ti_hashes[token] = embedding_hash(path)
-
-    def _load_sdxl_embedding(self, path: Path, token: str) -> None:
-        """SDXL embeddings hold one tensor per text encoder ('clip_l', 'clip_g')."""
-        from generator.models import _read_state_dict
-
-        state = _read_state_dict(path)
-        if "clip_l" not in state or "clip_g" not in state:
-            raise GenerationError(
-                f"--embedding {path}: is not an SDXL embedding (it has no clip_l/clip_g "
-                "tensors); use an embedding made for SDXL"
-            )
-        pipe = self.model.pipe
-        pipe.load_textual_inversion(
-            state["clip_l"], token=token, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer
-        )
-        pipe.load_textual_inversion(
-            state["clip_g"],
-            token=token,
-            text_encoder=pipe.text_encoder_2,
-            tokenizer=pipe.tokenizer_2,
-        )
-
-
-def _added_tokens(pipe: Any) -> set[str]:
-    tokens = set(pipe.tokenizer.get_added_vocab())
-    if getattr(pipe, "tokenizer_2", None) is not None:
-        tokens |= set(pipe.tokenizer_2.get_added_vocab())
-    return tokens
-
-
-@contextlib.contextmanager
-def _diffusers_warnings() -> Iterator[list[str]]:
-    """Collect diffusers' warnings (hidden from users) to turn the meaningful ones into errors."""
-    logger = logging.getLogger("diffusers")
-    seen: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.getMessage())
-
-    saved = (logger.level, logger.handlers[:], logger.propagate)
-    logger.handlers = [_Collect()]
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    try:
-        yield seen
-    finally:
-        logger.setLevel(saved[0])
-        logger.handlers = saved[1]
-        logger.propagate = saved[2]
