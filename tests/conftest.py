@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Before anything imports huggingface_hub, transformers or diffusers: they read these once, at
+# import, so setting them later (per test) leaves the first importer online with retries.
+OFFLINE = (
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "DIFFUSERS_OFFLINE",
+    "HF_HUB_DISABLE_TELEMETRY",
+)
+for _name in OFFLINE:
+    os.environ[_name] = "1"
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -14,7 +27,6 @@ def guard_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     home = tmp_path_factory.mktemp("guard_home")
     monkeypatch.setenv("GUARD_HOME", str(home))
     monkeypatch.delenv("GUARD_LEDGER", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
 
 
