@@ -165,14 +165,14 @@ METHODS = {
     "mist-eps8": lambda e, d, im: mist(e, d, im, 8 / 255),
     **{
         f"guard-{name}": (
-            lambda e, d, im, eps=eps, steps=steps: protect(
-                im, encoder=e, decoder=d, eps=eps, steps=steps, progress=False
+            lambda e, d, im, eps=eps, steps=steps: (
+                protect(im, encoder=e, decoder=d, eps=eps, steps=steps, progress=False).image
             )
         )
         for name, (eps, steps) in PRESETS.items()
     },
-    "guard-medium-latent-only": lambda e, d, im: protect(
-        im, encoder=e, eps=8 / 255, steps=8, progress=False
+    "guard-medium-latent-only": lambda e, d, im: (
+        protect(im, encoder=e, eps=8 / 255, steps=8, progress=False).image
     ),
 }
 
@@ -199,7 +199,7 @@ def figures(enc, dec, out_dir: Path, size: int) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     panel(im).save(out_dir / "protect_original.png", optimize=True)
     for name, (eps, steps) in PRESETS.items():
-        prot = protect(im, encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False)
+        prot = protect(im, encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False).image
         panel(prot).save(out_dir / f"protect_{name}.png", optimize=True)
         print(
             f"figure {name}: PSNR {psnr(t(prot), t(im)):.2f} dB, reconstruction PSNR "
@@ -219,11 +219,11 @@ def order(enc, dec, images: list[tuple[str, Image.Image]]) -> None:
     print("|---|---|---|---|---|---|---|")
     for name, im in images:
         payload = wm.new_payload()
-        prot = protect(im, encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False)
+        prot = protect(im, encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False).image
         a = wm.embed(prot, payload)
         b = protect(
             wm.embed(im, payload), encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False
-        )
+        ).image
         for label, img in (
             ("protect only", prot),
             ("protect, then watermark", a),
@@ -262,7 +262,7 @@ def strategies(enc, dec, images: list[tuple[str, Image.Image]], size: int) -> No
                 progress=False,
                 strategy=strat,
                 tile=size // 2,
-            )
+            ).image
             s = time.perf_counter() - t0
             m = metrics(enc, dec, im, out)
             ms = metrics(enc, dec, small, out.resize(small.size, Image.LANCZOS))

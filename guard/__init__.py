@@ -7,7 +7,8 @@ stay functions even after their modules are imported.
     import guard
     guard.sign("art.png", "art.signed.png", author="Ada")   # watermark + C2PA, atomic save
     verdict = guard.verify("art.signed.png")                 # -> guard.Verdict
-    guard.protect(image)                                     # adversarial protection (torch)
+    guard.protect(image).image                               # adversarial protection (torch)
+    guard.protect_file("art.png")                            # -> art.protected.png, signed
     guard.attach(pipe); guard.save(image, "out.png")         # diffusers pipeline hook
 """
 
@@ -32,6 +33,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Verdict": ("guard.verdict", "Verdict"),
     "Ledger": ("guard.ledger", "Ledger"),
     "protect": ("guard.protection", "protect"),
+    "Protected": ("guard.protection", "Protected"),
+    "protect_file": ("guard.protection.workflow", "protect_file"),
     "attach": ("guard.hooks", "attach"),
     "save": ("guard.hooks", "save"),
 }
@@ -53,7 +56,8 @@ if TYPE_CHECKING:
     from guard.hooks import attach, save
     from guard.identity import Identity
     from guard.ledger import Ledger
-    from guard.protection import protect
+    from guard.protection import Protected, protect
+    from guard.protection.workflow import protect_file
     from guard.provenance.spec import Assertion, Ingredient, ManifestSpec
     from guard.publish import Published, publish, sign
     from guard.verdict import Verdict, verify

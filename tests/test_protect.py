@@ -16,7 +16,7 @@ from PIL import Image
 
 from guard.cli import main
 from guard.errors import ModelNotFoundError, TooSmallError
-from guard.protection import ASSERTION_LABEL, PRESETS, Protection, protect
+from guard.protection import ASSERTION_LABEL, PRESETS, Protected, Protection, load_model, protect
 
 EPS = 8 / 255
 FAST = dict(steps=2, progress=False)
@@ -46,6 +46,11 @@ def encoder_of(vae):
     return VaeEncoder(vae), VaeDecoder(vae)
 
 
+def astuple(result: Protected) -> tuple[Image.Image, Protection]:
+    assert isinstance(result, Protected)
+    return result.image, result.record
+
+
 def diff(a: Image.Image, b: Image.Image) -> np.ndarray:
     return np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)
 
@@ -54,7 +59,7 @@ def diff(a: Image.Image, b: Image.Image) -> np.ndarray:
 def test_textural_stays_within_eps_and_changes_the_image(vae, size):
     enc, dec = encoder_of(vae)
     im = art(*size)
-    out, record = protect(im, encoder=enc, decoder=dec, eps=EPS, return_record=True, **FAST)
+    out, record = astuple(protect(im, encoder=enc, decoder=dec, eps=EPS, **FAST))
     d = diff(out, im)
     assert out.size == im.size and out.mode == "RGB"
     assert np.abs(d).max() <= 8  # eps 8/255 after rounding to 8 bits
@@ -77,7 +82,9 @@ def test_the_attack_raises_its_objective(vae):
     rng = np.random.default_rng(0)
     noise = np.clip(np.asarray(im, dtype=np.int16) + rng.choice([-8, 8], (64, 64, 3)), 0, 255)
     noisy = err(Image.fromarray(noise.astype(np.uint8)))  # a random perturbation of the same size
-    out = protect(im, encoder=enc, decoder=dec, eps=EPS, steps=4, robust=False, progress=False)
+    out = protect(
+        im, encoder=enc, decoder=dec, eps=EPS, steps=4, robust=False, progress=False
+    ).image
     assert err(out) - base > 5 * abs(noisy - base) and err(out) > base * 1.05
 
 
@@ -85,7 +92,7 @@ def test_encoder_only_pulls_towards_the_target(vae):
     enc, _ = encoder_of(vae)
     im = art(64, 64)
     target = Image.new("RGB", (64, 64), (255, 0, 255))
-    out, record = protect(im, encoder=enc, target=target, return_record=True, **FAST)
+    out, record = astuple(protect(im, encoder=enc, target=target, **FAST))
     assert record.objective == "latent-target"
     with torch.no_grad():
 
@@ -101,9 +108,7 @@ def test_encoder_only_pulls_towards_the_target(vae):
 def test_semantic_and_fused_modes(vae, unet, mode):
     enc, dec = encoder_of(vae)
     im = art(64, 64)
-    out, record = protect(
-        im, encoder=enc, decoder=dec, unet=unet, mode=mode, return_record=True, **FAST
-    )
+    out, record = astuple(protect(im, encoder=enc, decoder=dec, unet=unet, mode=mode, **FAST))
     d = diff(out, im)
     assert np.abs(d).max() <= 8 and (d != 0).any()
     assert record.mode == mode
@@ -120,7 +125,7 @@ def test_mask_protects_only_its_region(vae):
     im = art(96, 64)
     mask = Image.new("L", im.size, 0)
     mask.paste(255, (0, 0, 48, 64))
-    d = diff(protect(im, encoder=enc, decoder=dec, mask=mask, **FAST), im)
+    d = diff(protect(im, encoder=enc, decoder=dec, mask=mask, **FAST).image, im)
     assert (d[:, :48] != 0).mean() > 0.3
     assert not d[:, 48:].any()
 
@@ -128,12 +133,12 @@ def test_mask_protects_only_its_region(vae):
 def test_alpha_is_kept_and_greyscale_stays_grey(vae):
     enc, dec = encoder_of(vae)
     rgba = art(80, 64, mode="RGBA")
-    out = protect(rgba, encoder=enc, decoder=dec, **FAST)
+    out = protect(rgba, encoder=enc, decoder=dec, **FAST).image
     assert out.mode == "RGBA"
     assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(rgba.getchannel("A")))
     for mode in ("L", "LA"):
         grey = art(72, 64).convert(mode)
-        g = protect(grey, encoder=enc, decoder=dec, **FAST)
+        g = protect(grey, encoder=enc, decoder=dec, **FAST).image
         assert g.mode == mode and np.abs(diff(g, grey)).max() <= 8 and diff(g, grey).any()
 
 
@@ -148,7 +153,7 @@ def test_large_image_is_tiled_without_seams(vae):
     assert len(wins) > 1 and cover.min() >= 1  # overlapping tiles cover the image
     enc, dec = encoder_of(vae)
     im = art(200, 136)
-    out = protect(im, encoder=enc, decoder=dec, tile=128, **FAST)
+    out = protect(im, encoder=enc, decoder=dec, tile=128, **FAST).image
     d = diff(out, im)
     assert np.abs(d).max() <= 8 and (d != 0).mean() > 0.3
 
@@ -160,7 +165,7 @@ def test_too_small_image_is_a_clear_error(vae):
 
 
 def test_model_folder_and_offline_hub_id(sd):
-    out = protect(art(64, 64), model=str(sd), **FAST)
+    out = protect(art(64, 64), model=str(sd), **FAST).image
     assert out.size == (64, 64)
     with pytest.raises(ModelNotFoundError, match="--model"):
         protect(art(64, 64), model="someone/not-cached-model", **FAST)
@@ -171,6 +176,59 @@ def test_protection_record_is_a_manifest_assertion():
     assert data["eps_255"] == 8.0 and data["mode"] == "textural" and data["robust"] is True
     assert json.loads(json.dumps(data)) == data
     assert PRESETS["medium"][0] == 8 / 255
+
+
+# -- the library workflow: guard.protect_file ---------------------------------------------------
+
+
+def test_protect_file_publishes_a_signed_protected_png(sd, tmp_path):
+    import guard
+    from guard.protection.workflow import ProtectedFile
+
+    src = tmp_path / "art.png"
+    art(96, 80).save(src)
+    ticks: list[tuple[int, int]] = []
+    calls: list[int] = []
+
+    def identity():
+        calls.append(1)
+        return guard.Identity.default()
+
+    model = load_model(str(sd))
+    pub = guard.protect_file(
+        src, model=model, steps=2, identity=identity, on_progress=lambda d, t: ticks.append((d, t))
+    )
+    assert isinstance(pub, guard.Published) and isinstance(pub, ProtectedFile)
+    assert pub.path == tmp_path / "art.protected.png" and pub.source == src
+    assert pub.protection is not None and pub.protection.steps == 2 and calls == [1]
+    assert (
+        ticks
+        and ticks[-1][0] == ticks[-1][1]
+        and [d for d, _ in ticks] == sorted(d for d, _ in ticks)
+    )
+    v = guard.verify(pub.path)
+    assert v.ok and v.c2pa.assertions[ASSERTION_LABEL]["steps"] == 2
+    assert pub.to_dict()["protection"]["eps_255"] == 8.0 and pub.to_dict()["skipped"] is None
+
+
+def test_protect_file_keeps_a_signed_inputs_history_and_refuses_overwrite(sd, tmp_path):
+    import guard
+    from guard.errors import OutputExistsError
+
+    src = tmp_path / "art.png"
+    art(96, 80).save(src)
+    signed = guard.sign(src, source="ai").path
+    model = load_model(str(sd))
+    pub = guard.protect_file(signed, tmp_path / "out" / "p.png", model=model, steps=1)
+    v = guard.verify(pub.path)
+    assert v.c2pa.digital_source_type and v.c2pa.digital_source_type.endswith(
+        "trainedAlgorithmicMedia"
+    )
+    assert [i["relationship"] for i in v.c2pa.ingredients][:1] == ["parentOf"]
+    calls: list[int] = []
+    with pytest.raises(OutputExistsError):
+        guard.protect_file(signed, pub.path, model=model, steps=1, identity=lambda: calls.append(1))
+    assert calls == []
 
 
 # -- CLI --------------------------------------------------------------------------------------
@@ -260,7 +318,7 @@ def test_default_preset_disrupts_a_trained_autoencoder(shared_dir):
     im = Image.open(shared_dir / "datasets" / "cset14" / "pepper.png").convert("RGB")
     im = im.resize((192, 192), Image.BICUBIC)
     eps, steps = PRESETS["medium"]
-    out = protect(im, encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False)
+    out = protect(im, encoder=enc, decoder=dec, eps=eps, steps=steps, progress=False).image
     assert np.abs(diff(out, im)).max() <= 8
 
     def psnr(img):

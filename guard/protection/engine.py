@@ -7,6 +7,7 @@ tiles (measured against a lower working resolution in docs/protect.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +15,15 @@ import numpy as np
 from PIL import Image
 
 from guard.errors import ImageInputError, TooSmallError
-from guard.protection.params import DEFAULT_OPTIMISER, MODES, Protection, default_steps
+from guard.protection.params import DEFAULT_OPTIMISER, MODES, Protected, Protection, default_steps
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
     from torch import nn
+
+    from guard.protection.models import ProtectionModel
 
 MIN_SIDE = 64
 # Tile side per device, for bounded memory. Measured on CPU: the SD 1.5 VAE's encoder+decoder
@@ -86,7 +91,7 @@ def _mask_array(mask: Any, size: tuple[int, int]) -> np.ndarray:
 def protect_image(
     image: Image.Image,
     *,
-    model: str | None = None,
+    model: str | Path | ProtectionModel | None = None,
     encoder: nn.Module | None = None,
     decoder: nn.Module | None = None,
     unet: nn.Module | None = None,
@@ -98,20 +103,23 @@ def protect_image(
     robust: bool = True,
     device: str | torch.device | None = None,
     progress: bool | str = True,
+    on_progress: Callable[[int, int], None] | None = None,
     optimiser: str = DEFAULT_OPTIMISER,
     strategy: str = "tiles",
     tile: int | None = None,
     seed: int = 0,
-    return_record: bool = False,
-    surrogate: Any = None,
-    model_name: str | None = None,
-) -> Image.Image | tuple[Image.Image, Protection]:
+) -> Protected:
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
     from guard.protection.attacks import ATTACKS
-    from guard.protection.models import load_surrogate, pick_device, surrogate_from_modules
+    from guard.protection.models import (
+        ProtectionModel,
+        load_surrogate,
+        pick_device,
+        surrogate_from_modules,
+    )
     from guard.protection.targets import target_pattern
 
     if mode not in MODES:
@@ -125,14 +133,15 @@ def protect_image(
     steps = steps or default_steps(eps)
     prep = prepare(image)
     w, h = image.size
-    dev = pick_device(device)
-    if surrogate is not None:  # loaded once by a batch caller
-        sur, model_name = surrogate, model_name or model or "custom"
+    if isinstance(model, ProtectionModel):  # loaded once by a batch caller or a server
+        sur, model_name, dev = model.surrogate, model.name, model.device
     elif encoder is None and unet is None:
+        dev = pick_device(device)
         sur, model_name = load_surrogate(model, need_unet=mode != "textural", device=dev)
     else:
+        dev = pick_device(device)
         sur = surrogate_from_modules(encoder=encoder, decoder=decoder, unet=unet).to(dev)
-        model_name = model or type(encoder).__name__
+        model_name = str(model) if model else type(encoder).__name__
     if mode != "textural" and sur.unet is None:
         raise ValueError(f"{mode} protection needs a UNet: pass unet= or a full diffusion --model")
 
@@ -166,7 +175,17 @@ def protect_image(
 
     n_win = len(windows(wh + ph, ww + pw, tile_side))
     desc = progress if isinstance(progress, str) else "protect"
-    bar = tqdm(total=steps * n_win, desc=desc, unit="step", disable=not progress, leave=False)
+    total = steps * n_win
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
+    done = 0
+
+    def on_step(n: int) -> None:
+        nonlocal done
+        done += n
+        bar.update(n)
+        if on_progress is not None:
+            on_progress(min(done, total), total)
+
     kwargs: dict[str, Any] = dict(
         eps=eps,
         steps=steps,
@@ -176,7 +195,7 @@ def protect_image(
         grey=prep.grey,
         tile=tile_side,
         seed=seed,
-        on_step=bar.update,
+        on_step=on_step,
     )
     if use_target:
         kwargs["target"] = target_t.to(dev)
@@ -204,7 +223,7 @@ def protect_image(
         else ("denoiser" if mode == "semantic" else "latent-target"),
         strategy=strategy,
     )
-    return (result, record) if return_record else result
+    return Protected(result, record)
 
 
 def _default_tile(sur: Any, device_type: str) -> int:

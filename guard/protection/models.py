@@ -7,6 +7,7 @@ need its UNet and noise schedule. Loading errors become guard's one actionable M
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,19 @@ class NoisePredictor(nn.Module):
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         cond = self.cond.expand(z.shape[0], -1, -1).to(z.dtype)
         return self.unet(z, t, encoder_hidden_states=cond).sample
+
+
+@dataclass(frozen=True)
+class ProtectionModel:
+    """A surrogate loaded once (by `guard.protection.load_model`) and reused for many images."""
+
+    surrogate: Surrogate
+    name: str
+    device: torch.device
+
+    @property
+    def has_unet(self) -> bool:
+        return self.surrogate.unet is not None
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:

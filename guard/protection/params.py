@@ -6,7 +6,10 @@ No torch here: the CLI and the manifest code read these without loading any mode
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 Mode = Literal["textural", "semantic", "fused"]
 Strength = Literal["low", "medium", "high"]
@@ -64,3 +67,11 @@ class Protection:
         data["eps_255"] = round(self.eps * 255, 3)
         data["tool"] = "guard.protect"
         return data
+
+
+@dataclass(frozen=True)
+class Protected:
+    """What `guard.protect` returns: the protected pixels and the record of how they were made."""
+
+    image: Image.Image
+    record: Protection
