@@ -17,6 +17,10 @@ class OutputExistsError(GuardError):
     """The output file exists; guard never overwrites without --force."""
 
 
+class OutputWriteError(GuardError):
+    """An output could not be written (read-only folder, full disk, ...); nothing partial is left."""
+
+
 class IdentityError(GuardError):
     """The signing identity is missing, unreadable or not usable for C2PA."""
 

@@ -22,14 +22,16 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
-from guard.errors import ImageInputError, OutputExistsError
+from guard.errors import ImageInputError, OutputExistsError, OutputWriteError
 
 # Pillow format name -> MIME type; these are the formats guard reads, writes and signs.
 MIME = {
@@ -50,6 +52,24 @@ EXTENSIONS = {
 }
 SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "AVIF": ".avif"}
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's hard bomb limit (2 × MAX_IMAGE_PIXELS)
+# Magic bytes -> format, so a caller can read metadata before any pixel is decoded.
+_MAGIC = (
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+)
+_AVIF_BRANDS = (b"avif", b"avis")
+# EXIF orientation -> the transposition that displays the pixels upright (as ImageOps does)
+_TRANSPOSE = {
+    2: lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    3: lambda im: im.transpose(Image.Transpose.ROTATE_180),
+    4: lambda im: im.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+    5: lambda im: im.transpose(Image.Transpose.TRANSPOSE),
+    6: lambda im: im.transpose(Image.Transpose.ROTATE_270),
+    7: lambda im: im.transpose(Image.Transpose.TRANSVERSE),
+    8: lambda im: im.transpose(Image.Transpose.ROTATE_90),
+}
 EXIF_IFD = 0x8769
 USER_COMMENT = 0x9286
 
@@ -75,6 +95,7 @@ class LoadedImage:
     source_mode: str = ""
     lossless: bool = True
     notes: list[str] = field(default_factory=list)
+    reduced_from: tuple[int, int] | None = None  # the file's own size when decoded reduced
 
     @property
     def mime(self) -> str:
@@ -89,57 +110,72 @@ def _fail(name: str, problem: str) -> ImageInputError:
     return ImageInputError(f"{name}: {problem}")
 
 
-def load(path: str | os.PathLike[str]) -> LoadedImage:
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes, or an ImageInputError that names it."""
     p = Path(path)
     if not p.exists():
         raise _fail(str(p), "no such file")
     if p.is_dir():
         raise _fail(str(p), "is a folder, not an image file")
     try:
-        data = p.read_bytes()
+        return p.read_bytes()
     except OSError as exc:
         raise _fail(str(p), f"cannot be read ({exc.strerror or exc})") from exc
-    loaded = decode(data, name=str(p))
+
+
+def load(path: str | os.PathLike[str]) -> LoadedImage:
+    p = Path(path)
+    loaded = decode(read_file(p), name=str(p))
     loaded.path = p
     return loaded
 
 
-def decode(data: bytes, name: str = "<image>") -> LoadedImage:
-    """Decode by content (the extension is never trusted) and apply the mode policy."""
-    if not data:
-        raise _fail(name, "empty file (0 bytes); nothing to read")
-    limit = max_pixels()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as exc:
-        raise _fail(
-            name, "not an image guard can read; supported formats are PNG, JPEG, WebP, TIFF, AVIF"
-        ) from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _fail(name, f"refused as a decompression bomb ({exc})") from exc
-    except OSError as exc:
-        raise _fail(name, f"corrupt or unreadable image ({exc})") from exc
+def sniff(data: bytes, name: str = "<image>") -> str:
+    """The format from the first bytes alone, without decoding anything (for reading metadata
+    first). Files no magic number names get Pillow's header check, for its precise message."""
+    for offset, magic, fmt in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp" and any(b in data[8 : 8 + _box_size(data)] for b in _AVIF_BRANDS):
+        return "AVIF"
+    return _open(data, name)[1]
 
-    fmt = "JPEG" if im.format == "MPO" else im.format
-    if fmt not in MIME:
-        raise _fail(name, f"{im.format} images are not supported; convert it to PNG first")
+
+def _box_size(data: bytes) -> int:
+    return max(0, min(int.from_bytes(data[:4], "big"), 256) - 8)
+
+
+def decode(
+    data: bytes,
+    name: str = "<image>",
+    *,
+    reduce_over: int | None = None,
+    min_side: int = 1024,
+) -> LoadedImage:
+    """Decode by content (the extension is never trusted) and apply the mode policy.
+
+    With `reduce_over`, an image of more pixels comes back reduced by an integer factor (JPEG
+    through its DCT scaling, so the full size is never in memory), its short side still at least
+    `min_side`: enough for analysis such as watermark detection, never for re-encoding.
+    `reduced_from` then holds the file's own size.
+    """
+    im, fmt = _open(data, name)
     w, h = im.size
-    if w * h > limit:
-        raise _fail(
-            name,
-            f"declares {w}x{h} pixels ({w * h / 1e6:.0f} MP), over the {limit / 1e6:.0f} MP limit "
-            "(a possible decompression bomb); set GUARD_MAX_PIXELS to allow larger images you trust",
-        )
     if w == 0 or h == 0:
         raise _fail(name, "has zero width or height")
     frames = getattr(im, "n_frames", 1)
     if frames > 1 and im.format != "MPO":
         raise _fail(name, f"animated image with {frames} frames; extract one frame first")
+    factor = max(1, min(w, h) // min_side) if reduce_over and w * h > reduce_over else 1
+    if factor > 1 and fmt == "JPEG":
+        im.draft(im.mode, (-(-w // factor), -(-h // factor)))  # decodes at 1/2, 1/4 or 1/8
     try:
         im.load()
-    except (OSError, SyntaxError, ValueError) as exc:
+    except ValueError as exc:
+        raise _fail(name, _value_error_words(data, exc)) from exc
+    except (OSError, SyntaxError) as exc:
         raise _fail(name, f"truncated or corrupt image data ({exc})") from exc
 
     info = im.info
@@ -155,12 +191,103 @@ def decode(data: bytes, name: str = "<image>") -> LoadedImage:
     )
     exif = im.getexif()
     _read_user_comment(exif, loaded)
-    _apply_orientation(loaded)
     _normalise_mode(loaded, name)
+    if factor > 1:
+        _reduce(loaded, (w, h), min_side)
+    _apply_orientation(loaded, exif.get(0x0112, 1))
     if exif:
         exif.pop(0x0112, None)  # orientation is now baked into the pixels
         loaded.exif = exif.tobytes()
     return loaded
+
+
+def _open(data: bytes, name: str) -> tuple[Image.Image, str]:
+    """Pillow's header parse (no pixels yet) under guard's own pixel limit."""
+    if not data:
+        raise _fail(name, "empty file (0 bytes); nothing to read")
+    limit = max_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and limit > 2 * Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = -(-limit // 2)  # GUARD_MAX_PIXELS raises Pillow's limit too
+    try:
+        with warnings.catch_warnings():
+            # guard's limit below is the one that applies; Pillow's warning level is lower
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise _fail(
+            name, "not an image guard can read; supported formats are PNG, JPEG, WebP, TIFF, AVIF"
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise _fail(name, _over_limit(None, limit)) from exc
+    except ValueError as exc:
+        raise _fail(name, _value_error_words(data, exc)) from exc
+    except (OSError, SyntaxError) as exc:
+        raise _fail(name, f"corrupt or unreadable image ({exc})") from exc
+    fmt = "JPEG" if im.format == "MPO" else im.format
+    if fmt not in MIME:
+        raise _fail(name, f"{im.format} images are not supported; convert it to PNG first")
+    if im.size[0] * im.size[1] > limit:
+        raise _fail(name, _over_limit(im.size, limit))
+    return im, fmt
+
+
+def _over_limit(size: tuple[int, int] | None, limit: int) -> str:
+    declared = (
+        f"declares {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} MP)"
+        if size
+        else "declares more pixels"
+    )
+    return (
+        f"{declared}, over the {limit / 1e6:.0f} MP limit (a possible decompression bomb); "
+        "set GUARD_MAX_PIXELS to allow larger images you trust"
+    )
+
+
+def _value_error_words(data: bytes, exc: ValueError) -> str:
+    """Pillow raises plain ValueError for its text-chunk limits; name the chunk when it is one."""
+    chunk = _oversized_text_chunk(data)
+    if chunk:
+        return (
+            f"its PNG text chunk '{chunk}' expands to more than "
+            f"{PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MB, past Pillow's safety limit "
+            "(a possible decompression bomb); guard does not read such files"
+        )
+    return f"cannot be read safely ({exc})"
+
+
+def _oversized_text_chunk(data: bytes) -> str | None:
+    """The keyword of the first zTXt/iTXt chunk that inflates past Pillow's MAX_TEXT_CHUNK."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    pos, limit = 8, PngImagePlugin.MAX_TEXT_CHUNK
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        keyword, _, rest = body.partition(b"\x00")
+        if kind == b"zTXt":
+            compressed = rest[1:]
+        elif kind == b"iTXt" and rest[:1] == b"\x01":
+            compressed = rest[2:].split(b"\x00", 2)[-1]  # after language and translated keyword
+        else:
+            continue
+        try:
+            inflated = zlib.decompressobj().decompress(compressed, limit + 1)
+        except zlib.error:
+            continue
+        if len(inflated) > limit:
+            return keyword.decode("latin-1", errors="replace")
+    return None
+
+
+def _reduce(loaded: LoadedImage, size: tuple[int, int], min_side: int) -> None:
+    """Box-reduce by the integer factor that keeps the short side at least `min_side`."""
+    im = loaded.image
+    factor = min(im.size) // min_side
+    if factor > 1:
+        loaded.image = im.reduce(factor)
+    if loaded.image.size != size:
+        loaded.reduced_from = size
 
 
 def _as_bytes(value: str | bytes | None) -> bytes | None:
@@ -188,10 +315,9 @@ def _read_user_comment(exif: Image.Exif, loaded: LoadedImage) -> None:
         loaded.text.setdefault("parameters", text.rstrip("\x00"))
 
 
-def _apply_orientation(loaded: LoadedImage) -> None:
-    orientation = loaded.image.getexif().get(0x0112, 1)
-    if orientation not in (None, 1):
-        loaded.image = ImageOps.exif_transpose(loaded.image)
+def _apply_orientation(loaded: LoadedImage, orientation: int | None) -> None:
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        loaded.image = _TRANSPOSE[orientation](loaded.image)
 
 
 def _normalise_mode(loaded: LoadedImage, name: str) -> None:
@@ -323,7 +449,9 @@ def save_atomic(path: str | os.PathLike[str], data: bytes, *, force: bool = Fals
     """Write all-or-nothing: a crash leaves either no file or the complete one, never a torn file.
 
     Without `force`, an existing file is never replaced, even if it appears during the write
-    (the final step is a hard link, which fails if the name exists).
+    (the final step is a hard link, which fails if the name exists). A failed write (read-only
+    folder, full disk) raises OutputWriteError naming the path. The temp file's name carries the
+    writer's PID, so a temp file left by a killed writer is removed by the next save there.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
@@ -331,7 +459,13 @@ def save_atomic(path: str | os.PathLike[str], data: bytes, *, force: bool = Fals
         raise ImageInputError(f"{target}: the folder {folder} does not exist; create it first")
     if target.exists() and not force:
         raise OutputExistsError(f"{target}: already exists; pass --force to overwrite it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    _remove_stale_temps(folder)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.guard{os.getpid()}.", suffix=".tmp", dir=folder
+        )
+    except OSError as exc:
+        raise _write_error(target, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -355,11 +489,46 @@ def save_atomic(path: str | os.PathLike[str], data: bytes, *, force: bool = Fals
                         f"{target}: already exists; pass --force to overwrite it"
                     ) from None
                 os.replace(tmp, target)
+    except OSError as exc:
+        raise _write_error(target, exc) from exc
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
     _fsync_dir(folder)
     return target
+
+
+def _write_error(target: Path, exc: OSError) -> OutputWriteError:
+    reason = exc.strerror or str(exc)
+    return OutputWriteError(f"{target}: cannot be written ({reason}); nothing was saved")
+
+
+_TEMP = re.compile(r"^\..+\.guard(\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Temp files of writers that are no longer running (killed mid-save) are garbage."""
+    try:
+        names = [p for p in folder.iterdir() if p.name.endswith(".tmp") and ".guard" in p.name]
+    except OSError:
+        return
+    for p in names:
+        m = _TEMP.match(p.name)
+        if m and not _alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -20,20 +21,50 @@ from typing import Any
 from guard import config
 from guard.errors import GuardError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    watermark_id   TEXT PRIMARY KEY,
-    created_at     TEXT NOT NULL,
-    signer         TEXT,
-    sha256         TEXT,
-    file_name      TEXT,
-    manifest_label TEXT,
-    manifest       BLOB,
-    summary        TEXT NOT NULL DEFAULT '{}',
-    thumbnail      BLOB
-);
-CREATE INDEX IF NOT EXISTS records_sha256 ON records(sha256);
-"""
+# Column -> declaration, in table order. An existing ledger missing a column gets it added
+# (ALTER TABLE ADD COLUMN) when opened, so every ledger file ever written stays readable.
+COLUMNS: dict[str, str] = {
+    "watermark_id": "TEXT PRIMARY KEY",
+    "created_at": "TEXT NOT NULL",
+    "signer": "TEXT",
+    "sha256": "TEXT",
+    "file_name": "TEXT",
+    "manifest_label": "TEXT",
+    "manifest": "BLOB",
+    "summary": "TEXT NOT NULL DEFAULT '{}'",
+    "thumbnail": "BLOB",
+    "fingerprint": "BLOB",  # a content descriptor of the marked picture (watermark v2)
+    "origin": "TEXT NOT NULL DEFAULT 'local'",  # local: signed here; imported: from a JSONL file
+    "verified": "INTEGER",  # imported records: 1 if the stored manifest verified on import
+    "state": "TEXT NOT NULL DEFAULT 'committed'",  # pending until the file is in place
+    "pending_path": "TEXT",  # where the pending file is being written
+    "pending_pid": "INTEGER",  # the writing process
+}
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records (\n    "
+    + ",\n    ".join(f"{k} {v}" for k, v in COLUMNS.items())
+    + "\n);\nCREATE INDEX IF NOT EXISTS records_sha256 ON records(sha256);\n"
+)
+RECORD_COLUMNS = (
+    "watermark_id",
+    "created_at",
+    "signer",
+    "sha256",
+    "file_name",
+    "manifest_label",
+    "manifest",
+    "summary",
+    "thumbnail",
+    "fingerprint",
+    "origin",
+    "verified",
+)
+ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
+
+
+def normalise_id(watermark_id: str) -> str:
+    """IDs are 16 lower-case hex digits everywhere: stored, looked up, exported."""
+    return watermark_id.strip().lower().removeprefix("0x")
 
 
 class LedgerError(GuardError):
@@ -51,34 +82,54 @@ class Record:
     summary: dict[str, Any] = field(default_factory=dict)
     thumbnail: bytes | None = field(default=None, repr=False)
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    fingerprint: bytes | None = field(default=None, repr=False)
+    # 'local' (signed on this machine) or 'imported'; for imported records `verified` says
+    # whether the stored manifest's signature verified and binds this watermark ID. The
+    # free-text fields (signer, summary) of an unverified record are claims, not facts.
+    origin: str = "local"
+    verified: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.watermark_id = normalise_id(self.watermark_id)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("manifest", "thumbnail"):
+        for key in BINARY_FIELDS:
             out[key] = base64.b64encode(out[key]).decode() if out[key] else None
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Record:
-        obj = dict(obj)
-        for key in ("manifest", "thumbnail"):
-            obj[key] = base64.b64decode(obj[key]) if obj.get(key) else None
-        return cls(**{k: obj.get(k) for k in cls.__dataclass_fields__ if k in obj})
+    def from_json(cls, obj: Any) -> Record:
+        """A record from an export line, validated field by field (see guard.ledger_schema)."""
+        from guard.ledger_schema import record_fields
+
+        return cls(**record_fields(obj))
+
+
+BINARY_FIELDS = ("manifest", "thumbnail", "fingerprint")
 
 
 class Ledger:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path else config.ledger_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._migrate()
+            self._reconcile()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(
                 f"{self.path}: not a usable guard ledger ({exc}); point --ledger or GUARD_LEDGER "
                 "at another file"
+            ) from exc
+        except OSError as exc:
+            raise LedgerError(
+                f"{exc.filename or self.path}: cannot open the ledger ({exc.strerror or exc}); "
+                "point --ledger or GUARD_LEDGER at a folder you can write to"
             ) from exc
 
     def __enter__(self) -> Ledger:
@@ -90,51 +141,152 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
-    def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+    # -- schema and crash recovery ---------------------------------------------------------------
 
-    def add(self, record: Record, *, replace: bool = False) -> bool:
+    def _migrate(self) -> None:
+        """Add columns a newer guard knows to a ledger written by an older one; lower-case IDs."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+        with self._db:
+            for name, decl in COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE records ADD COLUMN {name} {decl}")
+            # IDs once stored upper-case could never be found; fold them (a clash keeps the first)
+            self._db.execute(
+                "UPDATE OR IGNORE records SET watermark_id = lower(watermark_id) "
+                "WHERE watermark_id != lower(watermark_id)"
+            )
+
+    def _reconcile(self) -> None:
+        """Settle records left pending by a writer that died between recording and saving.
+
+        A pending record whose file is in place with the recorded hash is committed; one whose
+        file never appeared is removed, so the ledger never points at a file that was not
+        written. Records of writers still running are left alone.
+        """
+        rows = self._db.execute(
+            "SELECT watermark_id, sha256, pending_path, pending_pid FROM records "
+            "WHERE state = 'pending'"
+        ).fetchall()
+        for row in rows:
+            if row["pending_pid"] and _alive(row["pending_pid"]):
+                continue
+            path = Path(row["pending_path"]) if row["pending_path"] else None
+            if path is not None and _sha256(path) == row["sha256"]:
+                self._settle(row["watermark_id"])
+            else:
+                self.remove(row["watermark_id"])
+
+    def _settle(self, watermark_id: str) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE records SET state = 'committed', pending_path = NULL, pending_pid = NULL "
+                "WHERE watermark_id = ?",
+                (watermark_id,),
+            )
+
+    # -- records -----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._db.execute(
+            "SELECT COUNT(*) FROM records WHERE state = 'committed'"
+        ).fetchone()[0]
+
+    def unverified_count(self) -> int:
+        """Imported records kept although their manifest did not verify."""
+        return self._db.execute(
+            "SELECT COUNT(*) FROM records WHERE verified = 0 AND state = 'committed'"
+        ).fetchone()[0]
+
+    def add(
+        self,
+        record: Record,
+        *,
+        replace: bool = False,
+        pending: str | os.PathLike[str] | None = None,
+    ) -> bool:
         """False when the ID is already taken (and replace is off): IDs are 64 random bits,
-        so a clash means the same image was recorded twice, not a collision."""
-        row = (
-            record.watermark_id,
-            record.created_at,
-            record.signer,
-            record.sha256,
-            record.file_name,
-            record.manifest_label,
-            record.manifest,
-            json.dumps(record.summary),
-            record.thumbnail,
-        )
+        so a clash means the same image was recorded twice, not a collision.
+
+        `pending`: the path the image is about to be saved to. The record stays invisible
+        until `commit`; if the process dies first, the next open settles it (see _reconcile).
+        """
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         with self._db:
-            cur = self._db.execute(f"{verb} INTO records VALUES (?,?,?,?,?,?,?,?,?)", row)
+            cur = self._insert(verb, record, pending)
         return cur.rowcount == 1
 
-    def get(self, watermark_id: str) -> Record | None:
-        cur = self._db.execute(
-            "SELECT * FROM records WHERE watermark_id = ?", (watermark_id.lower(),)
+    def commit(self, record: Record) -> None:
+        """The file of a pending record is in place: make the record visible."""
+        with self._db:
+            cur = self._db.execute(
+                "UPDATE records SET state = 'committed', pending_path = NULL, pending_pid = NULL "
+                "WHERE watermark_id = ?",
+                (record.watermark_id,),
+            )
+            if cur.rowcount == 0:  # settled away by another process meanwhile: record it again
+                self._insert("INSERT OR REPLACE", record, None)
+
+    def _insert(self, verb: str, record: Record, pending: str | os.PathLike[str] | None):
+        values = {
+            "watermark_id": record.watermark_id,
+            "created_at": record.created_at,
+            "signer": record.signer,
+            "sha256": record.sha256,
+            "file_name": record.file_name,
+            "manifest_label": record.manifest_label,
+            "manifest": record.manifest,
+            "summary": json.dumps(record.summary),
+            "thumbnail": record.thumbnail,
+            "fingerprint": record.fingerprint,
+            "origin": record.origin,
+            "verified": None if record.verified is None else int(record.verified),
+            "state": "pending" if pending is not None else "committed",
+            "pending_path": str(Path(pending).absolute()) if pending is not None else None,
+            "pending_pid": os.getpid() if pending is not None else None,
+        }
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        return self._db.execute(
+            f"{verb} INTO records ({names}) VALUES ({marks})", tuple(values.values())
         )
-        row = cur.fetchone()
+
+    def get(self, watermark_id: str) -> Record | None:
+        row = self._db.execute(
+            f"SELECT {', '.join(RECORD_COLUMNS)} FROM records "
+            "WHERE watermark_id = ? AND state = 'committed'",
+            (normalise_id(watermark_id),),
+        ).fetchone()
         return self._record(row) if row else None
 
     def by_sha256(self, sha256: str) -> Record | None:
-        row = self._db.execute("SELECT * FROM records WHERE sha256 = ?", (sha256,)).fetchone()
+        row = self._db.execute(
+            f"SELECT {', '.join(RECORD_COLUMNS)} FROM records "
+            "WHERE sha256 = ? AND state = 'committed'",
+            (sha256.lower(),),
+        ).fetchone()
         return self._record(row) if row else None
 
     def remove(self, watermark_id: str) -> None:
         with self._db:
-            self._db.execute("DELETE FROM records WHERE watermark_id = ?", (watermark_id,))
+            self._db.execute(
+                "DELETE FROM records WHERE watermark_id = ?", (normalise_id(watermark_id),)
+            )
 
     def __iter__(self) -> Iterator[Record]:
-        for row in self._db.execute("SELECT * FROM records ORDER BY created_at"):
+        rows = self._db.execute(
+            f"SELECT {', '.join(RECORD_COLUMNS)} FROM records WHERE state = 'committed' "
+            "ORDER BY created_at"
+        )
+        for row in rows:
             yield self._record(row)
 
     @staticmethod
-    def _record(row: tuple) -> Record:
-        wid, created, signer, sha, name, label, manifest, summary, thumb = row
-        return Record(wid, signer, sha, name, label, manifest, json.loads(summary), thumb, created)
+    def _record(row: sqlite3.Row) -> Record:
+        data = {k: row[k] for k in RECORD_COLUMNS}
+        data["summary"] = json.loads(data["summary"] or "{}")
+        data["verified"] = None if data["verified"] is None else bool(data["verified"])
+        data["origin"] = data["origin"] or "local"
+        return Record(**data)
 
     # -- moving records between machines ------------------------------------------------------
 
@@ -146,26 +298,66 @@ class Ledger:
         save_atomic(path, ("\n".join(lines) + "\n" if lines else "").encode(), force=True)
         return len(lines)
 
-    def import_(self, path: str | os.PathLike[str]) -> tuple[int, int]:
-        """Returns (added, already present). Existing records are never overwritten."""
+    def import_(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        keep_unverified: bool = False,
+        check: Any = None,
+    ) -> tuple[int, int]:
+        """Returns (added, already present). All or nothing: every line is validated and every
+        stored manifest checked before one transaction adds them. Existing records are never
+        overwritten. A record whose manifest does not verify (or does not bind its ID) is
+        refused, or with `keep_unverified` stored flagged as unverified."""
+        from guard.ledger_schema import read_export
+
+        if check is None:
+            from guard.ledger_schema import check_manifest as check
+        records = read_export(path)
+        refused = []
+        for n, record in records:
+            problem = check(record)
+            record.origin, record.verified = "imported", problem is None
+            if problem is not None and not keep_unverified:
+                refused.append(f"{path}:{n}: {problem}")
+        if refused:
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            raise LedgerError(
+                f"{refused[0]}{more}; nothing was imported (--keep-unverified imports such "
+                "records flagged as unverified)"
+            )
         added = skipped = 0
+        self._db.execute("BEGIN IMMEDIATE")
         try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise LedgerError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-        records = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(Record.from_json(json.loads(line)))
-            except (ValueError, TypeError, KeyError) as exc:
-                raise LedgerError(
-                    f"{path}:{n}: not a guard ledger export line ({exc}); nothing was imported"
-                ) from exc
-        for record in records:
-            if self.add(record):
-                added += 1
-            else:
-                skipped += 1
+            for _, record in records:
+                if self._insert("INSERT OR IGNORE", record, None).rowcount == 1:
+                    added += 1
+                else:
+                    skipped += 1
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
         return added, skipped
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _sha256(path: Path) -> str | None:
+    import hashlib
+
+    try:
+        with path.open("rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from guard.identity import Identity
-    from guard.ledger import Ledger
+    from guard.ledger import Ledger, Record
 
 
 @dataclass
@@ -145,17 +145,21 @@ def publish(
     digest = hashlib.sha256(signed).hexdigest()
     label = definition["label"]
 
-    # 4. ledger, then the atomic save (the record is withdrawn if the save fails)
-    record_id = _record(ledger, watermark_id, identity, spec, out, digest, label, store, pixels)
+    # 4. ledger record as pending, the atomic save, then commit the record. A failed save
+    # withdraws it; a process killed in between leaves a pending record that the next open
+    # of the ledger settles (committed if the file is in place, removed if not).
+    record = _record(ledger, watermark_id, identity, spec, out, digest, label, store, pixels)
     sidecar_path = out.with_suffix(".c2pa") if sidecar else None
     try:
         imageio.save_atomic(out, signed, force=force)
         if sidecar_path is not None:
             imageio.save_atomic(sidecar_path, store, force=force)
     except BaseException:
-        if record_id:
-            _withdraw(ledger, record_id)
+        if record is not None:
+            _withdraw(ledger, record.watermark_id)
         raise
+    if record is not None:
+        _commit(ledger, record)
     return Published(out, digest, label, watermark_id, sidecar_path, notes)
 
 
@@ -259,7 +263,7 @@ def _record(
     label: str | None,
     store: bytes,
     pixels: Image.Image,
-) -> str | None:
+) -> Record | None:
     if watermark_id is None:
         return None
     from guard.ledger import Ledger, Record
@@ -282,11 +286,21 @@ def _record(
         thumbnail=c2pa_io.thumbnail_jpeg(pixels),
     )
     if ledger is not None:
-        ledger.add(record, replace=True)
+        ledger.add(record, replace=True, pending=out)
     else:
         with Ledger() as own:
-            own.add(record, replace=True)
-    return watermark_id
+            own.add(record, replace=True, pending=out)
+    return record
+
+
+def _commit(ledger: Ledger | None, record: Record) -> None:
+    from guard.ledger import Ledger
+
+    if ledger is not None:
+        ledger.commit(record)
+    else:
+        with Ledger() as own:
+            own.commit(record)
 
 
 def _withdraw(ledger: Ledger | None, watermark_id: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from guard import imageio
-from guard.errors import ImageInputError, OutputExistsError
+from guard.errors import ImageInputError, OutputExistsError, OutputWriteError
 from tests.helpers import art, png_bomb, write
 
 
@@ -140,7 +140,7 @@ def test_save_atomic_leaves_nothing_when_the_write_fails(tmp_path: Path, monkeyp
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputWriteError, match="disk full"):
         imageio.save_atomic(tmp_path / "out.png", b"data")
     assert list(tmp_path.iterdir()) == []
 

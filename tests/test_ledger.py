@@ -81,9 +81,13 @@ def test_export_import_between_machines(tmp_path: Path) -> None:
         assert a.export(tmp_path / "records.jsonl") == 3
     with Ledger(tmp_path / "b.db") as b:
         b.add(rec(2))
-        assert b.import_(tmp_path / "records.jsonl") == (2, 1)
+        # these records' manifests are not real: kept only when asked, and flagged
+        assert b.import_(tmp_path / "records.jsonl", keep_unverified=True) == (2, 1)
         assert len(b) == 3
-        assert b.get(f"{0:016x}").thumbnail == b"\xff\xd8jpeg"
+        got = b.get(f"{0:016x}")
+        assert got.thumbnail == b"\xff\xd8jpeg"
+        assert got.origin == "imported" and got.verified is False
+        assert b.get(f"{2:016x}").origin == "local"  # the existing record was kept as it was
 
 
 def test_import_rejects_garbage_without_importing_anything(tmp_path: Path) -> None:
@@ -106,10 +110,21 @@ def test_ledger_cli(tmp_path: Path) -> None:
     out = tmp_path / "x.jsonl"
     r = runner.invoke(main, ["ledger", "export", str(out), "--ledger", str(db), "--json"])
     assert json.loads(r.stdout) == {"exported": 1, "file": str(out)}
+    r = runner.invoke(main, ["ledger", "import", str(out), "--ledger", str(tmp_path / "n.db")])
+    assert r.exit_code == 2 and "does not verify" in r.stderr  # rec()'s manifest is not real
     r = runner.invoke(
-        main, ["ledger", "import", str(out), "--ledger", str(tmp_path / "n.db"), "--json"]
+        main,
+        [
+            "ledger",
+            "import",
+            str(out),
+            "--ledger",
+            str(tmp_path / "n.db"),
+            "--json",
+            "--keep-unverified",
+        ],
     )
-    assert json.loads(r.stdout) == {"added": 1, "already_present": 0}
+    assert json.loads(r.stdout) == {"added": 1, "already_present": 0, "unverified": 1}
 
 
 def test_not_a_ledger_is_a_clear_error(tmp_path: Path) -> None:

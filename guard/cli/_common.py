@@ -54,10 +54,19 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except GuardError as exc:
             fail(str(exc), exc.exit_code)
+        except OSError as exc:  # a folder guard cannot write, a full disk: name the path
+            fail(os_error_line(exc))
         except KeyboardInterrupt:
             fail("interrupted; no partial output was left behind.", 130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system failure: the path first, then the system's reason."""
+    where = exc.filename if exc.filename is not None else "guard"
+    other = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{where}{other}: {exc.strerror or exc}"
 
 
 def emit_json(obj: Any) -> None:

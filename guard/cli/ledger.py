@@ -30,11 +30,17 @@ def show(watermark_id: str, ledger_path: Path | None, as_json: bool) -> None:
         raise SystemExit(1)
     info = record.to_json() | {"manifest": f"{len(record.manifest or b'')} bytes"}
     info.pop("thumbnail")
+    info["fingerprint"] = f"{len(record.fingerprint)} bytes" if record.fingerprint else None
     if as_json:
         emit_json(info)
-    else:
-        for k, v in info.items():
-            click.echo(f"{k:>15}: {v}")
+        return
+    if record.verified is False:
+        click.echo(
+            "  (unverified: imported, and its manifest did not verify; signer and summary are "
+            "unchecked claims)"
+        )
+    for k, v in info.items():
+        click.echo(f"{k:>15}: {v}")
 
 
 @command.command("export")
@@ -55,16 +61,29 @@ def export(output: Path, ledger_path: Path | None, as_json: bool) -> None:
 
 @command.command("import")
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--keep-unverified",
+    is_flag=True,
+    help="Import records whose manifest does not verify, flagged as unverified (default: refuse).",
+)
 @ledger_option
 @json_option
 @handle_errors
-def import_(source: Path, ledger_path: Path | None, as_json: bool) -> None:
-    """Add the records in SOURCE (from 'guard ledger export'); existing ones are kept."""
+def import_(source: Path, keep_unverified: bool, ledger_path: Path | None, as_json: bool) -> None:
+    """Add the records in SOURCE (from 'guard ledger export'); existing ones are kept.
+
+    Every line is validated and every stored manifest checked first; then all records are added
+    in one transaction, or none.
+    """
     from guard.ledger import Ledger
 
     with Ledger(ledger_path) as ledger:
-        added, skipped = ledger.import_(source)
+        before = {r.watermark_id for r in ledger}
+        added, skipped = ledger.import_(source, keep_unverified=keep_unverified)
+        unverified = sum(1 for r in ledger if r.watermark_id not in before and r.verified is False)
     if as_json:
-        emit_json({"added": added, "already_present": skipped})
+        out = {"added": added, "already_present": skipped}
+        emit_json(out | {"unverified": unverified} if keep_unverified else out)
     else:
-        click.echo(f"added {added} records ({skipped} already present)")
+        flagged = f", {unverified} flagged unverified" if unverified else ""
+        click.echo(f"added {added} records ({skipped} already present{flagged})")
