@@ -17,6 +17,10 @@ class OutputExistsError(GuardError):
     """The output file exists; guard never overwrites without --force."""
 
 
+class OutputCollisionError(GuardError):
+    """Two inputs of one run would be written to the same file, or an output is an input."""
+
+
 class OutputWriteError(GuardError):
     """An output could not be written (read-only folder, full disk, ...); nothing partial is left."""
 

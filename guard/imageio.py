@@ -389,6 +389,20 @@ def format_for(path: str | os.PathLike[str]) -> str:
     return EXTENSIONS[suffix]
 
 
+def sniff_format(path: str | os.PathLike[str]) -> str | None:
+    """The format a file's header declares, without decoding pixels; None when unreadable.
+
+    For planning a batch's output names before any work (the real check happens on load)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                fmt = "JPEG" if im.format == "MPO" else im.format
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    return fmt if fmt in MIME else None
+
+
 def encode(
     image: Image.Image,
     fmt: str,

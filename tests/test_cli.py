@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from guard.cli import main
+from guard.ledger import Ledger
 from tests.helpers import art, make_chain, png_bomb, sha256, write
 
 
@@ -183,3 +184,37 @@ def test_library_api_imports_without_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_batch_outputs_never_collide(tmp_path: Path) -> None:
+    """Two inputs that would be written to one name: refused before any work, even with --force."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write(art(seed=1), tmp_path / "a" / "pic.png")
+    second = write(art(seed=2), tmp_path / "b" / "pic.png")
+    out = tmp_path / "out"
+    code, _, err = run("sign", first, second, "--out-dir", out, "--force")
+    assert code == 2 and "Traceback" not in err
+    assert str(out / "pic.signed.png") in err and str(first) in err and str(second) in err
+    assert not (out / "pic.signed.png").exists()
+    with Ledger() as ledger:
+        assert len(ledger) == 0  # no work was done
+    code, _, err = run("sign", first, first, "--out-dir", out, "--force", "--no-watermark")
+    assert code == 2 and str(out / "pic.signed.png") in err
+
+
+def test_sidecars_collide_too(tmp_path: Path) -> None:
+    png = write(art(seed=1), tmp_path / "pic.png")
+    jpg = write(art(seed=2), tmp_path / "pic.jpg", "JPEG")
+    code, _, err = run("sign", png, jpg, "--sidecar", "--out-dir", tmp_path / "o", "--no-watermark")
+    assert code == 2 and "pic.signed.c2pa" in err
+    assert not (tmp_path / "o" / "pic.signed.png").exists()
+
+
+def test_a_batch_never_overwrites_its_own_inputs(tmp_path: Path) -> None:
+    pic = write(art(seed=1), tmp_path / "pic.png")
+    other = write(art(seed=2), tmp_path / "pic.signed.png")  # an input, and pic.png's output name
+    before = sha256(other)
+    code, _, err = run("sign", pic, other, "--force", "--no-watermark")
+    assert code == 2 and "input" in err and str(other) in err
+    assert sha256(other) == before

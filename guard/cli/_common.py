@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -138,6 +140,77 @@ def expand_images(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+def check_collisions(plan: Sequence[tuple[Path, Sequence[Path]]]) -> None:
+    """Refuse a batch, before any work, in which two inputs would be written to one file or an
+    output would replace one of the run's inputs. `plan` pairs each input with the files it will
+    write (the image, a sidecar). --force never changes this: it replaces files from earlier
+    runs, never the run's own output or input."""
+    from guard.errors import OutputCollisionError
+
+    inputs = {_key(src): src for src, _ in plan}
+    inodes = {}
+    for src in inputs.values():
+        with contextlib.suppress(OSError):
+            st = src.stat()
+            inodes[(st.st_dev, st.st_ino)] = src
+    owners: dict[str, Path] = {}
+    for src, outs in plan:
+        for out in outs:
+            k = _key(out)
+            same = inputs.get(k)
+            if same is None and out.exists():
+                with contextlib.suppress(OSError):
+                    st = out.stat()
+                    same = inodes.get((st.st_dev, st.st_ino))
+            if same is not None:
+                raise OutputCollisionError(
+                    f"{out}: is an input of this run ({same}) and would be overwritten by the "
+                    f"output for {src}; guard never modifies its inputs, choose another output "
+                    "name or --out-dir"
+                )
+            if k in owners:
+                raise OutputCollisionError(
+                    f"{out}: both {owners[k]} and {src} would be written here; nothing was "
+                    "done. Rename one, or sign them into different --out-dir folders"
+                )
+            owners[k] = src
+
+
+def _key(path: Path) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
+class PerFile:
+    """The per-file loop of batch commands: one bad file is one line on stderr and the batch
+    goes on; a single input keeps its own exit path (the error is raised as is).
+
+        batch = PerFile(len(items))
+        for item in items:
+            with batch.file():
+                ...
+        batch.finish()   # exit 2 if any file failed
+    """
+
+    def __init__(self, count: int) -> None:
+        self.single = count == 1
+        self.failed = 0
+
+    @contextlib.contextmanager
+    def file(self):
+        try:
+            yield
+        except (GuardError, OSError) as exc:
+            if self.single:
+                raise
+            self.failed += 1
+            line = os_error_line(exc) if isinstance(exc, OSError) else str(exc)
+            click.echo(f"guard: error: {line}", err=True)
+
+    def finish(self) -> None:
+        if self.failed:
+            raise SystemExit(2)
 
 
 def read_key(path: Path | None) -> bytes | None:

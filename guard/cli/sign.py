@@ -61,7 +61,7 @@ def command(
 ) -> None:
     """Sign IMAGES: embed a watermark, then a C2PA manifest saying who made them and how."""
     from guard import imageio
-    from guard.errors import GuardError
+    from guard.cli._common import PerFile, check_collisions
     from guard.ledger import Ledger
     from guard.provenance.vocab import source_uri
     from guard.publish import default_output, sign
@@ -72,19 +72,31 @@ def command(
         source_uri(source)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--source") from None
+
+    def target(src: Path, fmt: str | None) -> Path | None:
+        if output is not None:
+            return output
+        if fmt is None:
+            return None  # not an image: reported when its turn comes
+        return default_output(src, fmt, ".signed", out_dir)
+
+    plan = []
+    for src in images:
+        out = target(src, imageio.sniff_format(src))
+        if out is not None:
+            plan.append((src, [out, out.with_suffix(".c2pa")] if sidecar else [out]))
+    check_collisions(plan)  # before any work: --force never overwrites the run's own files
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-    results, failed = [], 0
+    results = []
+    batch = PerFile(len(images))
     with Ledger(ledger_path) as ledger:
         for src in images:
-            try:
-                loaded = imageio.load(src)  # before the identity, so a bad input creates nothing
-                out = output
-                if out is None and out_dir is not None:
-                    out = default_output(src, loaded.format, ".signed", out_dir)
+            with batch.file():
+                loaded = imageio.load(src)  # before the identity: a bad input creates nothing
                 published = sign(
                     loaded,
-                    out,
+                    target(src, loaded.format),
                     source=source,
                     author=author,
                     title=title,
@@ -95,19 +107,12 @@ def command(
                     force=force,
                     sidecar=sidecar,
                 )
-            except GuardError as exc:
-                if len(images) == 1:
-                    raise
-                failed += 1
-                click.echo(f"guard: error: {exc}", err=True)
-                continue
-            results.append(published)
-            for note in published.notes:
-                click.echo(f"guard: {src}: {note}", err=True)
-            if not as_json:
-                mark = f", watermark {published.watermark_id}" if published.watermark_id else ""
-                click.echo(f"{published.path}  (signed{mark})")
+                results.append(published)
+                for note in published.notes:
+                    click.echo(f"guard: {src}: {note}", err=True)
+                if not as_json:
+                    mark = f", watermark {published.watermark_id}" if published.watermark_id else ""
+                    click.echo(f"{published.path}  (signed{mark})")
     if as_json:
         emit_json([r.to_dict() for r in results])
-    if failed:
-        raise SystemExit(2)
+    batch.finish()
