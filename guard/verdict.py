@@ -1,51 +1,91 @@
 """One answer per file: combines the C2PA manifest, XMP, guard's watermark + ledger and
 third-party marks into a `Verdict`. It decides nothing else.
+
+The order is fixed: the bytes and their C2PA store are judged first, and pixels are decoded only
+afterwards. A signed file whose pixels no longer decode is still judged by its manifest (the
+undecodable pixels become a note); only bytes that carry no credentials and are not an image
+guard reads raise ImageInputError.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard import imageio, trust
+from guard.errors import ImageInputError
 from guard.provenance import c2pa_io, vocab, xmp
 
 if TYPE_CHECKING:
     from guard.ledger import Ledger, Record
+    from guard.watermark import Detection, ThirdPartyMark
 
 SCHEMA_VERSION = 1
 OK_STATES = ("trusted", "valid")
+# Above this many pixels an image is decoded reduced for the watermark (which works at a 512 px
+# short side) and the fragile third-party marks, which only survive at full size, are not checked.
+FULL_DECODE_PIXELS = 4096 * 4096
 
 
 @dataclass
 class LedgerMatch:
-    """A record found through the watermark: a lookup, not a cryptographic binding."""
+    """A record found through the watermark: a lookup, not a cryptographic binding.
+
+    Its facts come only from the record's stored manifest, validated on its own (signature, trust,
+    and a soft binding to this watermark ID). Free text in the record is never shown: a record whose
+    manifest does not pass is reported as unverified, with `problem` saying why.
+    """
 
     watermark_id: str
-    signer: str | None
     created_at: str
     file_name: str | None
     sha256: str | None
-    summary: dict[str, Any]
     manifest: c2pa_io.ManifestReport | None
     file_matches_record: bool
+    problem: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.problem is None and self.manifest is not None
+
+    def _fact(self, value: str | None) -> str | None:
+        return value if self.verified else None
+
+    @property
+    def signer(self) -> str | None:
+        return self._fact(self.manifest.signer_name if self.manifest else None)
+
+    @property
+    def training(self) -> str | None:
+        return self._fact(self.manifest.training if self.manifest else None)
+
+    @property
+    def digital_source_type(self) -> str | None:
+        return self._fact(self.manifest.digital_source_type if self.manifest else None)
+
+    @property
+    def author(self) -> str | None:
+        return self._fact(self.manifest.author if self.manifest else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "match": True,
             "binding": "watermark",
             "watermark_id": self.watermark_id,
+            "verified": self.verified,
+            "problem": self.problem,
             "signer": self.signer,
             "signed_at": self.created_at,
             "file_name": self.file_name,
             "sha256": self.sha256,
             "file_matches_record": self.file_matches_record,
-            "digital_source_type": self.summary.get("digital_source_type"),
-            "digital_source": vocab.source_words(self.summary.get("digital_source_type")),
-            "training": self.summary.get("training"),
-            "author": self.summary.get("author"),
+            "digital_source_type": self.digital_source_type,
+            "digital_source": vocab.source_words(self.digital_source_type),
+            "training": self.training,
+            "author": self.author,
             "manifest": self.manifest.to_dict() if self.manifest else None,
         }
 
@@ -55,10 +95,11 @@ class Verdict:
     file: str
     c2pa: c2pa_io.ManifestReport
     xmp: xmp.XmpFacts = field(default_factory=xmp.XmpFacts)
-    watermark: dict[str, Any] | None = None
+    watermark: Detection | None = None  # None: not asked for (watermark=False)
     ledger: LedgerMatch | None = None
-    third_party_marks: list[dict[str, Any]] = field(default_factory=list)
+    third_party_marks: list[ThirdPartyMark] = field(default_factory=list)
     disagreements: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what could not be checked, and why
     sha256: str | None = None
 
     @property
@@ -74,16 +115,16 @@ class Verdict:
         """What the file says about AI training, from the strongest source that says anything."""
         if self.c2pa.state in OK_STATES and self.c2pa.training:
             return self.c2pa.training
-        if self.ledger and self.ledger.summary.get("training"):
-            return self.ledger.summary["training"]
+        if self.ledger and self.ledger.training:
+            return self.ledger.training
         return self.xmp.training or self.c2pa.training
 
     @property
     def digital_source_type(self) -> str | None:
         if self.c2pa.digital_source_type:
             return self.c2pa.digital_source_type
-        if self.ledger:
-            return self.ledger.summary.get("digital_source_type")
+        if self.ledger and self.ledger.digital_source_type:
+            return self.ledger.digital_source_type
         return self.xmp.digital_source_type
 
     def summary(self) -> list[str]:
@@ -91,10 +132,8 @@ class Verdict:
         c = self.c2pa
         lines = [f"{self.file}: {c.state.upper()}" + _state_gloss(c)]
         if c.state != "absent":
-            if c.signer and c.signer.get("subject"):
-                lines.append(
-                    f"  signed by: {c.signer['subject']} (issuer: {c.signer.get('issuer')})"
-                )
+            if c.signer_name:
+                lines.append(f"  signed by: {c.signer_name} (issuer: {c.signer.get('issuer')})")
             lines.append(f"  signed at: {c.signed_at or 'not timestamped'}")
             if c.claim_generator:
                 lines.append(f"  made with: {c.claim_generator}")
@@ -118,11 +157,12 @@ class Verdict:
         )
         for d in self.disagreements:
             lines.append(f"  warning: {d}")
+        lines.extend(f"  note: {n}" for n in self.notes)
         lines.extend(self._watermark_lines())
         for mark in self.third_party_marks:
             lines.append(
-                f"  third-party mark: {mark['name']} (bit agreement {mark['bit_agreement']:.2f}, "
-                f"p = {mark['p_value']:.1e}; a fragile mark)"
+                f"  third-party mark: {mark.name} (bit agreement {mark.bit_agreement:.2f}, "
+                f"p = {mark.p_value:.1e}; a fragile mark)"
             )
         return lines
 
@@ -130,19 +170,23 @@ class Verdict:
         w = self.watermark
         if w is None:
             return []
-        if not w.get("found"):
-            reason = w.get("reason")
-            return [f"  watermark: {'not checked: ' + reason if reason else 'none found'}"]
-        lines = [f"  watermark: found (p = {w['p_value']:.1e}), ID {w['id']}"]
-        changes = _geometry_words(w.get("geometry") or {})
+        if not w.found:
+            return [f"  watermark: {'not checked: ' + w.reason if w.reason else 'none found'}"]
+        lines = [f"  watermark: found (p = {w.p_value:.1e}), ID {w.id}"]
+        changes = _geometry_words(w.geometry or {})
         if changes:
             lines.append(f"    this copy was {changes} since it was marked")
         if not self.ledger:
             return [*lines, "    no record for this ID in the local ledger"]
         m = self.ledger
-        lines.append(f"    matches a record signed by {m.signer} on {m.created_at[:10]}")
-        facts = [vocab.source_words(m.summary.get("digital_source_type"))]
-        facts.append(vocab.TRAINING_WORDS.get(m.summary.get("training") or "", None))
+        day = str(m.created_at)[:10]
+        if not m.verified:
+            lines.append(f"    matches a record made on {day}, but the record is UNVERIFIED:")
+            lines.append(f"    {m.problem}; none of its claims are used")
+            return lines
+        lines.append(f"    matches a record signed by {m.signer} on {day}")
+        facts = [vocab.source_words(m.digital_source_type)]
+        facts.append(vocab.TRAINING_WORDS.get(m.training or "", None))
         lines.append("    record says: " + ", ".join(f for f in facts if f))
         if self.c2pa.state == "absent":
             lines.append(
@@ -163,9 +207,10 @@ class Verdict:
             "digital_source_type": self.digital_source_type,
             "training": self.training,
             "disagreements": self.disagreements,
-            "watermark": self.watermark,
+            "notes": self.notes,
+            "watermark": self.watermark.to_dict() if self.watermark else None,
             "ledger": self.ledger.to_dict() if self.ledger else {"match": False},
-            "third_party_marks": self.third_party_marks,
+            "third_party_marks": [m.to_dict() for m in self.third_party_marks],
         }
 
 
@@ -177,28 +222,86 @@ def verify(
     watermark_key: bytes | None = None,
     ledger: Ledger | None = None,
 ) -> Verdict:
-    """Read and validate one file. Raises ImageInputError for files that are not images."""
-    import hashlib
-
+    """Read one file (and its `.c2pa` sidecar, if there is one) and verify it."""
     path = Path(path)
-    loaded = imageio.load(path)
-    anchors = trust.anchors_pem(trust_files)
+    data = imageio.read_file(path)
     sidecar_path = path.with_suffix(".c2pa")
-    report = c2pa_io.read(loaded.data, loaded.mime, trust_pem=anchors)
-    if report.state == "absent" and sidecar_path.is_file():
-        report = c2pa_io.read(
-            loaded.data, loaded.mime, trust_pem=anchors, sidecar=sidecar_path.read_bytes()
-        )
+    sidecar = imageio.read_file(sidecar_path) if sidecar_path.is_file() else None
+    return verify_bytes(
+        data,
+        name=str(path),
+        sidecar=sidecar,
+        trust_files=trust_files,
+        watermark=watermark,
+        watermark_key=watermark_key,
+        ledger=ledger,
+    )
+
+
+def verify_bytes(
+    data: bytes,
+    *,
+    name: str,
+    sidecar: bytes | None = None,
+    trust_files: tuple[str | os.PathLike[str], ...] = (),
+    watermark: bool = True,
+    watermark_key: bytes | None = None,
+    ledger: Ledger | None = None,
+) -> Verdict:
+    """Verify an image held in memory; `name` labels it in the verdict and in messages.
+
+    `sidecar` is a `.c2pa` manifest store for these bytes, used when they embed none. Raises
+    ImageInputError only for bytes that carry no credentials and are not an image guard reads.
+    """
+    fmt = imageio.sniff(data, name)
+    anchors = trust.anchors_pem(trust_files)
+    report = c2pa_io.read(data, imageio.MIME[fmt], trust_pem=anchors)
+    if report.state == "absent" and sidecar is not None:
+        report = c2pa_io.read(data, imageio.MIME[fmt], trust_pem=anchors, sidecar=sidecar)
     verdict = Verdict(
-        file=str(path),
+        file=name,
         c2pa=report,
-        xmp=xmp.read(loaded.data),
-        sha256=hashlib.sha256(loaded.data).hexdigest(),
+        xmp=xmp.read(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        notes=list(report.notes),
     )
     verdict.disagreements = _disagreements(verdict)
+    if not watermark and report.state != "absent":
+        return verdict  # the manifest has judged the bytes; no pixel is needed
+    try:
+        loaded = _decode_for_analysis(data, name, watermark)
+    except ImageInputError as exc:
+        if report.state == "absent":
+            raise  # no credentials and no picture: an input error, not a verdict
+        reason = f"the pixels could not be decoded ({str(exc).removeprefix(name + ': ')})"
+        verdict.notes.append(reason)
+        verdict.watermark = _not_checked(reason) if watermark else None
+        return verdict
     if watermark:
         _check_marks(verdict, loaded, watermark_key, ledger, anchors)
     return verdict
+
+
+def _decode_for_analysis(data: bytes, name: str, watermark: bool) -> imageio.LoadedImage:
+    """Large images are decoded reduced (bounded memory) to what the watermark detector needs."""
+    if not watermark:  # only proving that the bytes are an image
+        return imageio.decode(data, name, reduce_over=1, min_side=64)
+    from guard.watermark.pixels import WORK_SIDE
+
+    return imageio.decode(data, name, reduce_over=FULL_DECODE_PIXELS, min_side=2 * WORK_SIDE)
+
+
+def _not_checked(reason: str) -> Detection:
+    from guard.watermark import Detection
+
+    return Detection(
+        found=False,
+        payload=None,
+        p_value=1.0,
+        bit_accuracy=None,
+        status="not_checked",
+        reason=reason,
+    )
 
 
 def _check_marks(
@@ -211,8 +314,15 @@ def _check_marks(
     from guard import watermark as wm
 
     detection = wm.detect(loaded.image, key=key)
-    verdict.watermark = detection.to_dict()
-    verdict.third_party_marks = [m.to_dict() for m in wm.detect_third_party(loaded.image)]
+    verdict.watermark = detection
+    if loaded.reduced_from:
+        w, h = loaded.reduced_from
+        verdict.notes.append(
+            f"{w}x{h} px was decoded reduced for the watermark check; third-party marks (fragile, "
+            "written at generation size) were not checked"
+        )
+    else:
+        verdict.third_party_marks = wm.detect_third_party(loaded.image)
     if detection.found and detection.payload:
         record = _lookup(detection.payload.hex(), ledger)
         if record is not None:
@@ -229,21 +339,35 @@ def _lookup(watermark_id: str, ledger: Ledger | None) -> Record | None:
 
 
 def _match(record: Record, sha256: str | None, anchors: str) -> LedgerMatch:
-    manifest = None
-    if record.manifest:
-        manifest = c2pa_io.read(
-            record.manifest, "application/c2pa", trust_pem=anchors, sidecar=None
-        )
+    manifest = c2pa_io.read_store(record.manifest, trust_pem=anchors) if record.manifest else None
     return LedgerMatch(
         watermark_id=record.watermark_id,
-        signer=record.signer,
         created_at=record.created_at,
         file_name=record.file_name,
         sha256=record.sha256,
-        summary=record.summary,
         manifest=manifest,
         file_matches_record=record.sha256 == sha256,
+        problem=_unverified(record.watermark_id, manifest),
     )
+
+
+def _unverified(watermark_id: str, manifest: c2pa_io.ManifestReport | None) -> str | None:
+    """Why a record's stored manifest cannot vouch for it, or None when it can."""
+    if manifest is None:
+        return "the record holds no manifest"
+    if manifest.state == "valid":
+        return "its manifest is signed by someone not in your trust list"
+    if manifest.state != "trusted":
+        words = "; ".join(dict.fromkeys(f.meaning for f in manifest.failures))
+        return "its manifest does not verify" + (f" ({words})" if words else "")
+    bound = (manifest.soft_binding or {}).get("id")
+    if bound != watermark_id.lower():
+        return (
+            "its manifest is bound to a different watermark ID"
+            if bound
+            else ("its manifest carries no watermark binding")
+        )
+    return None
 
 
 def _disagreements(v: Verdict) -> list[str]:

@@ -30,8 +30,8 @@ def test_watermark_first_then_sign_trusted_and_marked(tmp_path: Path) -> None:
     assert published.watermark_id is not None
     v = guard.verify(published.path)
     assert v.state == "trusted", v.c2pa.failures  # no byte changed after signing
-    assert v.watermark["found"] and v.watermark["id"] == published.watermark_id
-    assert v.watermark["p_value"] <= 1e-6
+    assert v.watermark.found and v.watermark.id == published.watermark_id
+    assert v.watermark.p_value <= 1e-6
     assert v.c2pa.soft_binding == {"alg": watermark.ALGORITHM, "id": published.watermark_id}
     assert v.ledger is not None and v.ledger.file_matches_record
 
@@ -44,7 +44,7 @@ def test_stripped_jpeg_copy_still_finds_the_original_record(tmp_path: Path) -> N
     v = guard.verify(stripped)
     assert v.state == "absent"
     assert v.xmp.digital_source_type is None  # metadata really is gone
-    assert v.watermark["found"] and v.watermark["id"] == published.watermark_id
+    assert v.watermark.found and v.watermark.id == published.watermark_id
     assert v.ledger is not None
     assert v.ledger.watermark_id == published.watermark_id
     assert not v.ledger.file_matches_record
@@ -68,14 +68,14 @@ def test_an_unknown_watermark_id_is_reported_without_a_match(tmp_path: Path) -> 
     src = write(photo(), tmp_path / "a.png")
     published = guard.sign(src, ledger=Ledger(tmp_path / "elsewhere.db"))
     v = guard.verify(published.path)  # default ledger: never heard of it
-    assert v.watermark["found"] and v.ledger is None
+    assert v.watermark.found and v.ledger is None
     assert "no record for this ID" in "\n".join(v.summary())
 
 
 def test_no_watermark_flag_and_too_small_images(tmp_path: Path) -> None:
     plain = guard.sign(write(photo(), tmp_path / "a.png"), watermark=False)
     assert plain.watermark_id is None
-    assert not guard.verify(plain.path).watermark["found"]
+    assert not guard.verify(plain.path).watermark.found
     tiny = guard.sign(write(art(120, 90), tmp_path / "tiny.png"))
     assert tiny.watermark_id is None
     assert any("too small" in n for n in tiny.notes)
@@ -85,8 +85,8 @@ def test_no_watermark_flag_and_too_small_images(tmp_path: Path) -> None:
 def test_private_key_marks_are_invisible_to_the_public_key(tmp_path: Path) -> None:
     key = b"platform-secret-key"
     published = guard.sign(write(photo(), tmp_path / "a.png"), watermark_key=key)
-    assert not guard.verify(published.path).watermark["found"]
-    assert guard.verify(published.path, watermark_key=key).watermark["found"]
+    assert not guard.verify(published.path).watermark.found
+    assert guard.verify(published.path, watermark_key=key).watermark.found
 
 
 def test_sdxl_mark_is_named_by_verify(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_sdxl_mark_is_named_by_verify(tmp_path: Path) -> None:
     path = write(marked, tmp_path / "sdxl.png")
     v = guard.verify(path)
     [mark] = v.third_party_marks
-    assert "Stable Diffusion XL" in mark["name"] and mark["fragile"] and mark["p_value"] < 1e-6
+    assert "Stable Diffusion XL" in mark.name and mark.fragile and mark.p_value < 1e-6
     assert "Stable Diffusion XL" in "\n".join(v.summary())
 
 

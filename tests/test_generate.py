@@ -495,6 +495,6 @@ def test_output_verifies_trusted_ai_generated_with_watermark(gen, tmp_path):
     v = verify(item.path)
     assert v.state == "trusted"
     assert v.digital_source_type.endswith("trainedAlgorithmicMedia")
-    assert v.watermark["found"] and v.watermark["id"] == item.watermark_id
+    assert v.watermark.found and v.watermark.id == item.watermark_id
     assert v.ledger is not None and v.ledger.file_matches_record
     assert v.training == "notAllowed"

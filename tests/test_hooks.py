@@ -165,8 +165,8 @@ def test_hook_watermarks_once_and_save_records_it(sd, tmp_path):
         np.asarray(Image.open(result.path).convert("RGB")), np.asarray(out.images[0])
     )
     v = verdict(result.path, watermark=True)
-    assert v.state == "trusted" and v.watermark["found"]
-    assert v.watermark["id"] == p.watermark_id
+    assert v.state == "trusted" and v.watermark.found
+    assert v.watermark.id == p.watermark_id
     assert v.ledger is not None
 
 
@@ -180,7 +180,7 @@ def test_sdxl_watermark_applied_inside_the_pipeline(tmp_path):
     assert p.watermark_id is not None
     result = hooks.save(out.images[0], tmp_path / "xl.png")
     v = verdict(result.path, watermark=True)
-    assert v.watermark["found"] and v.watermark["id"] == p.watermark_id
+    assert v.watermark.found and v.watermark.id == p.watermark_id
 
 
 @needs_watermark

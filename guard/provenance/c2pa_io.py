@@ -2,18 +2,26 @@
 
 Settings that matter offline and for small images are fixed here once: no remote manifest
 fetch, and no SDK thumbnail (it would upscale small images to 1024 px; guard supplies its own).
+What the SDK reports is turned into a `ManifestReport` by `guard.provenance.report`.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from guard.errors import SigningError
 from guard.provenance import manifest as manifest_mod
-from guard.provenance import vocab
+from guard.provenance.report import (
+    SHAPE,
+    ManifestReport,
+    failure,
+    parse_store,
+    status_codes,
+)
+from guard.provenance.report import Failure as Failure  # re-exported: the report types live there
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -104,174 +112,77 @@ def has_manifest(data: bytes, mime: str) -> bool:
 
 # -- reading ---------------------------------------------------------------------------------------
 
-
-@dataclass
-class Failure:
-    code: str
-    explanation: str  # the SDK's words
-    meaning: str  # plain words
-
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "meaning": self.meaning, "explanation": self.explanation}
-
-
-@dataclass
-class ManifestReport:
-    state: str  # trusted | valid | invalid | absent
-    label: str | None = None
-    signer: dict[str, str | None] | None = None
-    signed_at: str | None = None
-    claim_generator: str | None = None
-    digital_source_type: str | None = None
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    ingredients: list[dict[str, Any]] = field(default_factory=list)
-    training_mining: dict[str, str] | None = None
-    author: str | None = None
-    soft_binding: dict[str, str | None] | None = None
-    assertions: dict[str, Any] = field(default_factory=dict)
-    failures: list[Failure] = field(default_factory=list)
-    sidecar: bool = False
-    store: dict[str, Any] | None = field(default=None, repr=False)
-
-    @property
-    def training(self) -> str | None:
-        """One summary value: the strictest of the CAWG entries."""
-        if not self.training_mining:
-            return None
-        uses = set(self.training_mining.values())
-        for value in ("notAllowed", "constrained", "allowed"):
-            if value in uses:
-                return value
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "manifest": self.label,
-            "sidecar": self.sidecar,
-            "signer": self.signer,
-            "signed_at": self.signed_at,
-            "claim_generator": self.claim_generator,
-            "digital_source_type": self.digital_source_type,
-            "digital_source": vocab.source_words(self.digital_source_type),
-            "author": self.author,
-            "actions": self.actions,
-            "ingredients": self.ingredients,
-            "training_mining": self.training_mining,
-            "training": self.training,
-            "soft_binding": self.soft_binding,
-            "failures": [f.to_dict() for f in self.failures],
-        }
+# The JUMBF description-box type of a C2PA manifest store ("c2pa" + the ISO 19566-5 suffix). Its 16
+# bytes in a file mean a store is there, whether or not the SDK can still find and parse it.
+STORE_UUID = b"c2pa\x00\x11\x00\x10\x80\x00\x00\xaa\x00\x38\x9b\x71"
+# Hard bindings tie a manifest to the asset's bytes; a stored manifest alone cannot satisfy them.
+HARD_BINDING_CODES = ("assertion.dataHash.", "assertion.boxesHash.", "assertion.bmffHash.")
+DAMAGED = "guard.manifest.damaged"  # a store is there but the SDK cannot parse it
+MISPLACED = "guard.manifest.misplaced"  # a store is in the bytes but not where the format puts it
 
 
 def read(
     data: bytes, mime: str, *, trust_pem: str | None, sidecar: bytes | None = None
 ) -> ManifestReport:
+    """Validate the manifest in `data` (or in `sidecar`, a `.c2pa` store for `data`).
+
+    `absent` only when no store is there at all: a store the SDK cannot parse, or one that is in
+    the bytes but not where the format puts it, is `invalid` with the SDK's reason.
+    """
     import c2pa
 
+    present = sidecar is not None or STORE_UUID in data
     try:
         with (
             _context(trust_pem) as ctx,
             c2pa.Reader(mime, io.BytesIO(data), manifest_data=sidecar, context=ctx) as reader,
         ):
             store = json.loads(reader.json())
-            state = (reader.get_validation_state() or "Invalid").lower()
-    except c2pa.C2paError as exc:
-        name = type(exc).__name__
-        if "ManifestNotFound" in name or "JUMBF" in str(exc) or "NotSupported" in name:
+            sdk_state = reader.get_validation_state()
+    except c2pa.C2paError.ManifestNotFound as exc:
+        if not present:
             return ManifestReport(state="absent")
-        return ManifestReport(
-            state="invalid",
-            failures=[
-                Failure("manifest.inaccessible", str(exc), vocab.failure_words("general.error"))
-            ],
-        )
+        return ManifestReport(state="invalid", failures=[failure(MISPLACED, str(exc))])
+    except c2pa.C2paError as exc:
+        if not present:  # e.g. a remote manifest reference, or a container the SDK cannot parse
+            return ManifestReport(state="absent", notes=[f"the C2PA reader said: {exc}"])
+        return ManifestReport(state="invalid", failures=[failure(DAMAGED, str(exc))])
     report = parse_store(store)
+    state = (sdk_state or "invalid").lower()
     report.state = state if state in ("trusted", "valid", "invalid") else "invalid"
+    if any(f.code == SHAPE for f in report.failures):
+        report.state = "invalid"
     report.sidecar = sidecar is not None
     return report
 
 
-def parse_store(store: dict[str, Any]) -> ManifestReport:
-    label = store.get("active_manifest")
-    manifests = store.get("manifests", {})
-    active = manifests.get(label, {})
-    report = ManifestReport(state="invalid", label=label, store=store)
+def read_store(store: bytes, *, trust_pem: str | None) -> ManifestReport:
+    """Validate a manifest store on its own (the ledger keeps one per watermark ID).
 
-    sig = active.get("signature_info") or {}
-    report.signer = {"subject": sig.get("common_name"), "issuer": sig.get("issuer")}
-    report.signed_at = sig.get("time")
-    gen = (active.get("claim_generator_info") or [{}])[0]
-    report.claim_generator = (
-        f"{gen.get('name')}/{gen.get('version')}" if gen else active.get("claim_generator")
-    )
-    for assertion in active.get("assertions", []):
-        lab, d = assertion.get("label", ""), assertion.get("data", {})
-        report.assertions[lab] = d
-        if lab.startswith("c2pa.actions"):
-            for a in d.get("actions", []):
-                report.actions.append(
-                    {
-                        "action": a.get("action"),
-                        "digital_source_type": a.get("digitalSourceType"),
-                        "software_agent": _agent(a.get("softwareAgent")),
-                        "when": a.get("when"),
-                    }
-                )
-                if a.get("digitalSourceType"):
-                    report.digital_source_type = a["digitalSourceType"]
-        elif lab == "cawg.training-mining":
-            report.training_mining = {
-                k: v.get("use") for k, v in d.get("entries", {}).items() if isinstance(v, dict)
-            }
-        elif lab == "stds.schema-org.CreativeWork":
-            authors = d.get("author") or []
-            report.author = ", ".join(a.get("name", "") for a in authors if isinstance(a, dict))
-        elif lab == "c2pa.soft-binding":
-            report.soft_binding = {"alg": d.get("alg"), "id": manifest_mod.soft_binding_id(d)}
-    report.ingredients = _chain(active, manifests, depth=0, seen={label})
+    Its signature, the signer's trust and every hashed statement are checked; the hard binding to
+    the asset's bytes cannot be, as the asset is not here, so those results are set aside and the
+    report says `detached`. The state then follows the SDK's rule on what remains.
+    """
+    import c2pa
 
-    results = store.get("validation_results", {}).get("activeManifest", {})
-    report.failures = [
-        Failure(
-            f.get("code", "?"), f.get("explanation", ""), vocab.failure_words(f.get("code", ""))
-        )
-        for f in results.get("failure", [])
-    ]
+    try:
+        with (
+            _context(trust_pem) as ctx,
+            c2pa.Reader("application/c2pa", io.BytesIO(store), context=ctx) as reader,
+        ):
+            parsed = json.loads(reader.json())
+    except c2pa.C2paError as exc:
+        return ManifestReport(state="invalid", detached=True, failures=[failure(DAMAGED, str(exc))])
+    report = parse_store(parsed)
+    report.detached = True
+    report.failures = [f for f in report.failures if not f.code.startswith(HARD_BINDING_CODES)]
+    success = status_codes(parsed, "success")
+    if "claimSignature.validated" not in success:
+        report.state = "invalid"
+        if not report.failures:
+            report.failures.append(failure("claimSignature.missing", "no validated signature"))
+    elif any(f.code != "signingCredential.untrusted" for f in report.failures):
+        report.state = "invalid"
+    else:
+        report.state = "trusted" if "signingCredential.trusted" in success else "valid"
     return report
-
-
-def _agent(agent: Any) -> str | None:
-    if isinstance(agent, dict):
-        return " ".join(str(v) for v in (agent.get("name"), agent.get("version")) if v)
-    return agent
-
-
-def _chain(
-    manifest: dict[str, Any], manifests: dict[str, Any], depth: int, seen: set[str | None]
-) -> list[dict[str, Any]]:
-    """Flatten the ingredient tree (depth-first) so a report can show the whole history."""
-    out: list[dict[str, Any]] = []
-    for ing in manifest.get("ingredients", []):
-        child = ing.get("active_manifest")
-        entry: dict[str, Any] = {
-            "title": ing.get("title"),
-            "relationship": ing.get("relationship"),
-            "depth": depth,
-            "manifest": child,
-        }
-        if child in manifests and child not in seen:
-            sub = manifests[child]
-            sig = sub.get("signature_info") or {}
-            entry["signer"] = sig.get("common_name")
-            entry["actions"] = [
-                a.get("action")
-                for s in sub.get("assertions", [])
-                if s.get("label", "").startswith("c2pa.actions")
-                for a in s.get("data", {}).get("actions", [])
-            ]
-            out.append(entry)
-            out.extend(_chain(sub, manifests, depth + 1, seen | {child}))
-        else:
-            out.append(entry)
-    return out

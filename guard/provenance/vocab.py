@@ -113,6 +113,13 @@ FAILURE_WORDS: dict[str, str] = {
     "ingredient.claimSignature.mismatch": "an ingredient's signature does not match",
     "general.error": "the manifest could not be validated",
     "algorithm.unsupported": "the manifest uses an algorithm this verifier does not support",
+    # guard's own codes, where the SDK gives an error rather than a status
+    "guard.manifest.damaged": "Content Credentials are present but damaged: they cannot be read",
+    "guard.manifest.misplaced": (
+        "Content Credentials are in the file but not where its format keeps them (the file's "
+        "structure was changed)"
+    ),
+    "guard.assertion.shape": "a statement in the manifest has a shape guard cannot read",
 }
 
 
