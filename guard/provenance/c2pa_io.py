@@ -186,3 +186,33 @@ def read_store(store: bytes, *, trust_pem: str | None) -> ManifestReport:
     else:
         report.state = "trusted" if "signingCredential.trusted" in success else "valid"
     return report
+
+
+def thumbnails(data: bytes, mime: str, *, sidecar: bytes | None = None) -> dict[str, bytes]:
+    """Manifest label -> that manifest's claim thumbnail, for every manifest in the store (the
+    active one and its ingredients'): what a history timeline shows. Empty when there is none.
+    `mime` 'application/c2pa' reads a bare manifest store (a ledger record's)."""
+    import c2pa
+
+    out: dict[str, bytes] = {}
+    try:
+        with (
+            _context() as ctx,
+            c2pa.Reader(mime, io.BytesIO(data), manifest_data=sidecar, context=ctx) as reader,
+        ):
+            store = json.loads(reader.json())
+            manifests = store.get("manifests") if isinstance(store, dict) else None
+            for label, manifest in (manifests if isinstance(manifests, dict) else {}).items():
+                thumb = manifest.get("thumbnail") if isinstance(manifest, dict) else None
+                ident = thumb.get("identifier") if isinstance(thumb, dict) else None
+                if not isinstance(ident, str):
+                    continue
+                buf = io.BytesIO()
+                try:
+                    reader.resource_to_stream(ident, buf)
+                except c2pa.C2paError:
+                    continue
+                out[label] = buf.getvalue()
+    except (c2pa.C2paError, ValueError):
+        return {}
+    return out
