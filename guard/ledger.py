@@ -44,6 +44,8 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records (\n    "
     + ",\n    ".join(f"{k} {v}" for k, v in COLUMNS.items())
     + "\n);\nCREATE INDEX IF NOT EXISTS records_sha256 ON records(sha256);\n"
+    # the soft-binding resolution API serves manifests by their label (guard serve)
+    + "CREATE INDEX IF NOT EXISTS records_manifest ON records(manifest_label);\n"
 )
 RECORD_COLUMNS = (
     "watermark_id",
@@ -263,6 +265,15 @@ class Ledger:
             f"SELECT {', '.join(RECORD_COLUMNS)} FROM records "
             "WHERE sha256 = ? AND state = 'committed'",
             (sha256.lower(),),
+        ).fetchone()
+        return self._record(row) if row else None
+
+    def by_manifest_label(self, label: str) -> Record | None:
+        """The record whose stored manifest store has this active manifest (urn:c2pa:…)."""
+        row = self._db.execute(
+            f"SELECT {', '.join(RECORD_COLUMNS)} FROM records "
+            "WHERE manifest_label = ? AND state = 'committed'",
+            (label,),
         ).fetchone()
         return self._record(row) if row else None
 
