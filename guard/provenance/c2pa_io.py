@@ -126,8 +126,11 @@ def read(
 ) -> ManifestReport:
     """Validate the manifest in `data` (or in `sidecar`, a `.c2pa` store for `data`).
 
-    `absent` only when no store is there at all: a store the SDK cannot parse, or one that is in
-    the bytes but not where the format puts it, is `invalid` with the SDK's reason.
+    `absent` only when no store is there at all. The SDK's typed errors decide: ManifestNotFound,
+    and the errors about the container rather than a store (Other: the asset does not parse,
+    NotSupported, RemoteManifest: not fetched), mean no store was found, unless the store's JUMBF
+    type is in the bytes anyway (then it is `invalid`: misplaced). Every other error means a store
+    was found and could not be read: `invalid`, with the SDK's reason.
     """
     import c2pa
 
@@ -139,14 +142,20 @@ def read(
         ):
             store = json.loads(reader.json())
             sdk_state = reader.get_validation_state()
-    except c2pa.C2paError.ManifestNotFound as exc:
-        if not present:
-            return ManifestReport(state="absent")
-        return ManifestReport(state="invalid", failures=[failure(MISPLACED, str(exc))])
     except c2pa.C2paError as exc:
-        if not present:  # e.g. a remote manifest reference, or a container the SDK cannot parse
-            return ManifestReport(state="absent", notes=[f"the C2PA reader said: {exc}"])
-        return ManifestReport(state="invalid", failures=[failure(DAMAGED, str(exc))])
+        no_store = (
+            c2pa.C2paError.ManifestNotFound,
+            c2pa.C2paError.NotSupported,
+            c2pa.C2paError.RemoteManifest,
+            c2pa.C2paError.Other,
+        )
+        if not isinstance(exc, no_store):
+            return ManifestReport(state="invalid", failures=[failure(DAMAGED, str(exc))])
+        if present:
+            return ManifestReport(state="invalid", failures=[failure(MISPLACED, str(exc))])
+        if isinstance(exc, c2pa.C2paError.ManifestNotFound):
+            return ManifestReport(state="absent")
+        return ManifestReport(state="absent", notes=[f"the C2PA reader said: {exc}"])
     report = parse_store(store)
     state = (sdk_state or "invalid").lower()
     report.state = state if state in ("trusted", "valid", "invalid") else "invalid"
