@@ -31,6 +31,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "sign": ("guard.publish", "sign"),
     "verify": ("guard.verdict", "verify"),
     "Verdict": ("guard.verdict", "Verdict"),
+    "scan": ("guard.scan.api", "scan"),
+    "scan_dataset": ("guard.scan.api", "scan_dataset"),
+    "ScanRow": ("guard.scan.row", "ScanRow"),
     "Ledger": ("guard.ledger", "Ledger"),
     "protect": ("guard.protection", "protect"),
     "Protected": ("guard.protection", "Protected"),
@@ -60,4 +63,6 @@ if TYPE_CHECKING:
     from guard.protection.workflow import protect_file
     from guard.provenance.spec import Assertion, Ingredient, ManifestSpec
     from guard.publish import Published, publish, sign
+    from guard.scan.api import scan, scan_dataset
+    from guard.scan.row import ScanRow
     from guard.verdict import Verdict, verify

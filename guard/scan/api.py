@@ -1,0 +1,142 @@
+"""`guard.scan` and `guard.scan_dataset`: the library's front door to the gatekeeper.
+
+    for row in guard.scan(["dataset/"], report="report.parquet"):
+        ...                                   # ScanRow, in input order, as they finish
+    guard.scan_dataset(ray.data.read_webdataset(shards, decoder=None))   # a Ray Dataset of rows
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from guard.scan.image import Settings
+from guard.scan.policy import Policy
+from guard.scan.policy import load as load_policy
+from guard.scan.row import ScanRow
+from guard.scan.sources import DEFAULT_MAX_BYTES, Unit, units
+
+
+def settings_for(
+    *,
+    policy: str | os.PathLike[str] | Policy | None = None,
+    watermark: bool = True,
+    watermark_key: bytes | None = None,
+    trust_files: Iterable[str | os.PathLike[str]] = (),
+    ledger: str | os.PathLike[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    user_agent: str | None = None,
+) -> Settings:
+    return Settings(
+        policy=policy if isinstance(policy, Policy) else load_policy(policy),
+        watermark=watermark,
+        watermark_key=watermark_key,
+        trust_files=tuple(str(p) for p in trust_files),
+        ledger_path=str(ledger) if ledger else None,
+        max_bytes=max_bytes,
+        user_agent=user_agent,
+    )
+
+
+def fingerprint(settings: Settings) -> str:
+    """What must match for a report to be resumed: a report mixes no two policies."""
+    return json.dumps(
+        {"policy": settings.policy.to_dict(), "watermark": settings.watermark}, sort_keys=True
+    )
+
+
+def scan(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    report: str | os.PathLike[str] | None = None,
+    policy: str | os.PathLike[str] | Policy | None = None,
+    watermark: bool = True,
+    watermark_key: bytes | None = None,
+    trust_files: Iterable[str | os.PathLike[str]] = (),
+    ledger: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    fresh: bool = False,
+    progress: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    user_agent: str | None = None,
+) -> Iterator[ScanRow]:
+    """Scan folders, path lists (.txt/.parquet) and WebDataset shards; yield one row per image.
+
+    With `report`, rows are also written to that Parquet file, and a scan that was interrupted
+    resumes: units (files, shards) already in the report are skipped and not yielded again.
+    `workers`: processes (default: every core; 0 runs in this process).
+    """
+    settings = settings_for(
+        policy=policy,
+        watermark=watermark,
+        watermark_key=watermark_key,
+        trust_files=trust_files,
+        ledger=ledger,
+        max_bytes=max_bytes,
+        user_agent=user_agent,
+    )
+    todo, total, writer = plan(paths, settings, report=report, fresh=fresh, count=progress)
+    from guard.scan import local
+
+    yield from local.scan_units(
+        todo, settings, workers=workers, writer=writer, progress=progress, total=total
+    )
+    if writer is not None:
+        writer.finish()
+
+
+def plan(
+    paths: Iterable[str | os.PathLike[str]],
+    settings: Settings,
+    *,
+    report: str | os.PathLike[str] | None,
+    fresh: bool,
+    count: bool,
+):
+    """(units still to scan, their image count when cheap to know, the report writer)."""
+    writer = None
+    all_units = list(units(paths))
+    if report is not None:
+        from guard.scan.report import ReportWriter
+
+        writer = ReportWriter(Path(report), fingerprint(settings), fresh=fresh)
+        done = writer.previous.done_units
+        todo = [u for u in all_units if u.id not in done]
+    else:
+        todo = all_units
+    total = None
+    if count:
+        counts = [u.count() for u in todo]
+        total = None if any(c is None for c in counts) else sum(c for c in counts if c)
+    return todo, total, writer
+
+
+def scan_on_ray(
+    paths: Iterable[str | os.PathLike[str]],
+    report: str | os.PathLike[str],
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    fresh: bool = False,
+    **options,
+) -> Path:
+    """The same scan on Ray (a local instance, or the cluster at `address`); returns the report."""
+    from guard.scan import ray_engine
+
+    settings = settings_for(**options)
+    todo, _, writer = plan(paths, settings, report=report, fresh=fresh, count=False)
+    assert writer is not None
+    return ray_engine.run(todo, settings, writer, address=address, num_cpus=num_cpus)
+
+
+def scan_dataset(dataset, *, policy=None, watermark: bool = True, **options):
+    """A Ray Dataset of images (bytes) -> a Ray Dataset of report rows; see ray_engine."""
+    from guard.scan import ray_engine
+
+    settings = settings_for(policy=policy, watermark=watermark, **options)
+    return ray_engine.scan_dataset(dataset, settings)
+
+
+__all__ = ["ScanRow", "Unit", "scan", "scan_dataset", "scan_on_ray", "settings_for"]

@@ -1,0 +1,335 @@
+"""The per-image function: bytes in, `ScanRow` out. Every engine calls this and nothing else.
+
+It reads no signal itself. The C2PA manifest, XMP, guard's watermark and its ledger record and
+third-party marks come from `guard.verdict` (the code `guard verify` runs), generator metadata
+from `guard.provenance.generator_tags`, the downloader's X-Robots-Tag from
+`guard.provenance.robots_tag`; the pixels are decoded by `guard.imageio`. This module only turns
+what they report into signals, and the policy turns signals into a decision.
+
+It never raises: a file that cannot be read, or any unexpected failure, becomes an
+`unverifiable` row with its reason (fail closed), and the next image goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guard.scan.policy import STRICT, Found, Policy
+from guard.scan.row import ScanRow
+from guard.scan.sources import DEFAULT_MAX_BYTES, Item, read_beside
+
+if TYPE_CHECKING:
+    from guard.ledger import Ledger
+
+# IPTC digital source types that mean "made by a generative model". Others that mention
+# algorithms (algorithmicMedia: a formula, no training data; algorithmicallyEnhanced: minor
+# correction; compositeSynthetic: may or may not include AI) are reported, not treated as AI.
+AI_SOURCE_TERMS = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
+OK_STATES = ("trusted", "valid")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs; small and picklable (sent once to each process or Ray task)."""
+
+    policy: Policy = STRICT
+    watermark: bool = True
+    watermark_key: bytes | None = None
+    trust_files: tuple[str, ...] = ()
+    ledger_path: str | None = None  # None: the default ledger (GUARD_LEDGER / GUARD_HOME)
+    max_bytes: int = DEFAULT_MAX_BYTES
+    user_agent: str | None = None  # X-Robots-Tag directives scoped to this crawler also count
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+_LEDGERS: dict[tuple[int, str | None], Ledger] = {}
+
+
+def _ledger(settings: Settings) -> Ledger:
+    """One ledger connection per process (SQLite connections must not cross a fork)."""
+    from guard.ledger import Ledger
+
+    key = (os.getpid(), settings.ledger_path)
+    if key not in _LEDGERS:
+        _LEDGERS[key] = Ledger(settings.ledger_path)
+    return _LEDGERS[key]
+
+
+def scan_item(item: Item, settings: Settings) -> ScanRow:
+    """One image's row. Never raises."""
+    row = ScanRow(path=item.path, shard=item.shard, key=item.key)
+    found: list[Found] = []
+    try:
+        _scan(item, settings, row, found)
+    except Exception as exc:  # fail closed: any surprise is this file's problem, not the run's
+        found.append(Found("scan_error", f"unexpected error: {type(exc).__name__}: {exc}"))
+        row.error = row.error or f"{type(exc).__name__}: {exc}"
+    row.decision, row.reasons, row.signals = settings.policy.decide(found)
+    return row
+
+
+def scan_bytes(
+    data: bytes,
+    *,
+    name: str,
+    sidecar: bytes | None = None,
+    meta: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> ScanRow:
+    """Scan bytes that are not a file on disk (a tar member, an object store, a request)."""
+    return scan_item(Item(path=name, data=data, sidecar=sidecar, meta=meta), settings or Settings())
+
+
+def _scan(item: Item, settings: Settings, row: ScanRow, found: list[Found]) -> None:
+    data, sidecar, meta = item.data, item.sidecar, item.meta
+    problem = item.problem
+    if item.file is not None:
+        size = os.path.getsize(item.file)
+        if size > settings.max_bytes:
+            item.size = size
+        else:
+            with open(item.file, "rb") as fh:
+                data = fh.read()
+            sidecar, meta, problem = read_beside(item.file)
+    _robots(meta, settings, row, found)
+    if data is None:
+        if item.size is not None:
+            row.bytes = item.size
+            found.append(
+                Found(
+                    "too_large",
+                    f"{item.size / 2**20:.0f} MB, over the scan's {settings.max_bytes / 2**20:.0f} MB "
+                    "limit; not read",
+                )
+            )
+        else:
+            found.append(Found("unreadable", problem or "no image data"))
+        row.error = found[-1].words
+        return
+    if problem:
+        found.append(Found("unreadable", problem))
+    row.bytes = len(data)
+    row.sha256 = hashlib.sha256(data).hexdigest()
+    decoded = _decode(data, item.path, row, found)
+    verdict = _verify(data, item.path, sidecar, settings)
+    if isinstance(verdict, str):
+        if decoded:  # the pixels decoded but verify could not read the file
+            found.append(Found("unreadable", verdict))
+            row.error = verdict
+        return
+    _verdict_signals(verdict.to_dict(), row, found)
+
+
+def _robots(meta: dict[str, Any] | None, settings: Settings, row: ScanRow, found: list[Found]):
+    from guard.provenance import robots_tag
+
+    values = robots_tag.recorded_values(meta)
+    reason = robots_tag.opt_out(meta, settings.user_agent)
+    row.x_robots_tag = "; ".join(values) if values else (reason if reason else None)
+    if reason:
+        found.append(Found("robots_noai", f"opted out when downloaded: {reason}"))
+
+
+def _decode(data: bytes, name: str, row: ScanRow, found: list[Found]) -> bool:
+    """Decode the pixels (fail closed on anything broken) and read generator metadata."""
+    from guard import imageio
+    from guard.errors import GuardError
+    from guard.provenance import generator_tags
+
+    try:
+        loaded = imageio.decode(data, name=name)
+    except GuardError as exc:
+        message = str(exc).removeprefix(f"{name}: ")
+        found.append(Found("unreadable", message))
+        row.error = message
+        return False
+    except (ValueError, OSError, SyntaxError, MemoryError) as exc:  # Pillow's own, past imageio
+        message = f"corrupt or hostile image ({type(exc).__name__}: {exc})"
+        found.append(Found("unreadable", message))
+        row.error = message
+        return False
+    row.format = loaded.format
+    row.width, row.height = loaded.image.size
+    tags = generator_tags.find(loaded.text, generator_tags.software_of(loaded.exif))
+    if tags:
+        row.generator = ", ".join(dict.fromkeys(t.generator for t in tags))
+        for tag in tags:
+            found.append(Found("generator_metadata", f"{tag.generator} metadata ({tag.key})"))
+    return True
+
+
+def _verify(data: bytes, name: str, sidecar: bytes | None, settings: Settings):
+    """guard's verdict for these bytes, or the reason there is none."""
+    from guard import verdict as verdict_mod
+    from guard.errors import GuardError
+
+    kwargs = dict(
+        trust_files=settings.trust_files,
+        watermark=settings.watermark,
+        watermark_key=settings.watermark_key,
+        ledger=_ledger(settings),
+    )
+    try:
+        verify_bytes = getattr(verdict_mod, "verify_bytes", None)
+        if verify_bytes is not None:
+            return verify_bytes(data, name=name, sidecar=sidecar, **kwargs)
+        # Until verify reads bytes (issue 9a), give it a private file to read.
+        with tempfile.TemporaryDirectory(prefix="guard-scan-") as tmp:
+            path = Path(tmp) / "image"
+            path.write_bytes(data)
+            if sidecar is not None:
+                path.with_suffix(".c2pa").write_bytes(sidecar)
+            return verdict_mod.verify(path, **kwargs)
+    except GuardError as exc:
+        return str(exc).split(": ", 1)[-1]
+
+
+def _strictest(entries: dict[str, Any] | None, prefix: str) -> str | None:
+    uses = {v for k, v in (entries or {}).items() if k.startswith(prefix)}
+    return next((v for v in ("notAllowed", "constrained", "allowed") if v in uses), None)
+
+
+def _term(uri: str | None) -> str | None:
+    return uri.rstrip("/").rsplit("/", 1)[-1] if uri else None
+
+
+def _verdict_signals(d: dict[str, Any], row: ScanRow, found: list[Found]) -> None:
+    from guard.provenance import vocab
+
+    c2pa, xmp = d.get("c2pa") or {}, d.get("xmp") or {}
+    state = c2pa.get("state")
+    row.c2pa_state = state
+    row.c2pa_signer = (c2pa.get("signer") or {}).get("subject")
+    row.c2pa_training = _strictest(c2pa.get("training_mining"), "cawg.")
+    row.c2pa_legacy_training = _strictest(c2pa.get("training_mining"), "c2pa.")
+    row.digital_source_type = d.get("digital_source_type")
+    row.training = d.get("training")
+    row.xmp_digital_source_type = xmp.get("digital_source_type")
+    row.xmp_data_mining = xmp.get("data_mining")
+
+    where = {
+        "trusted": "a trusted manifest",
+        "valid": "a valid manifest (signer not in the trust list)",
+        "invalid": "a manifest that does not match this file",
+    }.get(state or "", "the manifest")
+    if row.c2pa_signer and state in OK_STATES:
+        where += f" signed by {row.c2pa_signer}"
+    if state == "invalid":
+        problems = "; ".join(f.get("meaning", "") for f in c2pa.get("failures") or []) or "invalid"
+        found.append(
+            Found("c2pa_invalid", f"Content Credentials do not match the file: {problems}")
+        )
+    for label, value, prefix in (
+        ("cawg.training-mining", row.c2pa_training, "c2pa_training"),
+        ("c2pa.training-mining (legacy)", row.c2pa_legacy_training, "c2pa_legacy_training"),
+    ):
+        if value in ("notAllowed", "constrained"):
+            words = vocab.TRAINING_WORDS[value]
+            found.append(Found(f"{prefix}_{_suffix(value)}", f"{words}: {label} in {where}"))
+    if _term(c2pa.get("digital_source_type")) in AI_SOURCE_TERMS:
+        found.append(
+            Found(
+                "c2pa_ai_source",
+                f"{vocab.source_words(c2pa['digital_source_type'])}: digital source type in {where}",
+            )
+        )
+    xmp_training = xmp.get("training")
+    if xmp_training in ("notAllowed", "constrained"):
+        found.append(
+            Found(
+                f"xmp_training_{_suffix(xmp_training)}",
+                f"{vocab.TRAINING_WORDS[xmp_training]}: IPTC PLUS DataMining "
+                f"{_term(row.xmp_data_mining)} in XMP",
+            )
+        )
+    if _term(row.xmp_digital_source_type) in AI_SOURCE_TERMS:
+        found.append(
+            Found(
+                "xmp_ai_source",
+                f"{vocab.source_words(row.xmp_digital_source_type)}: IPTC DigitalSourceType in XMP",
+            )
+        )
+    _watermark_signals(d, row, found)
+    _ledger_claims(d, row, found)
+    for mark in d.get("third_party_marks") or []:
+        row.third_party_marks.append(mark["name"])
+        found.append(
+            Found(
+                "third_party_ai_mark",
+                f"invisible watermark of {mark['name']} (p = {mark['p_value']:.1e})",
+            )
+        )
+
+
+def _suffix(training: str) -> str:
+    return "not_allowed" if training == "notAllowed" else "constrained"
+
+
+def _watermark_signals(d: dict[str, Any], row: ScanRow, found: list[Found]) -> None:
+    w = d.get("watermark")
+    ledger = d.get("ledger") or {}
+    if not w or w.get("status") == "too_small" or (not w.get("found") and w.get("reason")):
+        return  # not checked
+    row.watermark_found = bool(w.get("found"))
+    if not row.watermark_found:
+        return
+    row.watermark_id = w.get("id")
+    row.watermark_p_value = w.get("p_value")
+    row.ledger_match = bool(ledger.get("match"))
+    row.content_match = ledger.get("content_match")
+    c2pa = d.get("c2pa") or {}
+    bound = (
+        c2pa.get("state") in OK_STATES
+        and (c2pa.get("soft_binding") or {}).get("id") == row.watermark_id
+    )
+    if row.ledger_match and row.content_match is False:
+        found.append(
+            Found(
+                "watermark_content_mismatch",
+                "guard's watermark matches a record of a different picture: a copied mark, "
+                "so the record's claims do not apply",
+            )
+        )
+    elif not row.ledger_match and not bound:
+        found.append(
+            Found(
+                "watermark_unresolved",
+                f"guard's watermark {row.watermark_id} is present but no ledger record or "
+                "manifest says what it claims",
+            )
+        )
+
+
+def _ledger_claims(d: dict[str, Any], row: ScanRow, found: list[Found]) -> None:
+    """Top-level facts that neither the file's manifest nor its XMP explain came from the
+    ledger record (verify applies those only when the record matches this picture)."""
+    from guard.provenance import vocab
+
+    ledger = d.get("ledger") or {}
+    if not ledger.get("match"):
+        return
+    c2pa, xmp = d.get("c2pa") or {}, d.get("xmp") or {}
+    who = f"the ledger record of guard's watermark (signed by {ledger.get('signer')})"
+    if _term(row.digital_source_type) in AI_SOURCE_TERMS and not (
+        _term(c2pa.get("digital_source_type")) in AI_SOURCE_TERMS
+        or _term(xmp.get("digital_source_type")) in AI_SOURCE_TERMS
+    ):
+        found.append(
+            Found("ledger_ai_source", f"{vocab.source_words(row.digital_source_type)}: {who}")
+        )
+    training = row.training
+    if training in ("notAllowed", "constrained") and training not in (
+        row.c2pa_training,
+        row.c2pa_legacy_training,
+        xmp.get("training"),
+    ):
+        found.append(
+            Found(
+                f"ledger_training_{_suffix(training)}", f"{vocab.TRAINING_WORDS[training]}: {who}"
+            )
+        )

@@ -1,0 +1,175 @@
+"""The Ray engine: Ray Data reads, guard's per-image function maps, Parquet is written.
+
+    read_binary_files / read_webdataset  ->  map_batches(ScanBatch)  ->  write_parquet
+
+No guard-specific server: any Ray cluster whose workers have guard installed
+(`pip install guard[scale]`) and can read the data set's paths scales the scan out. Each
+actor keeps one ledger connection. `scan_dataset` is the same map for platforms that already
+hold a Ray Dataset. Ray is imported only here, inside functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from guard.errors import GuardError
+from guard.scan import local
+from guard.scan.image import Settings, scan_item
+from guard.scan.row import ScanRow
+from guard.scan.sources import IMAGE_SUFFIXES, Item, Unit, member_path, parse_meta, read_beside
+
+WEBDATASET_FIELDS = ("__key__", "__url__")
+
+
+class RayUnavailableError(GuardError):
+    """Ray is not installed; it is the optional `scale` extra."""
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise RayUnavailableError(
+            "the Ray engine needs Ray Data: pip install 'guard[scale]' (or 'ray[data]')"
+        ) from exc
+    return ray
+
+
+class ScanBatch:
+    """Ray Data callable class: a batch of files or WebDataset samples in, report rows out."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        try:
+            import cv2
+
+            cv2.setNumThreads(1)
+        except ImportError:  # pragma: no cover
+            pass
+
+    def __call__(self, batch):
+        from guard.scan.report import table
+
+        return table(scan_item(item, self.settings) for item in items_of_rows(batch.to_pylist()))
+
+
+def items_of_rows(rows: list[dict[str, Any]]) -> list[Item]:
+    """Items from rows of `read_binary_files(include_paths=True)` or `read_webdataset`."""
+    items: list[Item] = []
+    for row in rows:
+        if "__key__" not in row:
+            path = row["path"]
+            beside = read_beside(path) if os.path.exists(path) else (None, None, None)
+            sidecar, meta, problem = beside
+            items.append(
+                Item(path=path, data=row["bytes"], sidecar=sidecar, meta=meta, problem=problem)
+            )
+            continue
+        key, shard = row["__key__"], row.get("__url__")
+        raw = row.get("json")
+        meta, problem = parse_meta(raw) if raw is not None else (None, None)
+        for suffix, data in row.items():
+            if suffix in WEBDATASET_FIELDS or data is None or not _is_image(suffix):
+                continue
+            items.append(
+                Item(
+                    path=member_path(shard, f"{key}.{suffix}"),
+                    data=data,
+                    sidecar=row.get("c2pa"),
+                    meta=meta,
+                    shard=shard,
+                    key=key,
+                    problem=problem,
+                )
+            )
+    return items
+
+
+def _is_image(suffix: str) -> bool:
+    return "." + suffix.rsplit(".", 1)[-1].lower() in IMAGE_SUFFIXES
+
+
+def scan_dataset(dataset, settings: Settings | None = None, *, concurrency: int | None = None):
+    """Map a Ray Dataset of images to a Dataset of report rows (the columns of ScanRow).
+
+    `dataset` is what `ray.data.read_binary_files(paths, include_paths=True)` or
+    `ray.data.read_webdataset(shards, decoder=None)` returns: bytes, not decoded images.
+    """
+    ray = _ray()
+    if concurrency is None:
+        concurrency = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return dataset.map_batches(
+        ScanBatch,
+        fn_constructor_args=(settings or Settings(),),
+        batch_size=16,
+        batch_format="pyarrow",
+        concurrency=concurrency,
+        num_cpus=1,
+    )
+
+
+def run(
+    units: Iterable[Unit],
+    settings: Settings,
+    writer,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> Path:
+    """Scan `units` on Ray (a local instance, or the cluster at `address`) into the report."""
+    ray = _ray()
+    started = False
+    if not ray.is_initialized():
+        if address in (None, "", "local"):
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+        started = True
+    try:
+        files, shards, oversized = [], [], []
+        for unit in units:
+            if unit.kind == "shard":
+                shards.append(unit.id)
+            elif _size(unit.id) > settings.max_bytes or _size(unit.id) < 0:
+                oversized.append(unit.id)
+            else:
+                files.append(unit.id)
+        datasets = []
+        if files:
+            datasets.append(ray.data.read_binary_files(files, include_paths=True))
+        if shards:
+            datasets.append(ray.data.read_webdataset(shards, decoder=None))
+        if datasets:
+            # a shard Ray cannot parse must not fail the whole job: its blocks are dropped and
+            # the shard is read again below by guard's own reader, which reports it row by row
+            ray.data.DataContext.get_current().max_errored_blocks = -1
+            mapped = [scan_dataset(ds, settings) for ds in datasets]
+            combined = mapped[0].union(*mapped[1:]) if len(mapped) > 1 else mapped[0]
+            combined.write_parquet(str(writer.ray_output_dir()))
+        done = writer.adopt_ray_output()
+        # files too large to read or gone, and shards Ray did not finish, are answered here
+        leftovers = [Unit(p, "file") for p in oversized + [f for f in files if f not in done]]
+        leftovers += [Unit(s, "shard") for s in shards if s not in done]
+        if leftovers:  # in a worker process, so a file that crashes its decoder cannot kill us
+            for row in local.run(leftovers, settings, workers=1, on_unit_done=writer.unit_done):
+                writer.add(row)
+        return writer.finish()
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1  # missing: the per-image function says so
+
+
+def rows_of(dataset) -> list[ScanRow]:
+    """Collect a scanned Dataset's rows (small data sets and tests)."""
+    return [ScanRow.from_dict(r) for r in dataset.take_all()]

@@ -1,0 +1,275 @@
+"""What a data set is made of: folders, path lists (text or Parquet) and WebDataset shards.
+
+Sources yield *units*, the grain of resuming: a loose file, or a whole `.tar` shard. A unit
+yields *items*, one per image. Nothing here decodes an image or writes anywhere; tar members
+are read into memory one sample at a time and never extracted to disk.
+
+WebDataset grouping follows the WebDataset convention (and Ray's `read_webdataset`): a
+member's key is its path up to the first '.' of the file name, the rest is its suffix. The
+members of one sample sit next to each other: `KEY.jpg`, `KEY.json` (img2dataset's metadata),
+`KEY.txt`, optionally `KEY.c2pa` (a C2PA sidecar). Every image member becomes one item.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guard.errors import GuardError
+from guard.imageio import EXTENSIONS
+
+# Files that look like images but that guard cannot read still get a row (unverifiable), so
+# a data set's unsupported files are never silently counted as clean.
+OTHER_IMAGE_SUFFIXES = frozenset(
+    {".gif", ".bmp", ".jxl", ".heic", ".heif", ".ico", ".jp2", ".ppm", ".pgm", ".pbm", ".svg"}
+)
+IMAGE_SUFFIXES = frozenset(EXTENSIONS) | OTHER_IMAGE_SUFFIXES
+SHARD_SUFFIXES = (".tar",)
+LIST_SUFFIXES = (".txt", ".lst", ".parquet")
+PATH_COLUMNS = ("path", "file", "filename", "filepath", "image_path")
+DEFAULT_MAX_BYTES = 256 << 20  # bigger files are unverifiable without being read
+MAX_META_BYTES = 1 << 20
+
+
+class SourceError(GuardError):
+    """A data set argument that is neither an image, a shard, a folder nor a path list."""
+
+
+@dataclass
+class Item:
+    """One image to scan: a file on disk (read by the worker) or bytes from a shard."""
+
+    path: str  # the report's identity: the file, or SHARD#MEMBER
+    file: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+    sidecar: bytes | None = field(default=None, repr=False)
+    meta: dict[str, Any] | None = None
+    shard: str | None = None
+    key: str | None = None
+    problem: str | None = None  # the source could not be read (truncated shard, bad .json)
+    size: int | None = None  # bytes of a member that was too large to read
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The grain of resuming: one loose file or one shard."""
+
+    id: str
+    kind: str  # "file" | "shard"
+
+    def items(self, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
+        if self.kind == "file":
+            yield Item(path=self.id, file=self.id)
+        else:
+            yield from read_shard(self.id, max_bytes)
+
+    def count(self) -> int | None:
+        """Images in the unit, when that is cheap to know (uncompressed shards: headers only)."""
+        return 1 if self.kind == "file" else count_shard(self.id)
+
+
+def _norm(path: str | os.PathLike[str]) -> str:
+    return os.path.abspath(os.fspath(path))
+
+
+def units(datasets: Iterable[str | os.PathLike[str]]) -> Iterator[Unit]:
+    """Every unit of every DATASET argument, in a stable order, each once."""
+    seen: set[str] = set()
+    for arg in datasets:
+        for unit in _units_of(Path(arg)):
+            if unit.id not in seen:
+                seen.add(unit.id)
+                yield unit
+
+
+def _units_of(path: Path) -> Iterator[Unit]:
+    if path.is_dir():
+        yield from _walk(path)
+    elif not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    elif path.suffix.lower() in SHARD_SUFFIXES:
+        yield Unit(_norm(path), "shard")
+    elif path.suffix.lower() in LIST_SUFFIXES:
+        yield from _list(path)
+    else:
+        yield Unit(_norm(path), "file")  # an image, or a file the scan will call unreadable
+
+
+def _walk(folder: Path) -> Iterator[Unit]:
+    """Images and shards below `folder`, sorted; img2dataset's per-shard .parquet is skipped."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            suffix = os.path.splitext(name)[1].lower()
+            if suffix in IMAGE_SUFFIXES:
+                yield Unit(_norm(os.path.join(root, name)), "file")
+            elif suffix in SHARD_SUFFIXES:
+                yield Unit(_norm(os.path.join(root, name)), "shard")
+
+
+def _list(path: Path) -> Iterator[Unit]:
+    base = path.parent
+    for entry in _list_entries(path):
+        entry = entry.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        p = Path(entry)
+        p = p if p.is_absolute() else base / p
+        kind = "shard" if p.suffix.lower() in SHARD_SUFFIXES else "file"
+        yield Unit(_norm(p), kind)
+
+
+def _list_entries(path: Path) -> Iterator[str]:
+    if path.suffix.lower() != ".parquet":
+        try:
+            with path.open(encoding="utf-8") as fh:
+                yield from fh
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceError(f"{path}: cannot read the path list ({exc})") from exc
+        return
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+        raise SourceError(f"{path}: not a readable Parquet file ({exc})") from exc
+    names = pf.schema_arrow.names
+    column = next((c for c in PATH_COLUMNS if c in names), None)
+    if column is None:
+        raise SourceError(
+            f"{path}: a Parquet path list needs a column named one of {', '.join(PATH_COLUMNS)}"
+        )
+    for batch in pf.iter_batches(columns=[column], batch_size=8192):
+        yield from (v for v in batch.column(0).to_pylist() if isinstance(v, str))
+
+
+# ---- WebDataset shards ----------------------------------------------------------------------
+
+
+_KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
+
+
+def split_key(name: str) -> tuple[str | None, str]:
+    """WebDataset's key/suffix split (the same pattern as webdataset and Ray's reader):
+    'a/b.seg.png' -> ('a/b', 'seg.png'); a name without one ('README', '.x') is no sample."""
+    match = _KEY.match(name)
+    return (match.group(1), match.group(2)) if match else (None, "")
+
+
+def member_path(shard: str, member: str) -> str:
+    return f"{shard}#{member}"
+
+
+def _is_image_suffix(suffix: str) -> bool:
+    return "." + suffix.rsplit(".", 1)[-1].lower() in IMAGE_SUFFIXES
+
+
+def count_shard(shard: str) -> int | None:
+    if not shard.endswith(".tar"):
+        return None
+    try:
+        with tarfile.open(shard, "r:") as tar:
+            return sum(
+                1
+                for m in tar
+                if m.isfile() and split_key(m.name)[0] and _is_image_suffix(split_key(m.name)[1])
+            )
+    except (OSError, tarfile.TarError, EOFError):
+        return None
+
+
+def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
+    """The images of one shard, sample by sample; a damaged shard ends with a problem item."""
+    group_key: str | None = None
+    group: list[tuple[str, str, tarfile.TarInfo, bytes | None]] = []
+    try:
+        with tarfile.open(shard, "r:*") as tar:
+            for member in tar:
+                if not member.isreg():
+                    continue
+                key, suffix = split_key(member.name)
+                if key is None:
+                    continue
+                if key != group_key and group:
+                    yield from _sample(shard, group)
+                    group = []
+                group_key = key
+                wanted = suffix in ("json", "c2pa") or _is_image_suffix(suffix)
+                too_big = member.size > (MAX_META_BYTES if suffix == "json" else max_bytes)
+                data = None
+                if wanted and not too_big:
+                    fh = tar.extractfile(member)
+                    data = fh.read() if fh is not None else None
+                group.append((key, suffix, member, data))
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+        if group:
+            yield from _sample(shard, group)
+        yield Item(
+            path=member_path(shard, ""),
+            shard=shard,
+            problem=f"the shard could not be read to the end ({type(exc).__name__}: {exc})",
+        )
+        return
+    if group:
+        yield from _sample(shard, group)
+
+
+def _sample(
+    shard: str, group: list[tuple[str, str, tarfile.TarInfo, bytes | None]]
+) -> Iterator[Item]:
+    by_suffix = {suffix: (member, data) for _, suffix, member, data in group}
+    meta, problem = None, None
+    if "json" in by_suffix:
+        meta, problem = parse_meta(by_suffix["json"][1])
+    sidecar = by_suffix.get("c2pa", (None, None))[1]
+    for key, suffix, member, data in group:
+        if not _is_image_suffix(suffix):
+            continue
+        yield Item(
+            path=member_path(shard, member.name),
+            data=data,
+            sidecar=sidecar,
+            meta=meta,
+            shard=shard,
+            key=key,
+            problem=problem,
+            size=member.size if data is None else None,
+        )
+
+
+def parse_meta(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
+    """A sample's .json metadata, or the reason it cannot be used (too large, not JSON)."""
+    if raw is None or len(raw) > MAX_META_BYTES:
+        return None, "the sample's .json metadata is too large to read"
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None, "the sample's .json metadata is not valid JSON"
+    if not isinstance(value, dict):
+        return None, "the sample's .json metadata is not a JSON object"
+    return value, None
+
+
+def read_beside(path: str) -> tuple[bytes | None, dict[str, Any] | None, str | None]:
+    """A loose file's C2PA sidecar (IMAGE.c2pa) and img2dataset metadata (IMAGE.json)."""
+    stem = os.path.splitext(path)[0]
+    sidecar = meta = problem = None
+    try:
+        if os.path.isfile(stem + ".c2pa"):
+            with open(stem + ".c2pa", "rb") as fh:
+                sidecar = fh.read(DEFAULT_MAX_BYTES)
+        if os.path.isfile(stem + ".json"):
+            if os.path.getsize(stem + ".json") > MAX_META_BYTES:
+                return sidecar, None, "the image's .json metadata is too large to read"
+            with open(stem + ".json", "rb") as fh:
+                meta, problem = parse_meta(fh.read())
+    except OSError as exc:
+        problem = f"the files beside the image could not be read ({exc.strerror or exc})"
+    return sidecar, meta, problem
