@@ -47,7 +47,7 @@ class ManifestReport:
 
     @property
     def training(self) -> str | None:
-        """One summary value: the strictest of the CAWG entries."""
+        """One summary value: the strictest entry (CAWG, or the legacy c2pa.training-mining)."""
         if not self.training_mining:
             return None
         uses = set(self.training_mining.values())
@@ -152,11 +152,16 @@ def parse_store(store: Any) -> ManifestReport:
         report.assertions[lab] = data
         if lab.startswith("c2pa.actions"):
             _actions(r, lab, data, report)
-        elif lab == "cawg.training-mining":
+        elif lab in ("cawg.training-mining", "c2pa.training-mining"):
+            # c2pa.training-mining is the deprecated C2PA 1.x label (entries "c2pa.ai_training"
+            # ...); its entries sit beside the CAWG ones, told apart by their prefix
             entries = r.obj(r.obj(data, lab).get("entries"), f"{lab} entries")
             report.training_mining = {
-                k: r.text(r.obj(v, f"{lab} entry {k}").get("use"), f"{lab} entry {k} use")
-                for k, v in entries.items()
+                **(report.training_mining or {}),
+                **{
+                    k: r.text(r.obj(v, f"{lab} entry {k}").get("use"), f"{lab} entry {k} use")
+                    for k, v in entries.items()
+                },
             }
         elif lab == "stds.schema-org.CreativeWork":
             report.author = _authors(r, r.obj(data, lab).get("author"))
