@@ -413,23 +413,23 @@ def encode(
     text: dict[str, str] | None = None,
     lossless: bool = True,
     quality: int = 95,
+    chunks: list[bytes] | None = None,
+    comment: bytes | None = None,
 ) -> bytes:
     """Encode pixels plus the metadata that must be in the file before it is signed.
 
-    `text` becomes PNG text chunks; elsewhere its 'parameters' entry goes to EXIF UserComment,
-    where web UI and the tools that read it look.
+    `text` becomes PNG text chunks; elsewhere its 'parameters' entry goes to EXIF UserComment in
+    exactly web UI's form (piexif, "UNICODE" prefix, type UNDEFINED), where web UI and the tools
+    that read it look. `chunks` are raw PNG chunks carried from an input (guard.carried);
+    `comment` a JPEG COM segment.
     """
+    from guard import carried
+
     if fmt not in MIME:
         raise ImageInputError(f"cannot write {fmt}; guard writes {', '.join(MIME)}")
     text = dict(text or {})
     if fmt != "PNG" and "parameters" in text:
-        exif_obj = Image.Exif()
-        if exif:
-            exif_obj.load(exif)
-        exif_obj.get_ifd(EXIF_IFD)[USER_COMMENT] = b"UNICODE\x00" + text["parameters"].encode(
-            "utf-16-be"
-        )
-        exif = exif_obj.tobytes()
+        exif = carried.set_user_comment(exif, text["parameters"])
     params: dict[str, object] = {}
     if icc_profile:
         params["icc_profile"] = icc_profile
@@ -448,6 +448,8 @@ def encode(
                 "JPEG cannot store transparency; write PNG, WebP, TIFF or AVIF instead"
             )
         params.update(quality=quality, subsampling=0)
+        if comment:
+            params["comment"] = comment
     elif fmt == "WEBP":
         params.update(lossless=True, exact=True) if lossless else params.update(quality=quality)
     elif fmt == "TIFF":
@@ -456,7 +458,10 @@ def encode(
         params["quality"] = quality
     buf = io.BytesIO()
     image.save(buf, fmt, **params)
-    return buf.getvalue()
+    data = buf.getvalue()
+    if fmt == "PNG" and chunks:
+        data = carried.insert_png_chunks(data, chunks)
+    return data
 
 
 def save_atomic(path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> Path:

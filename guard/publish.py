@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from guard import __version__, imageio
+from guard import __version__, carried, imageio
 from guard.errors import ImageInputError, TooSmallError
 from guard.provenance import c2pa_io, vocab, xmp
 from guard.provenance import manifest as manifest_mod
@@ -93,7 +93,7 @@ def publish(
     # 2. encode with text + XMP
     source_uri = vocab.source_uri(spec.source)
     packet = xmp.merged_packet(
-        loaded.xmp if loaded else None,
+        carried.xmp_packet(loaded),
         xmp.fields(source_uri, spec.training, spec.author, f"guard {__version__}"),
     )
     passthrough = (
@@ -103,11 +103,16 @@ def publish(
         and fmt in xmp.EXIV2_WRITES
         and not spec.text
     )
+    # other tools' text chunks, EXIF (web UI's UserComment included) and comments, as written
+    kept = carried.carry(loaded, fmt, spec.text)
     if passthrough:
         assert loaded is not None
+        before = carried.placed(loaded.data, fmt)
         data = xmp.embed(loaded.data, packet)  # original pixels bit for bit, 16-bit kept
+        data = carried.restore(data, fmt, before)
     else:
         notes.extend(loaded.notes if loaded else [])  # conversions only matter when re-encoding
+        notes.extend(kept.notes)
         if fmt == "JPEG" and pixels.mode in ("RGBA", "LA"):
             raise ImageInputError(
                 f"{out}: JPEG cannot keep this image's transparency; write .png, .webp, .tif "
@@ -117,13 +122,17 @@ def publish(
             pixels,
             fmt,
             icc_profile=loaded.icc_profile if loaded else None,
-            exif=loaded.exif if loaded else None,
+            exif=kept.exif,
             xmp=packet,
             text=spec.text,
             lossless=loaded.lossless if loaded else True,
+            chunks=kept.png_chunks,
+            comment=kept.comment,
         )
         if fmt in xmp.EXIV2_WRITES:
+            before = carried.placed(data, fmt)
             data = xmp.embed(data, packet)
+            data = carried.restore(data, fmt, before)
 
     # 3. sign last
     definition = manifest_mod.build(

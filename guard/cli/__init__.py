@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "generate": "generate",
     "info": "info",
     "protect": "protect",
+    "scan": "scan",
 }
 
 
