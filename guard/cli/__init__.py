@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "info": "info",
     "protect": "protect",
     "scan": "scan",
+    "serve": "serve",
 }
 
 

@@ -1,0 +1,57 @@
+"""Every error is JSON, `{"error": "..."}`, with no filesystem path and no stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from guard.errors import GuardError, ImageInputError, OutputExistsError, TooSmallError
+
+log = logging.getLogger("guard.server")
+
+
+def status_for(exc: GuardError) -> int:
+    if isinstance(exc, ImageInputError):
+        return 415  # not an image this server can read (the SBR API's "invalid asset type")
+    if isinstance(exc, TooSmallError):
+        return 422
+    if isinstance(exc, OutputExistsError):
+        return 409
+    return 400
+
+
+def install(app: FastAPI) -> None:
+    def scrub(request: Request, text: str) -> str:
+        workspace = getattr(request.app.state, "workspace", None)
+        return workspace.scrub(text) if workspace else text
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": scrub(request, str(exc.detail))},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems: list[dict[str, Any]] = [
+            {"parameter": ".".join(str(p) for p in e.get("loc", ())[1:]), "problem": e.get("msg")}
+            for e in exc.errors()
+        ]
+        words = "; ".join(f"{p['parameter'] or 'request'}: {p['problem']}" for p in problems)
+        return JSONResponse({"error": f"invalid request: {words}", "problems": problems}, 400)
+
+    @app.exception_handler(GuardError)
+    async def guard_error(request: Request, exc: GuardError) -> JSONResponse:
+        return JSONResponse({"error": scrub(request, str(exc))}, status_code=status_for(exc))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"error": "internal error (see the server's log)"}, 500)

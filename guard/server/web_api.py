@@ -1,0 +1,228 @@
+"""The web page's API: verify uploads into cards; sign and protect uploads as jobs.
+
+Verify is read-only and always served. Sign, protect and the job endpoints are mounted only
+when the server is not read-only, and every one of them checks the token and the origin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse
+
+from guard import __version__
+from guard.provenance.vocab import SOURCE_TYPES, TRAINING_VALUES, TRAINING_WORDS
+from guard.server.cards import card
+from guard.server.jobs import DONE, Job, QueueFull
+from guard.server.security import check_write, public_limits
+from guard.server.uploads import Upload, read_files
+from guard.server.verifying import verify_upload
+from guard.server.work import stage
+
+read_router = APIRouter(prefix="/api", tags=["web page"])
+write_router = APIRouter(prefix="/api", tags=["web page"], dependencies=[Depends(check_write)])
+FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                    "required": ["files"],
+                }
+            }
+        },
+    }
+}
+
+
+@read_router.get("/info", summary="What this server offers and the limits it keeps")
+def info(request: Request) -> dict[str, Any]:
+    from guard.protection.params import DEFAULT_STRENGTH, PRESETS
+
+    settings = request.app.state.settings
+    return {
+        "version": __version__,
+        "read_only": settings.read_only,
+        "token_required": bool(settings.token),
+        "limits": public_limits(settings),
+        "presets": {k: {"eps_255": round(e * 255, 1), "steps": s} for k, (e, s) in PRESETS.items()},
+        "default_preset": DEFAULT_STRENGTH,
+        "trainings": {t: TRAINING_WORDS[t] for t in TRAINING_VALUES},
+        "sources": {k: words for k, (_, words) in SOURCE_TYPES.items()},
+    }
+
+
+@read_router.post(
+    "/verify",
+    summary="Verify images: one card per file (the `guard verify --json` object plus plain words)",
+    openapi_extra=FORM,
+)
+async def verify(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    uploads, _ = await read_files(request, state.settings.limits)
+    sidecars = {u.name.rsplit(".", 1)[0]: u.data for u in uploads if u.name.endswith(".c2pa")}
+    results = []
+    for upload in uploads:
+        if upload.name.endswith(".c2pa"):
+            continue  # a sidecar travels with the image of the same name
+
+        def one(upload: Upload = upload) -> dict[str, Any]:
+            ledger = state.ledgers.get()
+            sidecar = sidecars.get(upload.name.rsplit(".", 1)[0])
+            return card(verify_upload(upload, state.settings, ledger, sidecar), upload.data, ledger)
+
+        try:
+            results.append(await state.admission.run(one))
+        except HTTPException:
+            raise
+        except Exception as exc:  # a GuardError: this file's problem, the others still count
+            from guard.errors import GuardError
+
+            if not isinstance(exc, GuardError):
+                raise
+            results.append({"file": upload.name, "error": state.workspace.scrub(str(exc))})
+    return {"results": results}
+
+
+@write_router.get("/identity", summary="The server's signing identity (public facts only)")
+def identity(request: Request) -> dict[str, Any]:
+    facts = request.app.state.work.identity().describe()
+    return {
+        k: facts.get(k)
+        for k in ("subject", "issuer", "not_after", "sha256_fingerprint", "algorithm")
+    }
+
+
+@write_router.post(
+    "/sign",
+    status_code=202,
+    summary="Sign images with the server's identity (fields: files, training, source, author)",
+    openapi_extra=FORM,
+)
+async def sign(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    uploads, fields = await read_files(request, state.settings.limits)
+    training = fields.get("training", "notAllowed")
+    source = fields.get("source", "digital-art")
+    author = (fields.get("author") or "").strip()[:200] or None
+    if training not in TRAINING_VALUES:
+        raise HTTPException(400, f"training must be one of {', '.join(TRAINING_VALUES)}")
+    if source not in SOURCE_TYPES:
+        raise HTTPException(400, f"source must be one of {', '.join(SOURCE_TYPES)}")
+    return _submit(
+        request,
+        "sign",
+        uploads,
+        lambda job: state.work.sign(job, training=training, source=source, author=author),
+    )
+
+
+@write_router.post(
+    "/protect",
+    status_code=202,
+    summary="Protect artworks (fields: files, strength, mode); each file becomes a job",
+    openapi_extra=FORM,
+)
+async def protect(request: Request) -> dict[str, Any]:
+    from guard.protection.params import DEFAULT_STRENGTH, MODES, PRESETS
+
+    state = request.app.state
+    uploads, fields = await read_files(request, state.settings.limits)
+    strength = fields.get("strength", DEFAULT_STRENGTH)
+    mode = fields.get("mode", "textural")
+    if strength not in PRESETS:
+        raise HTTPException(400, f"strength must be one of {', '.join(PRESETS)}")
+    if mode not in MODES:
+        raise HTTPException(400, f"mode must be one of {', '.join(MODES)}")
+    return _submit(
+        request,
+        "protect",
+        uploads,
+        lambda job: state.work.protect(job, strength=strength, mode=mode),
+    )
+
+
+@write_router.get("/jobs/{job_id}", summary="A job's state, progress and result")
+def job_status(request: Request, job_id: str) -> dict[str, Any]:
+    return _job(request, job_id).to_dict()
+
+
+@write_router.get("/jobs/{job_id}/result", summary="Download a finished job's signed image")
+def job_result(request: Request, job_id: str) -> FileResponse:
+    job = _job(request, job_id)
+    if job.state != DONE or job.output is None or not job.output.is_file():
+        raise HTTPException(409, f"job {job_id} has no result ({job.state})")
+    return _file(job.output, job.output_name or job.output.name)
+
+
+@write_router.get("/jobs/{job_id}/input", summary="The image the job started from")
+def job_input(request: Request, job_id: str) -> FileResponse:
+    job = _job(request, job_id)
+    if job.input is None or not job.input.is_file():
+        raise HTTPException(404, "this job's input is gone")
+    return _file(job.input, job.name, attachment=False)
+
+
+def _file(path: Path, name: str, *, attachment: bool = True) -> FileResponse:
+    """Served with the type its content has, never the type its (user-chosen) name suggests."""
+    media = _image_type(path)
+    if media is None:
+        raise HTTPException(415, f"{name} is not an image")
+    return FileResponse(
+        path,
+        media_type=media,
+        filename=name if attachment else None,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _image_type(path: Path) -> str | None:
+    from PIL import Image
+
+    from guard.imageio import MIME
+
+    try:
+        with Image.open(path) as im:
+            fmt = "JPEG" if im.format == "MPO" else im.format
+    except Exception:
+        return None
+    return MIME.get(fmt or "")
+
+
+def _job(request: Request, job_id: str) -> Job:
+    job = request.app.state.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, "no such job (finished jobs are kept for a while, then removed)")
+    return job
+
+
+def _submit(request: Request, kind: str, uploads: list[Upload], work: Any) -> dict[str, Any]:
+    state = request.app.state
+    queue = state.jobs
+    if queue.free() < len(uploads):
+        raise HTTPException(
+            503,
+            "the job queue is full; try again shortly",
+            headers={"Retry-After": str(state.settings.limits.retry_after_s)},
+        )
+    jobs = []
+    for upload in uploads:
+        job = Job(kind=kind, name=upload.name, folder=state.workspace.new_dir(kind))
+        stage(job, upload)
+        try:
+            queue.submit(job, work)
+        except QueueFull:
+            state.workspace.remove(job.folder)
+            raise HTTPException(
+                503,
+                "the job queue is full; try again shortly",
+                headers={"Retry-After": str(state.settings.limits.retry_after_s)},
+            ) from None
+        jobs.append(job.to_dict())
+    return {"jobs": jobs}
