@@ -1,8 +1,8 @@
 """`guard.scan` and `guard.scan_dataset`: the library's front door to the gatekeeper.
 
-    for row in guard.scan(["dataset/"], report="report.parquet"):
-        ...                                   # ScanRow, in input order, as they finish
-    guard.scan_dataset(ray.data.read_webdataset(shards, decoder=None))   # a Ray Dataset of rows
+for row in guard.scan(["dataset/"], report="report.parquet"):
+    ...                                   # ScanRow, in input order, as they finish
+guard.scan_dataset(ray.data.read_webdataset(shards, decoder=None))   # a Ray Dataset of rows
 """
 
 from __future__ import annotations

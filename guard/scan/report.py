@@ -304,7 +304,7 @@ class Summary:
             out.append("signals (an image can have several):")
             for code, n in self.signals.most_common():
                 meaning = SIGNALS[code].meaning if code in SIGNALS else ""
-                out.append(f"  {code:<32} {n:>{width}}  {meaning}")
+                out.append(f"  {code:<34} {n:>{width}}  {meaning}")
         return out
 
 
