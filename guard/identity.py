@@ -66,19 +66,29 @@ class Identity:
 
         chain_pem = _read(cert, "certificate chain")
         key_bytes = _read(key, "private key")
+        warn_if_exposed(Path(key))
         if passphrase is None and os.environ.get(KEY_PASSPHRASE_ENV):
             passphrase = os.environ[KEY_PASSPHRASE_ENV].encode()
+        encrypted = _is_encrypted(key_bytes)
+        if not encrypted and passphrase is not None:
+            _warn(
+                f"{key}: the private key is not encrypted, so the passphrase "
+                f"({KEY_PASSPHRASE_ENV}) was not needed; keep the file private (chmod 600)"
+            )
+            passphrase = None
+        if encrypted and passphrase is None:
+            raise IdentityError(
+                f"{key}: the private key is encrypted; set {KEY_PASSPHRASE_ENV} to its passphrase"
+            )
         try:
             private = serialization.load_pem_private_key(key_bytes, password=passphrase)
-        except TypeError as exc:
-            hint = (
-                f"set {KEY_PASSPHRASE_ENV}" if passphrase is None else "the passphrase may be wrong"
-            )
-            raise IdentityError(f"{key}: the private key is encrypted ({hint})") from exc
-        except ValueError as exc:
-            raise IdentityError(
-                f"{key}: not a PEM private key, or the passphrase is wrong ({exc})"
-            ) from exc
+        except (TypeError, ValueError) as exc:
+            if encrypted:
+                raise IdentityError(
+                    f"{key}: the passphrase in {KEY_PASSPHRASE_ENV} does not open this encrypted "
+                    "private key (wrong passphrase?)"
+                ) from exc
+            raise IdentityError(f"{key}: not a PEM private key ({exc})") from exc
         certs = _load_chain(chain_pem, str(cert))
         if certs[0].public_key().public_numbers() != private.public_key().public_numbers():
             raise IdentityError(f"{key} does not belong to the first certificate in {cert}")
@@ -120,6 +130,7 @@ class Identity:
                     f"no signing identity in {folder}; run 'guard keys init' to create one"
                 )
             init_local()
+        warn_if_exposed(folder)
         settings = _read_settings(folder)
         return cls(
             chain_pem=_read(folder / "signer.pem", "certificate chain"),
@@ -278,6 +289,40 @@ def init_local(
             file=sys.stderr,
         )
     return folder
+
+
+def _is_encrypted(key_pem: bytes) -> bool:
+    """PKCS#8 'ENCRYPTED PRIVATE KEY' or a traditional PEM with 'Proc-Type: 4,ENCRYPTED'."""
+    return b"ENCRYPTED PRIVATE KEY" in key_pem or b"Proc-Type: 4,ENCRYPTED" in key_pem
+
+
+def warn_if_exposed(path: Path) -> None:
+    """Warn, as ssh does, when others can read a private key (a file, or the identity folder
+    and the keys in it). ssh refuses such keys; guard signs, but says how to fix it."""
+    if os.name != "posix":  # Windows ACLs are not mode bits
+        return
+    exposed = []
+    candidates = [path] if path.is_file() else [path, *sorted(path.glob("*.key"))]
+    for p in candidates:
+        try:
+            mode = p.stat().st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o077:
+            exposed.append((p, mode))
+    if not exposed:
+        return
+    names = ", ".join(f"{p} ({mode:04o})" for p, mode in exposed)
+    fix = " ".join(f"chmod {'700' if p.is_dir() else '600'} {p};" for p, _ in exposed)
+    _warn(
+        f"private key readable by others: {names}; anyone on this machine can sign as you. Fix: {fix}".rstrip(
+            ";"
+        )
+    )
+
+
+def _warn(message: str) -> None:
+    print(f"guard: warning: {message}", file=sys.stderr)
 
 
 def local_ca_pem() -> bytes | None:
