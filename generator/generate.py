@@ -10,6 +10,7 @@ Conventions kept from Stable Diffusion web UI, so its users get what they expect
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import unicodedata
@@ -178,6 +179,17 @@ def validate(s: Settings) -> Sampler:
     for label, path in (("--init-image", s.init_image), ("--mask", s.mask)):
         if path is not None and not Path(path).is_file():
             raise GenerationError(f"{label} {path}: no such file")
+    if not math.isfinite(s.cfg_scale):
+        raise GenerationError(f"--cfg {s.cfg_scale}: use a finite number, e.g. 7")
+    from guard import imageio
+    from guard.errors import GuardError
+
+    for label, path in (("--init-image", s.init_image), ("--mask", s.mask)):
+        if path is not None:
+            try:  # decoded now, so a broken file costs no model load
+                imageio.load(path)
+            except GuardError as exc:
+                raise GenerationError(f"{label}: {exc}") from None
     for path, _ in s.loras:
         if not path.is_file():
             raise GenerationError(f"--lora {path}: no such file")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -196,7 +197,8 @@ def command(
             mark = f", watermark {item.watermark_id}" if item.watermark_id else ""
             click.echo(f"{item.path}  (seed {item.seed}{mark})")
 
-    with Ledger(ledger_path) as ledger:
+    created = _first_missing(out_dir)
+    with Ledger(ledger_path) as ledger, _removed_if_left_empty(created):
         results = generator.generate(
             settings,
             out_dir,
@@ -209,3 +211,29 @@ def command(
         )
     if as_json:
         emit_json([r.to_dict() for r in results])
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of `folder` that does not exist yet (this run will create it)."""
+    missing = None
+    for p in [folder.expanduser(), *folder.expanduser().parents]:
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(created: Path | None):
+    """A run that fails leaves no empty folder it created behind (folders it found stay)."""
+    try:
+        yield
+    except BaseException:
+        if created is not None and created.is_dir():
+            for p in sorted(created.rglob("*"), reverse=True):
+                if p.is_dir():
+                    with contextlib.suppress(OSError):
+                        p.rmdir()
+            with contextlib.suppress(OSError):
+                created.rmdir()
+        raise

@@ -1,0 +1,90 @@
+"""`guard generate` fails fast: every input is checked before any model loads, and a failed run
+leaves no empty output folder behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from guard.cli import main
+from tests.helpers import art, write
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Loading a model is the expensive step; record any attempt instead of doing it."""
+    import generator.models
+
+    loads: list[str] = []
+
+    def refuse(ref, **kwargs):
+        loads.append(str(ref))
+        raise AssertionError("a model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(generator.models, "load_model", refuse)
+    return loads
+
+
+def test_an_init_image_that_does_not_decode_fails_before_the_model(
+    tmp_path: Path, no_model: list[str]
+) -> None:
+    bad = tmp_path / "init.png"
+    bad.write_bytes(b"not a picture at all" * 50)
+    out = tmp_path / "outputs"
+    code, _, err = run("generate", "a cat", "--init-image", bad, "-o", out)
+    assert code == 2 and str(bad) in err and "Traceback" not in err
+    assert no_model == [] and not out.exists()
+
+
+def test_a_mask_that_does_not_decode_fails_before_the_model(
+    tmp_path: Path, no_model: list[str]
+) -> None:
+    init = write(art(64, 64), tmp_path / "init.png")
+    full = write(art(64, 64), tmp_path / "full.png").read_bytes()
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(full[: len(full) // 2])  # truncated
+    out = tmp_path / "outputs"
+    code, _, err = run("generate", "a cat", "--init-image", init, "--mask", mask, "-o", out)
+    assert code == 2 and str(mask) in err
+    assert no_model == [] and not out.exists()
+
+
+@pytest.mark.parametrize("cfg", ["nan", "inf", "-inf"])
+def test_cfg_must_be_finite(tmp_path: Path, no_model: list[str], cfg: str) -> None:
+    out = tmp_path / "outputs"
+    code, _, err = run("generate", "a cat", "--cfg", cfg, "-o", out)
+    assert code == 2 and "--cfg" in err
+    assert no_model == [] and not out.exists()
+
+
+def test_a_failed_run_leaves_no_empty_output_folder(tmp_path: Path, monkeypatch) -> None:
+    """The model loads, then generation fails: the folder the run created is gone again."""
+    import generator.generate
+    import generator.models
+    from generator.errors import GenerationError
+
+    class Broken:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def generate(self, settings, out_dir, **kwargs):
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            raise GenerationError("the pipeline failed")
+
+    monkeypatch.setattr(generator.models, "load_model", lambda *a, **k: object())
+    monkeypatch.setattr(generator.generate, "Generator", Broken)
+    out = tmp_path / "new" / "outputs"
+    code, _, err = run("generate", "a cat", "-o", out)
+    assert code == 2 and "the pipeline failed" in err
+    assert not (tmp_path / "new").exists()
+    # a folder that existed before the run is left alone, even if empty
+    out.mkdir(parents=True)
+    assert run("generate", "a cat", "-o", out)[0] == 2
+    assert out.is_dir()
