@@ -259,3 +259,151 @@ def test_a_folder_run_reports_every_file_when_one_has_an_odd_manifest(tmp_path: 
     assert code == 1, err
     states = {Path(r["file"]).name: r["c2pa"]["state"] for r in json.loads(out)}
     assert states == {"a-odd.png": "invalid", "b-plain.png": "absent", "c-signed.png": "trusted"}
+
+
+# -- 4. big compressed text chunks -----------------------------------------------------------------
+
+
+def with_big_text(data: bytes, kind: bytes, *, after_idat: bool = False) -> bytes:
+    """A PNG with one `workflow` text chunk that inflates to 2 MB (Pillow stops at 1 MB)."""
+    packed = zlib.compress(b'{"nodes": []}' + b" " * (2 * 2**20))
+    body = (
+        b"workflow\x00\x00" + packed
+        if kind == b"zTXt"
+        else b"workflow\x00\x01\x00\x00\x00" + packed
+    )
+    iend = len(data) - 12
+    at = iend if after_idat else 33  # right after IHDR, or right before IEND
+    return data[:at] + png_chunk(kind, body) + data[at:]
+
+
+@pytest.mark.parametrize(("kind", "after"), [(b"zTXt", False), (b"zTXt", True), (b"iTXt", False)])
+def test_an_oversized_text_chunk_is_a_clear_input_error(kind: bytes, after: bool) -> None:
+    from tests.helpers import png_bytes
+
+    data = with_big_text(png_bytes(art()), kind, after_idat=after)
+    with pytest.raises(ImageInputError, match=r"text chunk 'workflow' expands to more than 1 MB"):
+        imageio.decode(data, "big.png")
+
+
+@pytest.mark.parametrize(
+    "command", [("sign",), ("verify",), ("info",), ("watermark", "detect")], ids=str
+)
+def test_every_command_gives_one_line_for_an_oversized_text_chunk(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    from tests.helpers import png_bytes
+
+    path = tmp_path / "big.png"
+    path.write_bytes(with_big_text(png_bytes(art()), b"zTXt"))
+    code, out, err = run(*command, path)
+    assert code == 2, (out, err)
+    [line] = err.strip().splitlines()
+    assert line.startswith("guard: error:") and str(path) in line
+    assert "text chunk 'workflow'" in line and "Traceback" not in err
+    assert not list(tmp_path.glob("big.signed*"))
+
+
+def test_protect_refuses_it_before_loading_any_model(tmp_path: Path) -> None:
+    from tests.helpers import png_bytes
+
+    path = tmp_path / "big.png"
+    path.write_bytes(with_big_text(png_bytes(art()), b"iTXt"))
+    with pytest.raises(ImageInputError, match="text chunk 'workflow'"):
+        guard.protect_file(path, model=tmp_path / "no-such-model")
+
+
+# -- 5. the pixel limit, and huge images decoded reduced -------------------------------------------
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A greyscale PNG declaring width x height whose one row of data ends the stream: cheap to
+    build, and Pillow decodes it (the missing rows stay black)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def test_the_documented_limit_is_the_real_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    # 100 MP: over Pillow's warning level (89.5 MP), under guard's documented 179 MP
+    assert imageio.decode(declared_png(10_000, 10_000), "wide.png").image.size == (10_000, 10_000)
+    with pytest.raises(ImageInputError, match="over the 179 MP limit"):
+        imageio.decode(declared_png(15_000, 13_000), "huge.png")  # 195 MP
+
+
+def test_guard_max_pixels_raises_pillows_limit_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    monkeypatch.setenv("GUARD_MAX_PIXELS", "200000000")
+    assert imageio.decode(declared_png(15_000, 13_000), "huge.png").image.size == (15_000, 13_000)
+    monkeypatch.setenv("GUARD_MAX_PIXELS", "50000000")
+    with pytest.raises(ImageInputError, match="over the 50 MP limit"):
+        imageio.decode(declared_png(10_000, 10_000), "wide.png")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_large_images_can_be_decoded_reduced_for_analysis(fmt: str) -> None:
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated by 90°
+    buf = io.BytesIO()
+    art(2000, 1500).save(buf, fmt, exif=exif.tobytes())
+    full = imageio.decode(buf.getvalue())
+    assert full.image.size == (1500, 2000) and full.reduced_from is None
+    small = imageio.decode(buf.getvalue(), reduce_over=1_000_000, min_side=350)
+    assert small.reduced_from == (2000, 1500)  # the file's own size
+    assert small.image.size == (375, 500)  # factor 4, still upright, short side >= 350
+    assert small.image.mode == "RGB"
+
+
+def test_verify_reduces_huge_images_and_still_finds_the_watermark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guard import verdict
+
+    published = guard.sign(write(art(2048, 2048), tmp_path / "big.png"))
+    monkeypatch.setattr(verdict, "FULL_DECODE_PIXELS", 1_000_000)  # 2048² is "huge" here
+    v = guard.verify(published.path)
+    assert v.state == "trusted"
+    assert v.watermark is not None and v.watermark.found
+    assert v.watermark.id == published.watermark_id
+    assert v.ledger is not None and v.ledger.verified
+    assert any("decoded reduced" in n and "third-party marks" in n for n in v.notes)
+
+
+@pytest.mark.slow
+def test_verifying_a_small_file_that_decodes_to_81_mp_stays_small_in_memory(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    path = tmp_path / "flat.jpg"
+    Image.new("L", (9000, 9000), 128).save(path, "JPEG", quality=90)
+    assert path.stat().st_size < 2**20  # a small file ...
+    child = (
+        "import sys, guard; v = guard.verify(sys.argv[1]); print(v.state);"
+        "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", child, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout.split()
+    assert out[0] == "absent"
+    assert int(out[1]) < 400 * 1024  # ... that decodes to 81 MP: peak under 400 MB (was 2.4 GB)
