@@ -407,3 +407,109 @@ def test_verifying_a_small_file_that_decodes_to_81_mp_stays_small_in_memory(
     ).stdout.split()
     assert out[0] == "absent"
     assert int(out[1]) < 400 * 1024  # ... that decodes to 81 MP: peak under 400 MB (was 2.4 GB)
+
+
+# -- 6. the ledger match's own manifest ------------------------------------------------------------
+
+
+def stripped_copy(path: Path, out: Path) -> Path:
+    """The same pixels without any metadata: the watermark is all that is left."""
+    from PIL import Image
+
+    Image.open(path).convert("RGB").save(out, "PNG")
+    return out
+
+
+@pytest.mark.parametrize("sidecar", [False, True], ids=["embedded", "sidecar"])
+def test_a_ledger_match_validates_its_stored_manifest_on_its_own(
+    tmp_path: Path, sidecar: bool
+) -> None:
+    published = guard.sign(write(art(), tmp_path / "a.png"), author="Ada", sidecar=sidecar)
+    for path in (published.path, stripped_copy(published.path, tmp_path / "bare.png")):
+        v = guard.verify(path)
+        m = v.ledger
+        assert m is not None and m.manifest is not None
+        assert m.manifest.state == "trusted", m.manifest.failures  # was: invalid, exclusion range
+        assert m.manifest.detached and m.manifest.failures == []
+        assert m.verified and m.problem is None
+        assert m.signer == m.manifest.signer_name and m.signer
+        assert m.author == "Ada" and m.training == "notAllowed"
+        report = v.to_dict()["ledger"]
+        assert report["verified"] is True and report["manifest"]["state"] == "trusted"
+        assert report["manifest"]["detached"] is True
+
+
+def _forge(tmp_path: Path, manifest: bytes | None, watermark_id: str):
+    from guard.ledger import Ledger, Record
+
+    forged = Ledger(tmp_path / "forged.sqlite3")
+    forged.add(
+        Record(
+            watermark_id,
+            signer="Adobe Inc.",
+            manifest=manifest,
+            summary={"training": "allowed", "author": "Adobe Inc."},
+        )
+    )
+    return forged
+
+
+def _store_for(watermark_id: str, identity, training: str = "allowed") -> bytes:
+    from guard.provenance import c2pa_io
+    from guard.provenance import manifest as manifest_mod
+    from guard.provenance.spec import ManifestSpec
+    from tests.helpers import png_bytes
+
+    spec = ManifestSpec(source="photo", training=training)
+    definition = manifest_mod.build(
+        spec, title="x.png", mime="image/png", thumbnail=False, watermark_id=watermark_id
+    )
+    return c2pa_io.sign(definition, png_bytes(art(64, 64)), "image/png", identity)[1]
+
+
+@pytest.mark.parametrize("case", ["no manifest", "another ID's manifest", "untrusted signer"])
+def test_a_forged_ledger_record_is_shown_unverified_and_none_of_its_claims_used(
+    tmp_path: Path, case: str
+) -> None:
+    from guard.identity import Identity
+    from tests.helpers import make_chain
+
+    published = guard.sign(write(art(), tmp_path / "a.png"), training="notAllowed")
+    wid = published.watermark_id
+    assert wid is not None
+    if case == "no manifest":
+        manifest = None
+    elif case == "another ID's manifest":
+        manifest = _store_for("00" * 8, Identity.default())  # trusted, but bound elsewhere
+    else:
+        chain, key, _ = make_chain(tmp_path, name="Adobe Inc.")  # anyone can name a CA so
+        manifest = _store_for(wid, Identity.from_files(chain, key))
+    bare = stripped_copy(published.path, tmp_path / "bare.png")
+    with _forge(tmp_path, manifest, wid) as forged:
+        v = guard.verify(bare, ledger=forged)
+    assert v.state == "absent" and v.watermark is not None and v.watermark.found
+    m = v.ledger
+    assert m is not None and not m.verified and m.problem
+    assert m.signer is None and m.training is None and m.author is None
+    assert v.training is None  # "allowed" is never reported
+    text = "\n".join(v.summary())
+    assert "UNVERIFIED" in text and "Adobe" not in text and "training allowed" not in text
+    report = v.to_dict()
+    assert report["ledger"]["verified"] is False and report["ledger"]["signer"] is None
+    assert report["training"] is None and report["ledger"]["training"] is None
+
+
+def test_a_record_with_a_trusted_manifest_for_its_id_is_believed(tmp_path: Path) -> None:
+    """The other side of the forgery test: a record passes on its manifest, not on its text."""
+    from guard.identity import Identity
+
+    published = guard.sign(write(art(), tmp_path / "a.png"), training="notAllowed")
+    wid = published.watermark_id
+    assert wid is not None
+    manifest = _store_for(wid, Identity.default(), training="constrained")
+    bare = stripped_copy(published.path, tmp_path / "bare.png")
+    with _forge(tmp_path, manifest, wid) as ledger:
+        v = guard.verify(bare, ledger=ledger)
+    assert v.ledger is not None and v.ledger.verified
+    assert v.ledger.training == v.training == "constrained"  # the manifest's word, not "allowed"
+    assert v.ledger.signer != "Adobe Inc."
