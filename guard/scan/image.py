@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.scan.policy import STRICT, Found, Policy
@@ -44,19 +42,32 @@ class Settings:
     ledger_path: str | None = None  # None: the default ledger (GUARD_LEDGER / GUARD_HOME)
     max_bytes: int = DEFAULT_MAX_BYTES
     user_agent: str | None = None  # X-Robots-Tag directives scoped to this crawler also count
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    # the caller's GUARD_* variables (home, ledger, trust, pixel limit): worker processes are
+    # forked from a server started earlier, so they are handed over rather than inherited
+    env: dict[str, str] = field(default_factory=lambda: _guard_env(), compare=False)
+
+    def apply_env(self) -> None:
+        for name in [n for n in os.environ if n.startswith("GUARD_") and n not in self.env]:
+            del os.environ[name]
+        os.environ.update(self.env)
 
 
-_LEDGERS: dict[tuple[int, str | None], Ledger] = {}
+def _guard_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("GUARD_")}
+
+
+_LEDGERS: dict[tuple[int, str], Ledger] = {}
 
 
 def _ledger(settings: Settings) -> Ledger:
     """One ledger connection per process (SQLite connections must not cross a fork)."""
+    from guard import config
     from guard.ledger import Ledger
 
-    key = (os.getpid(), settings.ledger_path)
+    path = settings.ledger_path or str(config.ledger_path())
+    key = (os.getpid(), path)
     if key not in _LEDGERS:
-        _LEDGERS[key] = Ledger(settings.ledger_path)
+        _LEDGERS[key] = Ledger(path)
     return _LEDGERS[key]
 
 
@@ -141,8 +152,8 @@ def _decode(data: bytes, name: str, row: ScanRow, found: list[Found]) -> bool:
     from guard.errors import GuardError
     from guard.provenance import generator_tags
 
-    try:
-        loaded = imageio.decode(data, name=name)
+    try:  # reduced where the format allows: this proves the pixels decode and reads the text
+        loaded = imageio.decode(data, name, reduce_over=1, min_side=64)
     except GuardError as exc:
         message = str(exc).removeprefix(f"{name}: ")
         found.append(Found("unreadable", message))
@@ -154,7 +165,7 @@ def _decode(data: bytes, name: str, row: ScanRow, found: list[Found]) -> bool:
         row.error = message
         return False
     row.format = loaded.format
-    row.width, row.height = loaded.image.size
+    row.width, row.height = loaded.reduced_from or loaded.image.size
     tags = generator_tags.find(loaded.text, generator_tags.software_of(loaded.exif))
     if tags:
         row.generator = ", ".join(dict.fromkeys(t.generator for t in tags))
@@ -164,29 +175,22 @@ def _decode(data: bytes, name: str, row: ScanRow, found: list[Found]) -> bool:
 
 
 def _verify(data: bytes, name: str, sidecar: bytes | None, settings: Settings):
-    """guard's verdict for these bytes, or the reason there is none."""
-    from guard import verdict as verdict_mod
+    """guard's verdict for these bytes (what `guard verify` says), or why there is none."""
     from guard.errors import GuardError
+    from guard.verdict import verify_bytes
 
-    kwargs = dict(
-        trust_files=settings.trust_files,
-        watermark=settings.watermark,
-        watermark_key=settings.watermark_key,
-        ledger=_ledger(settings),
-    )
     try:
-        verify_bytes = getattr(verdict_mod, "verify_bytes", None)
-        if verify_bytes is not None:
-            return verify_bytes(data, name=name, sidecar=sidecar, **kwargs)
-        # Until verify reads bytes (issue 9a), give it a private file to read.
-        with tempfile.TemporaryDirectory(prefix="guard-scan-") as tmp:
-            path = Path(tmp) / "image"
-            path.write_bytes(data)
-            if sidecar is not None:
-                path.with_suffix(".c2pa").write_bytes(sidecar)
-            return verdict_mod.verify(path, **kwargs)
+        return verify_bytes(
+            data,
+            name=name,
+            sidecar=sidecar,
+            trust_files=settings.trust_files,
+            watermark=settings.watermark,
+            watermark_key=settings.watermark_key,
+            ledger=_ledger(settings),
+        )
     except GuardError as exc:
-        return str(exc).split(": ", 1)[-1]
+        return str(exc).removeprefix(f"{name}: ")
 
 
 def _strictest(entries: dict[str, Any] | None, prefix: str) -> str | None:

@@ -35,6 +35,7 @@ _SETTINGS: Settings | None = None
 def _init(settings: Settings) -> None:
     global _SETTINGS
     _SETTINGS = settings
+    settings.apply_env()
     try:
         import cv2
 
@@ -213,6 +214,8 @@ def scan_units(
             if bar.n % 64 == 1:
                 bar.set_postfix(counts, refresh=False)
             yield row
-    finally:
+    finally:  # also when interrupted: the finished units are kept for the next run
+        if writer is not None:
+            writer.flush()
         bar.set_postfix(counts, refresh=False)
         bar.close()

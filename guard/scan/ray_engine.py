@@ -44,6 +44,7 @@ class ScanBatch:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        settings.apply_env()
         try:
             import cv2
 
