@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from generator.adapters import Adapters, prompt_for_encoder, prompt_with_tags
+from generator.clip_skip import clip_skip_embeddings
 from generator.errors import GenerationError
 from generator.models import LoadedModel, Task
+from generator.rng import INFOTEXT as RNG_INFOTEXT
+from generator.rng import SOURCES, generator, initial_noise
 from generator.samplers import Sampler, make_scheduler, parse_sampler
 from guard import __version__
 from guard.errors import OutputExistsError
-from guard.infotext import GENERATION_ASSERTION, Infotext, format_hash_list, format_number
-from guard.provenance.spec import Assertion, Ingredient, ManifestSpec, Training
+from guard.infotext import Infotext, format_hash_list, format_number
+from guard.provenance.spec import Ingredient, ManifestSpec, Training
 
 DEFAULT_SAMPLER = "DPM++ 2M Karras"
 MAX_SEED = 2**32 - 1
@@ -40,6 +43,7 @@ class Settings:
     prompt: str
     negative_prompt: str = ""
     sampler: str = DEFAULT_SAMPLER
+    schedule_type: str | None = None  # web UI's "Schedule type"; None: the sampler's default
     steps: int = 20
     cfg_scale: float = 7.0
     seed: int = -1
@@ -54,6 +58,8 @@ class Settings:
     loras: list[tuple[Path, float]] = field(default_factory=list)
     embeddings: list[tuple[Path, str | None]] = field(default_factory=list)
     refiner_switch: float = 0.8
+    rng: str = "cpu"  # web UI's random number source: cpu, gpu or nv (see generator/rng.py)
+    clip_skip: int = 1  # web UI's "Clip skip": 1 = the text encoder's last layer
 
     @property
     def task(self) -> Task:
@@ -150,7 +156,16 @@ def next_index(folder: Path) -> int:
 
 def validate(s: Settings) -> Sampler:
     """The checks that need no model: run them before loading one, so a typo costs nothing."""
-    sampler = parse_sampler(s.sampler)
+    sampler = parse_sampler(s.sampler, s.schedule_type)
+    if s.rng not in SOURCES:
+        raise GenerationError(f"--rng {s.rng}: use one of {', '.join(SOURCES)}")
+    if s.rng == "nv" and s.init_image is not None:
+        raise GenerationError(
+            "--rng nv: web UI's NV noise is reproduced for text-to-image only; img2img and "
+            "inpainting draw their noise from a torch generator (use --rng cpu or gpu)"
+        )
+    if not 1 <= s.clip_skip <= 12:
+        raise GenerationError(f"--clip-skip {s.clip_skip}: use 1 (no skip) to 12")
     if s.steps < 1 or s.steps > 1000:
         raise GenerationError(f"--steps {s.steps}: use 1 to 1000")
     if s.batch_count < 1 or s.batch_size < 1:
@@ -243,17 +258,18 @@ class Generator:
     # -- generation -------------------------------------------------------------------------------
     def images(self, settings: Settings) -> Iterator[MadeImage]:
         """Run the pipeline and yield images with their infotext; nothing is written."""
-        import torch
-
         sampler, s = self.check(settings)
         task = s.task
         pipe = self.model.pipeline(task)
-        pipe.scheduler = make_scheduler(sampler, self._scheduler_config)
+        sdxl = self.model.family == "sdxl"
+        pipe.scheduler = make_scheduler(sampler, self._scheduler_config, sdxl=sdxl)
         refiner_pipe = None
         if self.refiner is not None:
             assert self._refiner_scheduler_config is not None
             refiner_pipe = self.refiner.pipeline("inpaint" if task == "inpaint" else "img2img")
-            refiner_pipe.scheduler = make_scheduler(sampler, self._refiner_scheduler_config)
+            refiner_pipe.scheduler = make_scheduler(
+                sampler, self._refiner_scheduler_config, sdxl=sdxl
+            )
 
         init, mask = self._inputs(s)
         seed = random.randrange(MAX_SEED) if s.seed == -1 else s.seed
@@ -262,7 +278,8 @@ class Generator:
             prompt = prompt_for_encoder(s.prompt, adapters.lora_names)
             for b in range(s.batch_count):
                 seeds = [seed + b * s.batch_size + i for i in range(s.batch_size)]
-                generators = [torch.Generator("cpu").manual_seed(x) for x in seeds]
+                device = self.model.device
+                generators = [generator(x, s.rng, device) for x in seeds]  # type: ignore[arg-type]
                 if sampler.brownian:  # one Brownian tree per image, seeded like its latents
                     for p in (pipe, refiner_pipe):
                         if p is not None:
@@ -280,8 +297,13 @@ class Generator:
                 }
                 if task == "txt2img":
                     args.update(width=s.width, height=s.height)
+                    args["latents"] = self._latents(s, seeds, generators)
                 else:
                     args.update(image=[init] * s.batch_size, strength=s.strength)
+                if s.clip_skip > 1 and not sdxl:
+                    # web UI leaves SDXL's encoders alone unless its sdxl_clip_l_skip setting is
+                    # on, and so does guard
+                    args.update(clip_skip_embeddings(pipe, args, s.clip_skip))
                 if task == "inpaint":
                     args.update(mask_image=[mask] * s.batch_size, width=s.width, height=s.height)
                 if refiner_pipe is not None:
@@ -373,7 +395,7 @@ class Generator:
         m = self.model
         params: dict[str, str] = {
             "Steps": str(s.steps),
-            "Sampler": sampler.name,
+            **sampler.infotext_fields(),
             "CFG scale": format_number(float(s.cfg_scale)),
             "Seed": str(seed),
             "Size": f"{s.width}x{s.height}",
@@ -387,6 +409,10 @@ class Generator:
             params["VAE"] = m.vae_name
         if s.task != "txt2img":
             params["Denoising strength"] = format_number(float(s.strength))
+        if s.clip_skip > 1:
+            params["Clip skip"] = str(s.clip_skip)
+        if s.rng != "gpu":  # web UI writes the source unless it is its default, GPU
+            params["RNG"] = RNG_INFOTEXT[s.rng]
         if s.task == "inpaint":
             params["Mask blur"] = str(s.mask_blur)
         if self.refiner is not None:
@@ -404,6 +430,20 @@ class Generator:
         return Infotext(prompt, s.negative_prompt, params)
 
     # -- inputs -----------------------------------------------------------------------------------
+    def _latents(self, s: Settings, seeds: list[int], generators: list[Any]) -> Any:
+        """Each image's starting noise from its own seed, drawn in float32 as web UI draws it.
+
+        cpu/gpu draw from the image's generator, which per-step noise then continues from
+        (web UI's ImageRNG); nv is web UI's Philox (generator/rng.py).
+        """
+        pipe = self.model.pipe
+        channels = int(pipe.unet.config.in_channels)
+        if channels == 9:  # an inpainting UNet takes 4 noise channels + mask + masked image
+            channels = 4
+        shape = (channels, s.height // pipe.vae_scale_factor, s.width // pipe.vae_scale_factor)
+        noise = initial_noise(shape, s.rng, seeds, generators)  # type: ignore[arg-type]
+        return noise.to(device=self.model.device, dtype=pipe.unet.dtype)
+
     def _inputs(self, s: Settings) -> tuple[Any, Any]:
         """Init image and mask, resized to the output size ("Just resize" in web UI)."""
         if s.init_image is None:
@@ -436,28 +476,19 @@ class Generator:
 def build_spec(
     made: MadeImage, model: LoadedModel, settings: Settings, training: Training
 ) -> ManifestSpec:
-    """What the C2PA manifest says about a generated image."""
-    data = made.infotext.to_dict()
-    data.update(task=made.task, batch_index=made.index)
-    spec = ManifestSpec(
-        action="created" if made.task == "txt2img" else "edited",
-        # inpainting keeps part of the original picture: a composite with AI-generated content
-        source="ai-composite" if made.task == "inpaint" else "ai",
+    """What the C2PA manifest says about a generated image (guard.generation_record builds it)."""
+    from guard import generation_record
+
+    spec = generation_record.spec(
+        made.infotext,
+        task=made.task,
+        model=model.name,
+        model_hash=model.hash,
         training=training,
-        software_agent={"name": model.name, "version": model.hash or "unknown"},
-        action_parameters={"description": _TASK_WORDS[made.task]},
-        text={"parameters": made.infotext.to_text()},
-        assertions=[Assertion(GENERATION_ASSERTION, data)],
+        extra={"batch_index": made.index},
     )
     if settings.init_image is not None:
         spec.ingredients.append(Ingredient(Path(settings.init_image), "parentOf"))
     if settings.mask is not None:
         spec.ingredients.append(Ingredient(Path(settings.mask), "inputTo"))
     return spec
-
-
-_TASK_WORDS = {
-    "txt2img": "generated from a text prompt",
-    "img2img": "generated from a text prompt and a source image",
-    "inpaint": "region of the source image regenerated from a text prompt",
-}

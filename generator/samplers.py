@@ -1,163 +1,193 @@
-"""Stable Diffusion web UI sampler names -> diffusers schedulers.
+"""web UI sampler + schedule type -> a diffusers scheduler that samples the same sigmas.
 
-People copy "DPM++ 2M Karras" out of web UI infotexts and forum posts; guard accepts exactly
-those names (and writes them back into its own infotext) so settings move between the
-two tools unchanged.
-The mapping follows the table in diffusers' scheduler overview; where diffusers has no exact port of
-the k-diffusion sampler, the closest scheduler is used and `Sampler.approximate` says so.
+The names and their meaning live in guard.webui_samplers (shared with the pipeline hook). Here
+the diffusers side: the scheduler class with the sampler's settings, built from the model's own
+scheduler config (betas, prediction type), and, for k-diffusion samplers, web UI's sigma schedule
+(generator/schedules.py) handed to it.
+
+How the sigmas get in: every diffusers scheduler with a Karras option builds its steps from
+`_convert_to_karras(in_sigmas, num_inference_steps)` and derives the timesteps from what that
+returns. guard turns the option on and gives the instance its own `_convert_to_karras` that
+returns web UI's sigmas for the chosen schedule. Euler a has no such option; its `set_timesteps`
+is wrapped to replace the sigmas and timesteps it computed. Both are per instance: the class and
+any other pipeline are untouched.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
+import types
+from dataclasses import dataclass
 from typing import Any
 
-from guard.errors import GuardError
+import numpy as np
 
+from guard.webui_samplers import (
+    BY_NAME,
+    SAMPLERS,
+    SCHEDULES,
+    Choice,
+    UnknownSamplerError,
+    all_choices,
+    resolve,
+)
 
-class UnknownSamplerError(GuardError):
-    """The sampler name is not one web UI (and guard) knows."""
+__all__ = [
+    "BASES",
+    "SCHEDULES",
+    "Sampler",
+    "UnknownSamplerError",
+    "make_scheduler",
+    "parse_sampler",
+    "valid_names",
+]
 
-
-@dataclass(frozen=True)
-class _Base:
-    scheduler: str  # class name in diffusers
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    approximate: bool = False
-    # SDE samplers draw noise from a Brownian tree seeded separately from the latents' generator
-    brownian: bool = False
-
-
-# Base sampler names exactly as web UI spells them.
-BASES: dict[str, _Base] = {
-    "Euler": _Base("EulerDiscreteScheduler"),
-    "Euler a": _Base("EulerAncestralDiscreteScheduler"),
-    "DPM++ 2M": _Base(
-        "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}
-    ),
-    "DPM++ 2M SDE": _Base(
-        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}
-    ),
-    "DPM++ SDE": _Base("DPMSolverSDEScheduler", brownian=True),
-    # diffusers has no ancestral single-step DPM++; the stochastic 2nd-order single-step solver
-    # is the closest.
-    "DPM++ 2S a": _Base(
-        "DPMSolverSinglestepScheduler",
-        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "lower_order_final": True},
-        approximate=True,
-    ),
-    "DPM2": _Base("KDPM2DiscreteScheduler"),
-    "DPM2 a": _Base("KDPM2AncestralDiscreteScheduler"),
-    "Heun": _Base("HeunDiscreteScheduler"),
-    "LMS": _Base("LMSDiscreteScheduler"),
-    "DDIM": _Base("DDIMScheduler"),
-    "PLMS": _Base("PNDMScheduler", {"skip_prk_steps": True}),
-    "UniPC": _Base("UniPCMultistepScheduler"),
-    "LCM": _Base("LCMScheduler"),
-}
-
-# Schedule-type suffix -> (scheduler __init__ argument that must exist, config override)
-SCHEDULES: dict[str, tuple[str, dict[str, Any]]] = {
-    "Karras": ("use_karras_sigmas", {"use_karras_sigmas": True}),
-    "Exponential": ("use_exponential_sigmas", {"use_exponential_sigmas": True}),
-    # SGM Uniform spaces timesteps evenly down from the last training step: diffusers' "trailing".
-    "SGM Uniform": ("timestep_spacing", {"timestep_spacing": "trailing"}),
-}
+BASES = BY_NAME  # sampler name -> definition, web UI's spelling
 _SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
 
 
 @dataclass(frozen=True)
 class Sampler:
-    base: str
-    schedule: str | None  # None = the model's own ("Automatic" in web UI)
-    scheduler_class: str
-    kwargs: dict[str, Any]
-    approximate: bool
-    brownian: bool
+    """A resolved choice plus what generation needs to know about it."""
+
+    choice: Choice
+
+    @property
+    def base(self) -> str:
+        return self.choice.sampler.name
+
+    @property
+    def schedule(self) -> str:
+        return self.choice.schedule
 
     @property
     def name(self) -> str:
-        """The web UI spelling, as written into the infotext."""
-        return f"{self.base} {self.schedule}" if self.schedule else self.base
+        """The pre-1.9 combined spelling, e.g. "DPM++ 2M Karras"."""
+        return self.choice.legacy_name
+
+    @property
+    def scheduler_class(self) -> str:
+        return self.choice.sampler.scheduler
+
+    @property
+    def approximate(self) -> bool:
+        return self.choice.sampler.approximate
+
+    @property
+    def brownian(self) -> bool:
+        return self.choice.sampler.brownian
+
+    @property
+    def custom_sigmas(self) -> bool:
+        """Whether guard sets web UI's sigmas (k-diffusion samplers, or an explicit schedule)."""
+        return self.choice.sampler.kdiffusion or self.schedule != "Automatic"
+
+    def infotext_fields(self) -> dict[str, str]:
+        return self.choice.infotext_fields()
+
+
+def parse_sampler(name: str, schedule: str | None = None) -> Sampler:
+    """Resolve "DPM++ 2M Karras", "DPM++ 2M" + schedule "Karras", or an alias ("k_dpmpp_2m")."""
+    return Sampler(resolve(name, schedule))
+
+
+def valid_names() -> list[str]:
+    """Every accepted sampler/schedule pair, in the combined spelling, base names first."""
+    names = [s.name for s in SAMPLERS]
+    for c in all_choices():
+        combined = f"{c.name} {c.schedule}"
+        if c.schedule != "Automatic" and combined not in names:
+            names.append(combined)
+    return names
 
 
 def _scheduler_cls(name: str) -> type:
     return getattr(importlib.import_module("diffusers"), name)
 
 
-def _init_params(class_name: str) -> set[str]:
-    return set(inspect.signature(_scheduler_cls(class_name).__init__).parameters)
+def make_scheduler(sampler: Sampler | str, model_config: Any, *, sdxl: bool = False) -> Any:
+    """The scheduler for `sampler`, built from the model's own scheduler config.
 
+    `sdxl` picks the Align Your Steps table. The instance carries `guard_webui` = (sampler,
+    schedule type), so the pipeline hook records the web UI names rather than the class.
+    """
+    from generator.schedules import ModelSigmas, sampling_sigmas
 
-def _supports(base: _Base, schedule: str) -> bool:
-    return SCHEDULES[schedule][0] in _init_params(base.scheduler)
-
-
-def valid_names() -> list[str]:
-    """Every accepted sampler name, base names first."""
-    names = list(BASES)
-    for schedule in SCHEDULES:
-        names += [f"{b} {schedule}" for b, base in BASES.items() if _supports(base, schedule)]
-    return names
-
-
-def _valid_names_text() -> str:
-    """Compact form of valid_names(): bases, then which suffixes each base takes."""
-    parts = []
-    for schedule in SCHEDULES:
-        missing = [b for b, base in BASES.items() if not _supports(base, schedule)]
-        parts.append(schedule + (f" (not with {', '.join(missing)})" if missing else ""))
-    return f"{', '.join(BASES)}; optionally followed by a schedule type: {'; '.join(parts)}"
-
-
-def _unknown(name: str, why: str = "") -> UnknownSamplerError:
-    return UnknownSamplerError(
-        f"unknown sampler '{name}'{why}. Valid names: {_valid_names_text()}. "
-        'Example: --sampler "DPM++ 2M Karras".'
-    )
-
-
-def parse_sampler(name: str, schedule: str | None = None) -> Sampler:
-    """Resolve 'DPM++ 2M Karras' (or 'DPM++ 2M' + schedule 'Karras', as newer web UI writes)."""
-    text = " ".join(name.split())
-    lowered = text.lower()
-    base_name = next(
-        (
-            b
-            for b in sorted(BASES, key=len, reverse=True)
-            if lowered == b.lower() or lowered.startswith(b.lower() + " ")
-        ),
-        None,
-    )
-    if base_name is None:
-        raise _unknown(name)
-    rest = text[len(base_name) :].strip()
-    if rest and schedule and schedule.lower() not in ("automatic", rest.lower()):
-        raise _unknown(name, f" with schedule type '{schedule}'")
-    wanted = rest or (schedule or "")
-    if wanted.lower() in ("", "automatic"):
-        sched = None
-    else:
-        sched = next((s for s in SCHEDULES if s.lower() == wanted.lower()), None)
-        if sched is None:
-            raise _unknown(name, f" (schedule types: {', '.join(SCHEDULES)})")
-    base = BASES[base_name]
-    if sched and not _supports(base, sched):
-        why = f": diffusers' {base.scheduler} has no {sched} schedule"
-        raise _unknown(f"{base_name} {sched}", why)
-    kwargs = dict(base.kwargs)
-    params = _init_params(base.scheduler)
+    s = parse_sampler(sampler) if isinstance(sampler, str) else sampler
+    cls = _scheduler_cls(s.scheduler_class)
+    params = set(inspect.signature(cls.__init__).parameters)
+    kwargs = dict(s.choice.sampler.kwargs)
     for flag in _SIGMA_FLAGS:  # start from the model's schedule, not a previous choice
         if flag in params:
             kwargs[flag] = False
-    if sched:
-        kwargs.update(SCHEDULES[sched][1])
-    return Sampler(base_name, sched, base.scheduler, kwargs, base.approximate, base.brownian)
+    config = {
+        k: v
+        for k, v in dict(model_config).items()
+        if k != "_class_name" and (k not in _SIGMA_FLAGS or k in params)
+    }
+    if s.custom_sigmas and "use_karras_sigmas" in params:
+        kwargs["use_karras_sigmas"] = True
+    scheduler = cls.from_config(config, **kwargs)
+    if s.custom_sigmas:
+        model = ModelSigmas(scheduler.alphas_cumprod.numpy())
+        discard = s.choice.sampler.discard_penultimate
+
+        def web_ui_sigmas(steps: int) -> np.ndarray:
+            out = sampling_sigmas(s.schedule, steps, model, sdxl=sdxl, discard_penultimate=discard)
+            # diffusers appends the final sigma (0) itself; KL Optimal's last step then ends at 0
+            # rather than at sigma_min
+            return out[:-1]
+
+        if "use_karras_sigmas" in params:
+            _replace_karras(scheduler, web_ui_sigmas)
+        else:
+            _wrap_set_timesteps(scheduler, web_ui_sigmas)
+    scheduler.guard_webui = (s.base, s.schedule)
+    return scheduler
 
 
-def make_scheduler(sampler: Sampler | str, model_config: Any) -> Any:
-    """Build the scheduler from the model's own scheduler config (betas, prediction type)."""
-    s = parse_sampler(sampler) if isinstance(sampler, str) else sampler
-    return _scheduler_cls(s.scheduler_class).from_config(dict(model_config), **s.kwargs)
+def _replace_karras(scheduler: Any, sigmas_for_steps: Any) -> None:
+    def convert(self: Any, in_sigmas: Any, num_inference_steps: int | None = None) -> np.ndarray:
+        steps = num_inference_steps or self.num_inference_steps
+        return sigmas_for_steps(int(steps))
+
+    scheduler._convert_to_karras = types.MethodType(convert, scheduler)
+    if hasattr(scheduler, "get_order_list"):  # single-step DPM++ plans its orders per step
+        original = scheduler.set_timesteps
+
+        def set_timesteps(self: Any, *args: Any, **kw: Any) -> None:
+            original(*args, **kw)
+            # web UI's DDIM schedule can have one step more than asked (its spacing is 1000 // n)
+            if len(self.order_list) != len(self.timesteps):
+                self.order_list = self.get_order_list(len(self.timesteps))
+                self.num_inference_steps = len(self.timesteps)
+
+        scheduler.set_timesteps = types.MethodType(set_timesteps, scheduler)
+
+
+def _wrap_set_timesteps(scheduler: Any, sigmas_for_steps: Any) -> None:
+    """For schedulers without a sigma hook (Euler a): set the sigmas after diffusers did."""
+    import torch
+
+    original = scheduler.set_timesteps
+    model = None
+
+    def set_timesteps(self: Any, num_inference_steps: int, device: Any = None, **kw: Any) -> None:
+        nonlocal model
+        from generator.schedules import ModelSigmas
+
+        original(num_inference_steps, device=device, **kw)
+        if model is None:
+            model = ModelSigmas(self.alphas_cumprod.numpy())
+        sigmas = sigmas_for_steps(int(num_inference_steps))
+        timesteps = np.array([model.sigma_to_t(x) for x in sigmas])
+        self.sigmas = torch.from_numpy(np.append(sigmas, 0.0).astype(np.float32)).to("cpu")
+        self.timesteps = torch.from_numpy(timesteps.astype(np.float32)).to(device=device)
+        self.num_inference_steps = len(timesteps)
+
+    scheduler.set_timesteps = types.MethodType(set_timesteps, scheduler)
+
+
+def schedule_labels() -> list[str]:
+    return list(SCHEDULES)

@@ -8,6 +8,11 @@ output. Each PIL image carries its pending provenance (the call's parameters, th
 already in its pixels) in `image.info`, which survives `copy()` and `convert()`. `save` hands it to
 guard.publish, which signs without marking the pixels a second time.
 
+What is recorded is what web UI would write: the sampler and schedule type by their web UI names
+(not the scheduler's class), and a seed for every image: when the caller passes no generator, the
+hook passes one seeded generator per image (seeds s, s+1, ... as web UI numbers a batch).
+Pipelines derived from an attached one with `from_pipe` are attached with the same settings.
+
 SDXL pipelines watermark inside their own post-process step (`pipe.watermark.apply_watermark`);
 `attach` installs `GuardWatermarker` there, so guard's mark goes in at the same point (after
 Stability's own mark, which is kept).
@@ -25,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guard import generation_record
 from guard.errors import GuardError, TooSmallError
-from guard.infotext import GENERATION_ASSERTION, Infotext, format_number
-from guard.provenance.spec import Assertion, Ingredient, ManifestSpec, Training
+from guard.provenance.spec import Ingredient, ManifestSpec, Training
+from guard.webui_samplers import describe
 
 INFO_KEY = "guard.pending"
 
@@ -157,7 +163,42 @@ def attach(
     guarded.__module__ = original.__module__
     pipe.__class__ = guarded
     pipe._guard = settings
+    _follow_from_pipe()
     return pipe
+
+
+def _follow_from_pipe() -> None:
+    """Make `SomePipeline.from_pipe(attached)` return an attached pipeline too.
+
+    `from_pipe` is a classmethod of the *target* class, so no per-instance hook can see it; it is
+    wrapped once, on diffusers' base class, and only acts when its source pipeline is attached.
+    """
+    import sys
+
+    diffusers = sys.modules.get("diffusers")
+    base = getattr(diffusers, "DiffusionPipeline", None) if diffusers else None
+    if base is None or getattr(base.from_pipe, "_guard_follows", False):
+        return
+    original = base.from_pipe.__func__
+
+    def from_pipe(cls: type, pipeline: Any, **kwargs: Any) -> Any:
+        derived = original(cls, pipeline, **kwargs)
+        source: _Settings | None = getattr(pipeline, "_guard", None)
+        if source is not None and getattr(derived, "_guard", None) is None:
+            attach(
+                derived,
+                source.identity,
+                source.watermark,
+                source.training,
+                watermark_key=source.key,
+                ledger=source.ledger,
+                model=source.model,
+                model_hash=source.model_hash,
+            )
+        return derived
+
+    from_pipe._guard_follows = True  # type: ignore[attr-defined]
+    base.from_pipe = classmethod(from_pipe)
 
 
 def detach(pipe: Any) -> Any:
@@ -184,6 +225,7 @@ def _guarded_call(self: Any, *args: Any, **kwargs: Any) -> Any:
     if settings.watermarker is not None:
         settings.watermarker.take()  # drop leftovers of a call that raised
         settings.watermarker.notes.clear()
+    kwargs = _with_seeded_generators(original_call, self, args, kwargs)
     output = original_call(self, *args, **kwargs)
     try:
         bound = inspect.signature(original_call).bind(self, *args, **kwargs)
@@ -200,6 +242,46 @@ def _guarded_call(self: Any, *args: Any, **kwargs: Any) -> Any:
         return (marked, *output[1:])
     output.images = marked
     return output
+
+
+def _with_seeded_generators(call: Any, pipe: Any, args: tuple, kwargs: dict) -> dict:
+    """A call without `generator` gets one CPU generator per image, seeded s, s+1, ... from a
+    random s, so every image has a seed to record (and to reproduce it with)."""
+    try:
+        bound = inspect.signature(call).bind_partial(pipe, *args, **kwargs)
+    except TypeError:
+        return kwargs
+    given = bound.arguments
+    if "generator" not in inspect.signature(call).parameters or given.get("generator") is not None:
+        return kwargs
+    if given.get("latents") is not None:  # the caller chose the noise; there is no seed to say
+        return kwargs
+    count = _batch_size(given)
+    if count is None:
+        return kwargs
+    import secrets
+
+    import torch
+
+    first = secrets.randbelow(2**32 - count)
+    return {
+        **kwargs,
+        "generator": [torch.Generator("cpu").manual_seed(first + i) for i in range(count)],
+    }
+
+
+def _batch_size(arguments: dict[str, Any]) -> int | None:
+    prompt = arguments.get("prompt")
+    if isinstance(prompt, str):
+        prompts = 1
+    elif isinstance(prompt, (list, tuple)):
+        prompts = len(prompt)
+    elif arguments.get("prompt_embeds") is not None:
+        prompts = int(arguments["prompt_embeds"].shape[0])
+    else:
+        return None
+    per_prompt = arguments.get("num_images_per_prompt") or 1
+    return prompts * int(per_prompt)
 
 
 def _finish(pipe: Any, settings: _Settings, images: Any, params: dict[str, Any]) -> Any:
@@ -274,76 +356,83 @@ def _seed(generator: Any, index: int, total: int) -> int | None:
 
 
 def _inputs(params: dict[str, Any]) -> list[tuple[Any, str, str]]:
+    """The call's input pictures as (image, relationship, title): the init image is the parent,
+    a mask and ControlNet control images are inputs. A ControlNet text-to-image pipeline takes
+    its control image as `image`; its img2img and inpaint pipelines as `control_image`."""
     from PIL import Image
 
+    def pictures(value: Any) -> list[Any]:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [v for v in items if isinstance(v, Image.Image)]
+
+    controlnet = "controlnet_conditioning_scale" in params
+    init_name = "image" if not controlnet or "control_image" in params else None
+    control_name = "control_image" if "control_image" in params else "image" if controlnet else None
     found = []
-    for name, relationship, title in (
-        ("image", "parentOf", "init image"),
-        ("mask_image", "inputTo", "mask"),
-    ):
-        value = params.get(name)
-        if isinstance(value, list) and value:
-            value = value[0]
-        if isinstance(value, Image.Image):
-            found.append((value, relationship, title))
+    if init_name:
+        found += [(im, "parentOf", "init image") for im in pictures(params.get(init_name))[:1]]
+    found += [(im, "inputTo", "mask") for im in pictures(params.get("mask_image"))[:1]]
+    if control_name:
+        controls = pictures(params.get(control_name))
+        # a list holds one image per ControlNet (MultiControlNet) or per prompt: keep distinct ones
+        unique = [im for i, im in enumerate(controls) if all(im is not c for c in controls[:i])]
+        found += [(im, "inputTo", f"control image {n}") for n, im in enumerate(unique)]
     return found
+
+
+def sampler_fields(scheduler: Any) -> dict[str, str]:
+    """web UI's `Sampler` and `Schedule type` for a pipeline's scheduler.
+
+    A scheduler guard built carries its web UI names; any other is named by its settings
+    (guard.webui_samplers.describe), or by its class when web UI has no name for it.
+    """
+    if scheduler is None:
+        return {}
+    named = getattr(scheduler, "guard_webui", None)
+    if named is None:
+        named = describe(type(scheduler).__name__, dict(getattr(scheduler, "config", {}) or {}))
+    sampler, schedule = named
+    fields = {"Sampler": sampler}
+    if schedule is not None:
+        fields["Schedule type"] = schedule
+    return fields
 
 
 def _spec(
     pipe: Any, settings: _Settings, params: dict[str, Any], index: int, total: int, image: Any
 ) -> ManifestSpec:
+    from guard import __version__
+
     prompt = _per_image(params.get("prompt"), index, total) or ""
     negative = _per_image(params.get("negative_prompt"), index, total) or ""
-    scheduler = type(getattr(pipe, "scheduler", None)).__name__
+    scheduler = getattr(pipe, "scheduler", None)
+    edited = any(rel == "parentOf" for _, rel, _ in _inputs(params))
     fields: dict[str, Any] = {
         "Steps": params.get("num_inference_steps"),
-        "Sampler": scheduler,
+        **sampler_fields(scheduler),
         "CFG scale": params.get("guidance_scale"),
         "Seed": _seed(params.get("generator"), index, total),
         "Size": f"{image.width}x{image.height}",
         "Model hash": settings.model_hash,
         "Model": settings.model,
+        "Denoising strength": params.get("strength") if edited else None,
     }
     if total > 1 and not isinstance(params.get("generator"), list):
         # one generator for the whole batch: the seed reproduces the batch, not this image alone
         fields["Batch size"], fields["Batch pos"] = total, index
-    edited = bool(_inputs(params))
-    if edited and params.get("strength") is not None:
-        fields["Denoising strength"] = params.get("strength")
-    from guard import __version__
-
     fields["Version"] = f"guard v{__version__}"
-    fields = {k: v for k, v in fields.items() if v is not None}
-    text = Infotext(
-        str(prompt), str(negative), {k: format_number(v) for k, v in fields.items()}
-    ).to_text()
-    data: dict[str, Any] = {
-        "prompt": str(prompt),
-        "negative_prompt": str(negative),
-        "steps": fields.get("Steps"),
-        "sampler": scheduler,
-        "cfg_scale": fields.get("CFG scale"),
-        "seed": fields.get("Seed"),
-        "width": image.width,
-        "height": image.height,
-        "model": settings.model,
-        "model_hash": settings.model_hash,
-        "pipeline": type(pipe).__name__,
-        "batch_size": fields.get("Batch size"),
-        "batch_pos": fields.get("Batch pos"),
-        "infotext": text,
-    }
-    if "Denoising strength" in fields:
-        data["denoising_strength"] = fields["Denoising strength"]
-    return ManifestSpec(
-        action="edited" if edited else "created",
-        source="ai-composite" if params.get("mask_image") is not None else "ai",
+    info = generation_record.infotext(str(prompt), str(negative), fields)
+    task = "inpaint" if params.get("mask_image") is not None else "img2img" if edited else "txt2img"
+    return generation_record.spec(
+        info,
+        task=task,  # type: ignore[arg-type]
+        model=settings.model,
+        model_hash=settings.model_hash,
         training=settings.training,
-        software_agent={"name": settings.model, "version": settings.model_hash or "unknown"},
-        text={"parameters": text},
-        assertions=[
-            Assertion(GENERATION_ASSERTION, {k: v for k, v in data.items() if v is not None})
-        ],
+        extra={
+            "pipeline": type(pipe).__name__,
+            "scheduler": type(scheduler).__name__ if scheduler is not None else None,
+        },
     )
 
 

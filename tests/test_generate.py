@@ -23,7 +23,7 @@ from generator.generate import (
     slug,
 )
 from generator.models import ModelLoadError, load_model
-from generator.samplers import BASES
+from generator.samplers import BASES, parse_sampler
 from guard.errors import ModelNotFoundError
 from guard.infotext import GENERATION_ASSERTION, Infotext, read_file
 
@@ -87,7 +87,9 @@ def test_txt2img_writes_a_signed_png_with_web_ui_infotext(gen, model, tmp_path):
     assert where == "PNG text chunk"
     assert info.to_text() == item.infotext.to_text()
     assert info.params["Seed"] == "42" and info.params["Steps"] == "2"
-    assert info.params["Sampler"] == "DPM++ 2M Karras"
+    # web UI 1.10 writes the sampler and its schedule type as two fields
+    assert (info.params["Sampler"], info.params["Schedule type"]) == ("DPM++ 2M", "Karras")
+    assert info.params["RNG"] == "CPU"
     assert info.params["Model"] == "tiny-sd"
     assert info.params["Model hash"] == model.hash
     # a folder model's hash is its UNet weights file's sha256, 10 digits
@@ -284,16 +286,20 @@ def test_web_ui_pt_embedding_with_a_custom_token(gen, files):
 # ---- samplers ------------------------------------------------------------------------------------
 def test_every_sampler_runs_in_the_pipeline(gen):
     outputs = {}
-    for name in [*BASES, "Euler SGM Uniform", "DPM++ 2M Exponential"]:
-        made = next(gen.images(settings(sampler=name, seed=3)))
-        assert made.infotext.params["Sampler"] == name
+    for name in [*BASES, "Euler SGM Uniform", "DPM++ 2M Exponential", "Euler Align Your Steps"]:
+        # 4 steps: at 2, web UI's schedules all give sigma_max, sigma_min, 0 and first-order
+        # steps coincide
+        made = next(gen.images(settings(sampler=name, seed=3, steps=4)))
+        chosen = parse_sampler(name)
+        assert made.infotext.params["Sampler"] == chosen.base
+        assert made.infotext.params["Schedule type"] == chosen.schedule
         outputs[name] = pixels(made)
         assert made.image.size == (64, 64)
     distinct = {o.tobytes() for o in outputs.values()}
-    assert len(distinct) >= len(outputs) - 2  # samplers really differ
+    assert len(distinct) == len(outputs)  # samplers and schedules really differ
     # stochastic samplers are reproducible too (Brownian tree seeded from the image seed)
-    assert np.array_equal(one(gen, sampler="DPM++ SDE", seed=3), outputs["DPM++ SDE"])
-    assert np.array_equal(one(gen, sampler="Euler a", seed=3), outputs["Euler a"])
+    assert np.array_equal(one(gen, sampler="DPM++ SDE", seed=3, steps=4), outputs["DPM++ SDE"])
+    assert np.array_equal(one(gen, sampler="Euler a", seed=3, steps=4), outputs["Euler a"])
 
 
 # ---- models --------------------------------------------------------------------------------------

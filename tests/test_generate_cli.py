@@ -142,7 +142,9 @@ def test_format_option_and_info_reads_exif(files, tmp_path, fmt):
     path = tmp_path / f"00000-9-a-cat.{fmt}"
     code, stdout, _ = run("info", path)
     assert code == 0
-    assert stdout.startswith("a cat\nSteps: 2, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 9")
+    assert stdout.startswith(
+        "a cat\nSteps: 2, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 9"
+    )
 
 
 def test_img2img_and_inpaint_options(files, tmp_path):

@@ -78,7 +78,8 @@ def test_save_writes_the_call_parameters_signed(sd, tmp_path):
     assert info.prompt == "a red fox" and info.negative_prompt == "blurry"
     assert info.get("Seed") == 8 and info.get("Steps") == 2 and info.get("CFG scale") == 6.0
     assert info.params["Model"] == "my-model" and info.params["Model hash"] == "0123456789"
-    assert info.params["Sampler"] == "PNDMScheduler"
+    # web UI's names for the pipeline's PNDM scheduler, not its class name
+    assert (info.params["Sampler"], info.params["Schedule type"]) == ("PLMS", "Automatic")
     v = verdict(result.path)
     assert v.state == "trusted"
     assert v.digital_source_type.endswith("trainedAlgorithmicMedia")
@@ -98,6 +99,66 @@ def test_one_generator_for_a_batch_records_batch_position(sd, tmp_path):
     info, _ = read_file(hooks.save(out.images[1], tmp_path / "b.png").path)
     assert info.params["Seed"] == "3"
     assert (info.params["Batch size"], info.params["Batch pos"]) == ("2", "1")
+
+
+def test_hook_records_web_ui_sampler_and_schedule_names(sd, tmp_path):
+    from diffusers import DPMSolverMultistepScheduler
+
+    from generator.samplers import make_scheduler
+
+    hooks.attach(sd, watermark=False)
+    config = dict(sd.scheduler.config)
+    sd.scheduler = DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True)
+    info, _ = read_file(hooks.save(call(sd).images[0], tmp_path / "karras.png").path)
+    assert (info.params["Sampler"], info.params["Schedule type"]) == ("DPM++ 2M", "Karras")
+    # a scheduler guard built says exactly what was chosen
+    sd.scheduler = make_scheduler("DPM++ 2M SDE", config)
+    path = hooks.save(call(sd).images[0], tmp_path / "sde.png").path
+    info, _ = read_file(path)
+    assert (info.params["Sampler"], info.params["Schedule type"]) == ("DPM++ 2M SDE", "Exponential")
+    data = verdict(path).c2pa.assertions[GENERATION_ASSERTION]
+    assert data["sampler"] == "DPM++ 2M SDE" and data["schedule_type"] == "Exponential"
+    assert data["scheduler"] == "DPMSolverMultistepScheduler"
+
+
+def test_hook_seeds_every_image_when_the_caller_passes_no_generator(sd, tmp_path):
+    hooks.attach(sd, watermark=False)
+    out = call(sd, prompt=["a red fox", "a blue bird"], num_images_per_prompt=2)
+    seeds = [hooks.pending(im).spec.assertions[0].data["seed"] for im in out.images]
+    assert seeds == [seeds[0] + k for k in range(4)]  # one seed per image, as web UI numbers them
+    info, _ = read_file(hooks.save(out.images[3], tmp_path / "seeded.png").path)
+    assert info.get("Seed") == seeds[3] and "Batch pos" not in info.params
+    assert info.prompt == "a blue bird"
+    # the recorded seed reproduces the image on its own
+    hooks.detach(sd)
+    again = call(sd, prompt="a blue bird", generator=torch.Generator().manual_seed(seeds[3]))
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(out.images[3]))
+
+
+def test_pipelines_derived_with_from_pipe_stay_attached(sd, tmp_path):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    hooks.attach(sd, watermark=False, training="allowed", model="my-model")
+    img2img = StableDiffusionImg2ImgPipeline.from_pipe(sd)
+    assert img2img._guard is not None and img2img._guard.model == "my-model"
+    init = Image.new("RGB", (64, 64), (40, 90, 160))
+    out = img2img(prompt="a fox", image=init, strength=0.5, num_inference_steps=4)
+    result = hooks.save(out.images[0], tmp_path / "derived.png")
+    v = verdict(result.path)
+    assert v.training == "allowed" and "c2pa.edited" in [a["action"] for a in v.c2pa.actions]
+    # a pipeline derived from one that is not attached stays plain
+    hooks.detach(sd)
+    plain = StableDiffusionImg2ImgPipeline.from_pipe(sd)
+    assert getattr(plain, "_guard", None) is None
+
+
+def test_hook_and_generate_share_one_generation_record(sd, tmp_path):
+    hooks.attach(sd, watermark=False)
+    out = call(sd, generator=torch.Generator().manual_seed(5))
+    data = hooks.pending(out.images[0]).spec.assertions[0].data
+    for key in ("prompt", "steps", "sampler", "schedule_type", "cfg_scale", "seed", "width"):
+        assert key in data, key
+    assert data["task"] == "txt2img" and data["infotext"].startswith("a red fox\nSteps: 2")
 
 
 def test_provenance_survives_copy_and_convert(sd, tmp_path):

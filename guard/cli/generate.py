@@ -41,7 +41,13 @@ _path = click.Path(path_type=Path)
     "--sampler",
     default="DPM++ 2M Karras",
     show_default=True,
-    help="Sampler as web UI names it, e.g. 'Euler a', 'DPM++ 2M Karras', 'UniPC'.",
+    help="Sampler as web UI names it, e.g. 'Euler a', 'DPM++ 2M', 'UniPC' (or 'DPM++ 2M Karras').",
+)
+@click.option(
+    "--schedule-type",
+    help="web UI's Schedule type: Automatic, Uniform, Karras, Exponential, Polyexponential, "
+    "SGM Uniform, KL Optimal, Align Your Steps, Simple, Normal, DDIM, Beta "
+    "[default: the sampler's own].",
 )
 @click.option("--steps", type=int, default=20, show_default=True, help="Sampling steps.")
 @click.option("--cfg", "cfg_scale", type=float, default=7.0, show_default=True, help="CFG scale.")
@@ -76,6 +82,16 @@ _path = click.Path(path_type=Path)
     show_default=True,
     help="Fraction of the steps after which the refiner takes over.",
 )
+@click.option(
+    "--rng",
+    type=click.Choice(["cpu", "gpu", "nv"]),
+    default="cpu",
+    show_default=True,
+    help="Noise source, as web UI's RNG setting; nv gives web UI's NVidia noise on any device.",
+)
+@click.option(
+    "--clip-skip", type=int, default=1, show_default=True, help="web UI's Clip skip (SD 1.x/2.x)."
+)
 @device_option
 @click.option(
     "--low-memory/--no-low-memory",
@@ -109,6 +125,7 @@ def command(
     model: str | None,
     model_config: str | None,
     sampler: str,
+    schedule_type: str | None,
     steps: int,
     cfg_scale: float,
     seed: int,
@@ -124,6 +141,8 @@ def command(
     embeddings: tuple[str, ...],
     refiner: str | None,
     refiner_switch: float,
+    rng: str,
+    clip_skip: int,
     device: str,
     low_memory: bool | None,
     out_dir: Path,
@@ -159,6 +178,7 @@ def command(
         prompt=prompt,
         negative_prompt=negative,
         sampler=sampler,
+        schedule_type=schedule_type,
         steps=steps,
         cfg_scale=cfg_scale,
         seed=seed,
@@ -173,6 +193,8 @@ def command(
         loras=[parse_lora(x) for x in loras],
         embeddings=[parse_embedding(x) for x in embeddings],
         refiner_switch=refiner_switch,
+        rng=rng,
+        clip_skip=clip_skip,
     )
     validate(settings)  # cheap checks first: a typo must not cost a model load
     signer = identity.resolve()  # type: ignore[attr-defined]
