@@ -12,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from helpers import art
 from PIL import Image
 from serve_support import HOST, signed_picture
-
-pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient
 
 from guard.server import Limits, ServeSettings, create_app
 
