@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from guard.imageio import LoadedImage
 
 EXIF_HEADER = b"Exif\x00\x00"
@@ -94,6 +96,42 @@ def _without_sub_directories(exif: bytes, notes: list[str]) -> bytes | None:
             "all EXIF)"
         )
     return ex.tobytes()
+
+
+def reencode(
+    pixels: Image.Image,
+    fmt: str,
+    loaded: LoadedImage | None,
+    *,
+    text: dict[str, str] | None = None,
+    packet: bytes | None = None,
+    lossless: bool = True,
+) -> tuple[bytes, list[str]]:
+    """Encode new pixels for `loaded` in `fmt`, keeping everything other tools wrote, plus
+    guard's `text` and XMP `packet`; returns the bytes and notes on what could not be kept.
+
+    The one re-encode path for publish and `guard watermark embed`."""
+    from guard import imageio
+    from guard.provenance import xmp
+
+    text = dict(text or {})
+    kept = carry(loaded, fmt, text)
+    data = imageio.encode(
+        pixels,
+        fmt,
+        icc_profile=loaded.icc_profile if loaded else None,
+        exif=kept.exif,
+        xmp=packet,
+        text=text,
+        lossless=lossless,
+        chunks=kept.png_chunks,
+        comment=kept.comment,
+    )
+    if packet and fmt in xmp.EXIV2_WRITES:
+        before = placed(data, fmt)
+        data = xmp.embed(data, packet)
+        data = restore(data, fmt, before)
+    return data, kept.notes
 
 
 def _parameters_to_user_comment(

@@ -103,8 +103,6 @@ def publish(
         and fmt in xmp.EXIV2_WRITES
         and not spec.text
     )
-    # other tools' text chunks, EXIF (web UI's UserComment included) and comments, as written
-    kept = carried.carry(loaded, fmt, spec.text)
     if passthrough:
         assert loaded is not None
         before = carried.placed(loaded.data, fmt)
@@ -112,27 +110,21 @@ def publish(
         data = carried.restore(data, fmt, before)
     else:
         notes.extend(loaded.notes if loaded else [])  # conversions only matter when re-encoding
-        notes.extend(kept.notes)
         if fmt == "JPEG" and pixels.mode in ("RGBA", "LA"):
             raise ImageInputError(
                 f"{out}: JPEG cannot keep this image's transparency; write .png, .webp, .tif "
                 "or .avif instead"
             )
-        data = imageio.encode(
+        # other tools' text chunks, EXIF (web UI's UserComment included), ICC, XMP, as written
+        data, kept_notes = carried.reencode(
             pixels,
             fmt,
-            icc_profile=loaded.icc_profile if loaded else None,
-            exif=kept.exif,
-            xmp=packet,
+            loaded,
             text=spec.text,
+            packet=packet,
             lossless=loaded.lossless if loaded else True,
-            chunks=kept.png_chunks,
-            comment=kept.comment,
         )
-        if fmt in xmp.EXIV2_WRITES:
-            before = carried.placed(data, fmt)
-            data = xmp.embed(data, packet)
-            data = carried.restore(data, fmt, before)
+        notes.extend(kept_notes)
 
     # 3. sign last
     definition = manifest_mod.build(

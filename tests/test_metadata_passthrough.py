@@ -257,3 +257,26 @@ def test_exif_orientation_is_reset_and_nothing_else_changes(tmp_path: Path) -> N
     assert user_comment(out) == user_comment(src)
     with Image.open(out) as im:
         assert im.size == (256, 320)
+
+
+@pytest.mark.parametrize("kind", ["comfy-png", "webui-jpeg", "rich-png"])
+def test_watermark_embed_keeps_other_tools_metadata(tmp_path: Path, kind: str) -> None:
+    from click.testing import CliRunner
+
+    from guard.cli import main
+
+    src = {
+        "comfy-png": lambda: comfy_png(tmp_path / "c.png"),
+        "webui-jpeg": lambda: webui_lossy(tmp_path / "w.jpg", "JPEG"),
+        "rich-png": lambda: rich_png(tmp_path / "r.png"),
+    }[kind]()
+    out = tmp_path / f"marked{src.suffix}"
+    result = CliRunner().invoke(main, ["watermark", "embed", str(src), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    if src.suffix == ".png":
+        assert png_text_chunks(out.read_bytes()) == png_text_chunks(src.read_bytes())
+    else:
+        assert user_comment(out) == user_comment(src)
+        assert webui_geninfo(out) == INFOTEXT
+    if kind == "rich-png":
+        assert xmp_values(out)["Xmp.xmp.Rating"] == "4"

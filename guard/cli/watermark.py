@@ -49,7 +49,7 @@ def embed_command(
     as_json: bool,
 ) -> None:
     """Write a watermarked copy of IN to OUTPUT (format from its extension)."""
-    from guard import imageio
+    from guard import carried, imageio
     from guard import watermark as wm
     from guard.cli._common import read_key
 
@@ -60,7 +60,9 @@ def embed_command(
         raise click.UsageError("the output would overwrite the input; choose another output name")
     loaded = imageio.load(input_path)
     marked = wm.embed(loaded.image, data, key=key, strength=strength)
-    encoded = imageio.encode(marked, fmt, icc_profile=loaded.icc_profile, exif=loaded.exif)
+    encoded, notes = carried.reencode(marked, fmt, loaded, packet=carried.xmp_packet(loaded))
+    for note in notes:
+        click.echo(f"guard: {input_path}: {note}", err=True)
     imageio.save_atomic(output, encoded, force=force)
     result = {
         "input": str(input_path),
