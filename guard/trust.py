@@ -7,7 +7,6 @@ Anchors are the local identity's CA, any `--trust` files, the PEM files in GUARD
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,13 +36,14 @@ def anchors_pem(extra: Iterable[str | os.PathLike[str]] = ()) -> str:
 
 def add(path: str | os.PathLike[str]) -> Path:
     """Copy a CA certificate into the configured list (validated first)."""
+    from guard.imageio import save_atomic
+
     src = Path(path)
-    _read_pem(src)
+    text = _read_pem(src)
     folder = config.trust_dir()
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / (src.stem + ".pem")
-    shutil.copyfile(src, dest)
-    return dest
+    return save_atomic(dest, text.encode(), force=True)  # all or nothing: never a torn anchor
 
 
 def _read_pem(path: Path) -> str:

@@ -99,6 +99,22 @@ def test_commands_report_write_failures_in_one_line(
     assert list((tmp_path / "out").iterdir()) == []  # and no temp file
 
 
+@pytest.mark.parametrize("failure", FAILURES)
+def test_keys_trust_reports_write_failures_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    from guard import config
+    from tests.helpers import make_chain
+
+    _, _, ca = make_chain(tmp_path)
+    config.trust_dir().mkdir(parents=True)
+    FAILURES[failure](monkeypatch)
+    code, _, err = run("keys", "trust", ca)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(config.trust_dir()) in err
+    assert list(config.trust_dir().iterdir()) == []  # no half-written CA file
+
+
 def test_an_unwritable_guard_home_is_one_line(tmp_path: Path, monkeypatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
