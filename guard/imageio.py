@@ -533,12 +533,13 @@ def _remove_stale_temps(folder: Path) -> None:
         return
     for p in names:
         m = _TEMP.match(p.name)
-        if m and not _alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             with contextlib.suppress(OSError):
                 p.unlink()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process (a writer that left a temp file or a pending record) still runs."""
     if pid == os.getpid():
         return True
     try:

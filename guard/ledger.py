@@ -165,12 +165,14 @@ class Ledger:
         file never appeared is removed, so the ledger never points at a file that was not
         written. Records of writers still running are left alone.
         """
+        from guard.imageio import pid_alive
+
         rows = self._db.execute(
             "SELECT watermark_id, sha256, pending_path, pending_pid FROM records "
             "WHERE state = 'pending'"
         ).fetchall()
         for row in rows:
-            if row["pending_pid"] and _alive(row["pending_pid"]):
+            if row["pending_pid"] and pid_alive(row["pending_pid"]):
                 continue
             path = Path(row["pending_path"]) if row["pending_path"] else None
             if path is not None and _sha256(path) == row["sha256"]:
@@ -350,18 +352,6 @@ class Ledger:
             raise
         self._db.execute("COMMIT")
         return added, skipped
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _sha256(path: Path) -> str | None:
