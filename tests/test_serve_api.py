@@ -518,3 +518,33 @@ def test_ledger_finds_records_by_manifest_label(ledger_path, signed):
     with guard.Ledger(ledger_path) as book:
         assert book.by_manifest_label(signed.manifest).watermark_id == signed.watermark_id
         assert book.by_manifest_label("urn:c2pa:nope") is None
+
+
+def test_verify_uses_a_sidecar_dropped_with_its_image(client, tmp_path, ledger_path):
+    import guard
+
+    src = tmp_path / "side.png"
+    art(320, 256, seed=6).save(src)
+    with guard.Ledger(ledger_path) as book:
+        pub = guard.sign(src, tmp_path / "side.signed.png", sidecar=True, ledger=book)
+    files = [
+        ("files", ("side.signed.png", pub.path.read_bytes(), "image/png")),
+        ("files", ("side.signed.c2pa", pub.sidecar_path.read_bytes(), "application/c2pa")),
+    ]
+    (result,) = client.post("/api/verify", files=files).json()["results"]
+    assert result["c2pa"]["sidecar"] is True and result["card"]["state"] in ("trusted", "valid")
+    alone = client.post("/api/verify", files=files[:1]).json()["results"][0]
+    assert alone["card"]["state"] == "absent"
+
+
+def test_cli_refuses_a_public_address_without_a_token(tmp_path):
+    from click.testing import CliRunner
+
+    from guard.cli import main
+
+    r = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0"])
+    assert r.exit_code == 2 and "--token" in r.output
+    short = tmp_path / "token.txt"
+    short.write_text("too-short\n")
+    r = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--token-file", str(short)])
+    assert r.exit_code == 2 and "16 characters" in r.output
