@@ -548,3 +548,19 @@ def test_cli_refuses_a_public_address_without_a_token(tmp_path):
     short.write_text("too-short\n")
     r = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--token-file", str(short)])
     assert r.exit_code == 2 and "16 characters" in r.output
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/api/sign", {"training": "sometimes"}),
+        ("/api/sign", {"source": "painting"}),
+        ("/api/protect", {"strength": "extreme"}),
+        ("/api/protect", {"mode": "magic"}),
+    ],
+)
+def test_bad_sign_and_protect_choices_are_400(client, signed, path, fields):
+    upload = [("files", ("a.png", signed.original.read_bytes(), "image/png"))]
+    r = client.post(path, files=upload, data=fields)
+    assert r.status_code == 400 and next(iter(fields)) in r.json()["error"]
+    assert client.post(path, data=fields).status_code in (400, 415)  # no file at all

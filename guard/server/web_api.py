@@ -108,13 +108,9 @@ def identity(request: Request) -> dict[str, Any]:
 async def sign(request: Request) -> dict[str, Any]:
     state = request.app.state
     uploads, fields = await read_files(request, state.settings.limits)
-    training = fields.get("training", "notAllowed")
-    source = fields.get("source", "digital-art")
+    training = _choice(fields, "training", "notAllowed", TRAINING_VALUES)
+    source = _choice(fields, "source", "digital-art", SOURCE_TYPES)
     author = (fields.get("author") or "").strip()[:200] or None
-    if training not in TRAINING_VALUES:
-        raise HTTPException(400, f"training must be one of {', '.join(TRAINING_VALUES)}")
-    if source not in SOURCE_TYPES:
-        raise HTTPException(400, f"source must be one of {', '.join(SOURCE_TYPES)}")
     return _submit(
         request,
         "sign",
@@ -134,12 +130,8 @@ async def protect(request: Request) -> dict[str, Any]:
 
     state = request.app.state
     uploads, fields = await read_files(request, state.settings.limits)
-    strength = fields.get("strength", DEFAULT_STRENGTH)
-    mode = fields.get("mode", "textural")
-    if strength not in PRESETS:
-        raise HTTPException(400, f"strength must be one of {', '.join(PRESETS)}")
-    if mode not in MODES:
-        raise HTTPException(400, f"mode must be one of {', '.join(MODES)}")
+    strength = _choice(fields, "strength", DEFAULT_STRENGTH, PRESETS)
+    mode = _choice(fields, "mode", "textural", MODES)
     return _submit(
         request,
         "protect",
@@ -167,6 +159,13 @@ def job_input(request: Request, job_id: str) -> FileResponse:
     if job.input is None or not job.input.is_file():
         raise HTTPException(404, "this job's input is gone")
     return _file(job.input, job.name, attachment=False)
+
+
+def _choice(fields: dict[str, str], name: str, default: str, allowed: Any) -> str:
+    value = fields.get(name, default)
+    if value not in allowed:
+        raise HTTPException(400, f"{name} must be one of {', '.join(allowed)}")
+    return value
 
 
 def _file(path: Path, name: str, *, attachment: bool = True) -> FileResponse:
