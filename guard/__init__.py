@@ -30,7 +30,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Published": ("guard.publish", "Published"),
     "sign": ("guard.publish", "sign"),
     "verify": ("guard.verdict", "verify"),
+    "verify_bytes": ("guard.verdict", "verify_bytes"),
     "Verdict": ("guard.verdict", "Verdict"),
+    "Detection": ("guard.watermark", "Detection"),
     "scan": ("guard.scan.api", "scan"),
     "scan_dataset": ("guard.scan.api", "scan_dataset"),
     "ScanRow": ("guard.scan.row", "ScanRow"),
@@ -65,4 +67,5 @@ if TYPE_CHECKING:
     from guard.publish import Published, publish, sign
     from guard.scan.api import scan, scan_dataset
     from guard.scan.row import ScanRow
-    from guard.verdict import Verdict, verify
+    from guard.verdict import Verdict, verify, verify_bytes
+    from guard.watermark import Detection

@@ -14,7 +14,7 @@ import guard
 from guard import imageio
 from guard.cli import main
 from guard.errors import ImageInputError
-from guard.verdict import verify_bytes
+from guard.verdict import LedgerMatch, verify_bytes
 from tests.helpers import art, write
 
 
@@ -513,3 +513,32 @@ def test_a_record_with_a_trusted_manifest_for_its_id_is_believed(tmp_path: Path)
     assert v.ledger is not None and v.ledger.verified
     assert v.ledger.training == v.training == "constrained"  # the manifest's word, not "allowed"
     assert v.ledger.signer != "Adobe Inc."
+
+
+# -- the typed public API (issue 12 part 1) --------------------------------------------------------
+
+
+def test_detection_is_public_and_imported_only_when_used() -> None:
+    import subprocess
+    import sys
+
+    child = (
+        "import sys, guard\n"
+        "assert 'guard.watermark' not in sys.modules\n"
+        "from guard.watermark import Detection\n"
+        "assert guard.Detection is Detection and guard.verify_bytes.__module__ == 'guard.verdict'\n"
+    )
+    subprocess.run([sys.executable, "-c", child], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_the_verdict_holds_typed_objects_and_serialises_them_only_in_to_dict(
+    tmp_path: Path,
+) -> None:
+    published = guard.sign(write(art(), tmp_path / "a.png"))
+    v = guard.verify(published.path)
+    assert isinstance(v.watermark, guard.Detection)
+    assert isinstance(v.ledger, LedgerMatch)
+    d = v.to_dict()
+    assert d["watermark"] == v.watermark.to_dict() and d["watermark"]["id"] == v.watermark.id
+    assert d["third_party_marks"] == [] and d["notes"] == []
+    assert json.loads(json.dumps(d)) == d
