@@ -10,16 +10,21 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from guard.watermark import code, pixels, stats, sync
-from guard.watermark.layout import TILE, keyed
+from guard.watermark import code, convolutional, pixels, scramble, stats, sync
+from guard.watermark.layout import TILE, KeyedLayout, keyed
 from guard.watermark.mask import strength_mask
 
-ALGORITHM = "org.guard.watermark.v1"
-DEFAULT_KEY = b"guard public watermark key v1"
-STRENGTH = 1.3  # luma offset scale at strength 1.0 (mean PSNR about 41 dB on photos)
+ALGORITHM = "org.guard.watermark.v2"
+ALGORITHM_V1 = "org.guard.watermark.v1"
+SCHEMES = {1: ALGORITHM_V1, 2: ALGORITHM}
+DEFAULT_KEY = b"guard public watermark key v1"  # the public key's bytes never change
+STRENGTH = 1.3  # luma offset scale at strength 1.0
 MIN_GAIN_RMS, MAX_LIFT = 1.15, 2.0  # energy floor: ~44 dB PSNR at most, from flat images
 THRESHOLD = 1e-6  # a detection is reported only below this false-positive probability
-CANDIDATES = 3  # poses decoded at most; the p-value is multiplied by this
+CANDIDATES = 3  # poses from the sync search that are registered and decoded
+DECODES_PER_POSE = 2  # v2 slot alignments decoded per pose (all 16 are paid for)
+# Every decode the detector could attempt, v1 and v2: the union bound of the p-value.
+TRIALS = 1 + CANDIDATES * (scramble.N_SLOT + 1)
 
 
 def new_payload() -> bytes:
@@ -33,23 +38,34 @@ def embed(
     *,
     key: bytes | None = None,
     strength: float | None = None,
+    version: int = 2,
 ) -> Image.Image:
     """Return a copy of `image` carrying `payload` (8 bytes) under `key`.
 
     Same size and mode as the input (palette images come back as RGB/RGBA); alpha is untouched.
-    Raises TooSmallError when the short side is under 256 px.
+    Raises TooSmallError when the short side is under 256 px. `version=1` writes the old mark,
+    for compatibility tests only.
     """
     if len(payload) != code.PAYLOAD_BYTES:
         raise ValueError(f"the payload is {code.PAYLOAD_BYTES} bytes, got {len(payload)}")
     if strength is not None and not (0 < strength <= 4):
         raise ValueError(f"strength must be in (0, 4], got {strength}")
+    if version not in SCHEMES:
+        raise ValueError(f"unknown watermark version {version}")
     pixels.check_size(image)
     planes = pixels.split(image)
-    layout = keyed(key or DEFAULT_KEY, code.N_PAYLOAD_CHIPS)
-    tile = layout.tile(code.encode(payload))
+    key = key or DEFAULT_KEY
+    layout = keyed(key, code.N_PAYLOAD_CHIPS, version)
+    chips = convolutional.encode(payload) if version == 2 else code.encode(payload)
     luma = pixels.working_luma(image)
     wh, ww = luma.shape
-    pattern = np.tile(tile, (math.ceil(wh / TILE), math.ceil(ww / TILE)))[:wh, :ww]
+    if version == 1:
+        tile = layout.tile(chips)
+        pattern = np.tile(tile, (math.ceil(wh / TILE), math.ceil(ww / TILE)))[:wh, :ww]
+    else:
+        signs = scramble.signs(key, code.N_PAYLOAD_CHIPS)
+        tiles = np.stack([layout.tile(chips * signs[s]) for s in range(scramble.N_SLOT)])
+        pattern = scramble.pattern(tiles, (wh, ww))
     gain = strength_mask(luma)
     # Flat or dark images would get almost no mark; lift them to a minimum energy (bounded).
     rms = float(np.sqrt(np.mean(gain * gain)))
@@ -93,42 +109,90 @@ class Detection:
 
 
 def detect(image: Image.Image, *, key: bytes | None = None) -> Detection:
-    """Look for guard's mark under `key` (default: the public key). Never raises on small images."""
+    """Look for guard's mark (v2, then v1) under `key` (default: the public key).
+
+    Never raises on small images. The p-value pays for every decode the search could attempt
+    (`TRIALS`), whichever one succeeds.
+    """
     problem = pixels.too_small(image.size)
     if problem:
         return Detection(False, None, 1.0, None, status="too_small", reason=problem)
-    layout = keyed(key or DEFAULT_KEY, code.N_PAYLOAD_CHIPS)
+    key = key or DEFAULT_KEY
+    layouts = {v: keyed(key, code.N_PAYLOAD_CHIPS, v) for v in SCHEMES}
     r = sync.residual(pixels.working_luma(image))
-    # Every candidate pose is one more chance for a false match: pay for all of them up front.
-    log10_trials = math.log10(CANDIDATES) + code.VALID_CODEWORDS_LOG2 * math.log10(2)
-    best: tuple[float, code.Decoded, sync.Registration, int] | None = None
-    for pose in sync.sync_candidates(r, CANDIDATES):
-        reg = sync.register(r, pose, layout)
-        soft = layout.payload_soft(sync.soft_chips(reg, layout))
-        decoded = code.decode(soft)
+    search = _Search()
+    # The identity pose first: a copy whose geometry was left alone (re-encoded, resized,
+    # filtered, or stripped of its sync and pilots) is read on the working grid as it is.
+    search.try_v2(r, sync.identity(r, layouts[2]), layouts[2], identity=True)
+    if not search.found:
+        for pose in sync.sync_candidates(r, CANDIDATES, layouts[2].lattice_bins):
+            # One fold per pose; the stronger pilot says which version to register and read.
+            reg = sync.register(r, pose, list(layouts.values()))
+            if reg.z < sync.POSE_Z:
+                continue
+            if reg.layout.version == 2:
+                search.try_v2(r, reg, reg.layout)
+            else:
+                search.try_v1(reg, reg.layout)
+            if search.found:
+                break
+    return search.result()
+
+
+class _Search:
+    """The best decode so far, and its p-value under the union bound of all TRIALS."""
+
+    log10_trials = math.log10(TRIALS) + code.VALID_CODEWORDS_LOG2 * math.log10(2)
+
+    def __init__(self) -> None:
+        self.best: tuple[float, Any, sync.Registration, int, int] | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.best is not None and self.best[0] <= math.log10(THRESHOLD)
+
+    def _consider(self, soft: np.ndarray, reg: sync.Registration, version: int) -> None:
+        decoded = convolutional.decode(soft) if version == 2 else code.decode(soft)
         if decoded is None:
-            continue
+            return
         agree = int(np.count_nonzero(np.sign(soft) == decoded.chips))
-        log10_p = log10_trials + stats.log10_binomial_tail(code.N_PAYLOAD_CHIPS, agree)
-        if best is None or log10_p < best[0]:
-            best = (log10_p, decoded, reg, agree)
-        if log10_p <= math.log10(THRESHOLD):
-            break
-    if best is None:
-        return Detection(False, None, 1.0, None)
-    log10_p, decoded, reg, agree = best
-    found = log10_p <= math.log10(THRESHOLD)
-    return Detection(
-        found=found,
-        payload=decoded.payload if found else None,
-        p_value=stats.p_value(log10_p),
-        bit_accuracy=round(agree / code.N_PAYLOAD_CHIPS, 4) if found else None,
-        status="found" if found else "not_found",
-        geometry={
-            "scale": round(reg.scale, 4),
-            "rotation_degrees": round(-reg.angle_degrees, 2) + 0.0,  # counter-clockwise positive
-            "mirrored": reg.mirrored,
-        }
-        if found
-        else {},
-    )
+        log10_p = self.log10_trials + stats.log10_signed_sum_tail(soft, decoded.chips)
+        if self.best is None or log10_p < self.best[0]:
+            self.best = (log10_p, decoded, reg, agree, version)
+
+    def try_v1(self, reg: sync.Registration, layout: KeyedLayout) -> None:
+        self._consider(layout.payload_soft(sync.soft_chips(reg, layout)), reg, 1)
+
+    def try_v2(
+        self, r: np.ndarray, reg: sync.Registration, layout: KeyedLayout, identity: bool = False
+    ) -> None:
+        weights = sync.chip_weights(reg, layout)
+        fold = scramble.fold_slots(r, reg.inverse_map, reg.offset, reg.ring_power)
+        ranked = scramble.payload_candidates(fold, layout, weights)
+        if identity:  # the grid origin is the image's: only the zero alignment is tried
+            ranked = [c for c in ranked if c[1] == (0, 0)]
+        for _, _, soft in ranked[:DECODES_PER_POSE]:
+            self._consider(soft, reg, 2)
+            if self.found:
+                return
+
+    def result(self) -> Detection:
+        if self.best is None:
+            return Detection(False, None, 1.0, None)
+        log10_p, decoded, reg, agree, version = self.best
+        found = log10_p <= math.log10(THRESHOLD)
+        return Detection(
+            found=found,
+            payload=decoded.payload if found else None,
+            p_value=stats.p_value(log10_p),
+            bit_accuracy=round(agree / code.N_PAYLOAD_CHIPS, 4) if found else None,
+            scheme=SCHEMES[version],
+            status="found" if found else "not_found",
+            geometry={
+                "scale": round(reg.scale, 4),
+                "rotation_degrees": round(-reg.angle_degrees, 2) + 0.0,  # counter-clockwise
+                "mirrored": reg.mirrored,
+            }
+            if found
+            else {},
+        )

@@ -41,6 +41,9 @@ _ky, _kx = _ky[_half], _kx[_half]
 # --- the sync template: fixed, public, not symmetric under quarter turns -----------------------
 N_SYNC = 16
 SYNC_AMPLITUDE = 4.0  # relative to a data bin; ~20% of the mark's energy
+# v2 pilot chips are louder than payload chips: the payload has margin to spare on every copy
+# read in place, while crops and turns fail at registration, which only the pilots drive.
+PILOT_GAIN = 1.6
 _trng = np.random.default_rng(20240601)
 _angle = (np.arange(N_SYNC) + _trng.uniform(0.2, 0.8, N_SYNC)) * np.pi / N_SYNC - np.pi / 2
 _rad = _trng.uniform(17.0, 24.0, N_SYNC)
@@ -65,18 +68,33 @@ CHIP_CLASS = np.concatenate([BIN_CLASS] * 2)
 
 
 @functools.lru_cache(maxsize=8)
-def keyed(key: bytes, n_payload: int) -> KeyedLayout:
-    return KeyedLayout(key, n_payload)
+def keyed(key: bytes, n_payload: int, version: int = 2) -> KeyedLayout:
+    return KeyedLayout(key, n_payload, version)
 
 
 class KeyedLayout:
-    """The key's choice of pilot and payload chips and of every chip's sign."""
+    """The key's choice of pilot and payload chips and of every chip's sign.
 
-    def __init__(self, key: bytes, n_payload: int) -> None:
-        seed = hmac.new(key, b"guard.watermark.v1 layout", hashlib.sha256).digest()
+    v1 and v2 marks draw their layouts from the same key under different labels, so a v2 pilot
+    is noise to the v1 detector and the other way round.
+    """
+
+    def __init__(self, key: bytes, n_payload: int, version: int = 2) -> None:
+        self.key, self.version = key, version
+        label = f"guard.watermark.v{version} layout".encode()
+        seed = hmac.new(key, label, hashlib.sha256).digest()
         rng = np.random.default_rng(int.from_bytes(seed[:16], "big"))
-        order = rng.permutation(N_CHIP)
         self.n_pilot = N_CHIP - n_payload
+        if version == 1:
+            order = rng.permutation(N_CHIP)
+        else:
+            # v2 pilots take whole bins (both chips), so their energy stays on the tile's
+            # lattice while the scrambled payload spreads off it: sync refinement reads them.
+            bins = rng.permutation(N_BIN)
+            pilot, rest = bins[: self.n_pilot // 2], bins[self.n_pilot // 2 :]
+            payload = rng.permutation(np.concatenate([rest, rest + N_BIN]))
+            order = np.concatenate([pilot, pilot + N_BIN, payload])
+        self.lattice_bins = np.unique(order[: self.n_pilot] % N_BIN)  # bins carrying a pilot
         self.pilot_idx = order[: self.n_pilot]
         self.payload_idx = order[self.n_pilot :]
         self.pilot_sign = rng.choice([-1.0, 1.0], self.n_pilot)
@@ -87,7 +105,7 @@ class KeyedLayout:
 
     def chips(self, payload_chips: np.ndarray) -> np.ndarray:
         chips = np.zeros(N_CHIP)
-        chips[self.pilot_idx] = self.pilot_sign
+        chips[self.pilot_idx] = self.pilot_sign * (PILOT_GAIN if self.version == 2 else 1.0)
         chips[self.payload_idx] = payload_chips * self.payload_sign
         return chips
 

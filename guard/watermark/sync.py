@@ -17,6 +17,7 @@ from the pilot chips, then the soft value of every chip.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -36,6 +37,10 @@ from guard.watermark.layout import (
 )
 
 SCALE_RANGE = (0.6, 2.0)
+# A pilot peak this many standard deviations above all 16,384 offsets is no accident (noise
+# peaks at about 4-4.5); below it the pose or offset it suggests is not trusted.
+PILOT_Z = 5.0
+POSE_Z = 4.5  # below this a pose is not refined or decoded (the p-value still pays for it)
 MAX_ANGLE = math.radians(10)
 _N_CLASS = int(BIN_CLASS.max()) + 1
 _LOW_BAND = (BIN_RING <= 17).astype(float)  # coarse registration: tolerates ~2 px of drift
@@ -124,14 +129,18 @@ def _refine_affine(spec: _Spectrum, pose: Pose) -> Pose:
     return Pose(pose.scale, pose.angle, pose.score, pose.mirror, m)
 
 
-_LATTICE = np.concatenate([np.stack([BIN_KX, BIN_KY], 1), SYNC_K]).astype(float)
+def _lattice(bins: np.ndarray | None) -> np.ndarray:
+    """Frequencies (kx, ky) of the sync peaks and of the data bins whose energy is periodic."""
+    data = np.stack([BIN_KX, BIN_KY], 1) if bins is None else np.stack([BIN_KX, BIN_KY], 1)[bins]
+    return np.concatenate([data, SYNC_K]).astype(float)
 
 
-def _lattice_refine(spec: _Spectrum, pose: Pose) -> Pose:
-    """Sharpen scale and angle on the power at *every* bin of the tile's lattice.
+def _lattice_refine(spec: _Spectrum, pose: Pose, lattice: np.ndarray) -> Pose:
+    """Sharpen scale and angle on the power at every periodic bin of the tile's lattice.
 
-    Each data bin is weak, but a thousand of them pin the lattice down far more precisely than
-    the 16 sync peaks alone (to ~0.1% and ~0.1° after a 70% crop of a textured photo).
+    Each data bin is weak, but hundreds of them pin the lattice down far more precisely than
+    the 16 sync peaks alone (to ~0.1% and ~0.1° after a 70% crop of a textured photo). Only
+    bins that repeat from tile to tile count: a v2 payload is scrambled off the lattice.
     """
     h, w = spec.shape
     ratio = spec.ratio
@@ -141,7 +150,7 @@ def _lattice_refine(spec: _Spectrum, pose: Pose) -> Pose:
         aa = best.angle + np.radians(np.linspace(-span_a, span_a, n))
         s, a = np.meshgrid(ss, aa, indexing="ij")
         c, sn = np.cos(a)[..., None], np.sin(a)[..., None]
-        kx, ky = _LATTICE[:, 0], _LATTICE[:, 1]
+        kx, ky = lattice[:, 0], lattice[:, 1]
         fx = (c * kx - sn * ky) / (TILE * s[..., None]) * w
         fy = (sn * kx + c * ky) / (TILE * s[..., None]) * h
         if pose.mirror:
@@ -187,8 +196,9 @@ def _scores(spec: _Spectrum, scales, angles, bilinear, mirror=False):
     return (total - 1.0).sum(-1)
 
 
-def sync_candidates(r: np.ndarray, k: int) -> list[Pose]:
-    """The k most likely poses, best first."""
+def sync_candidates(r: np.ndarray, k: int, lattice_bins: np.ndarray | None = None) -> list[Pose]:
+    """The k most likely poses, best first. `lattice_bins`: the data bins that repeat in every
+    tile (a layout's pilot bins), for the final refinement; default all of them (v1)."""
     spec = _Spectrum(r)
     scales = np.exp(np.arange(math.log(SCALE_RANGE[0]), math.log(SCALE_RANGE[1]), 0.006))
     small = np.arange(-MAX_ANGLE, MAX_ANGLE + 1e-9, math.radians(0.35))
@@ -213,7 +223,8 @@ def sync_candidates(r: np.ndarray, k: int) -> list[Pose]:
         i, j = np.unravel_index(np.argmax(fine), fine.shape)
         poses.append(Pose(float(fine_s[i]), float(fine_a[j]), float(fine[i, j]), mirror))
     poses.sort(key=lambda p: -p.score)
-    return [_refine_affine(spec, _lattice_refine(spec, p)) for p in poses[:k]]
+    lattice = _lattice(lattice_bins)
+    return [_refine_affine(spec, _lattice_refine(spec, p, lattice)) for p in poses[:k]]
 
 
 # ---- 2. offset and fine geometry --------------------------------------------------------------
@@ -224,6 +235,7 @@ class Registration:
     bins: np.ndarray  # folded tile's data bins (complex)
     ring_power: np.ndarray  # mean |bin|^2 per noise class (frequency ring, on/off block grid)
     z: float  # pilot correlation peak, in standard deviations over all offsets
+    layout: KeyedLayout  # whose pilot it is registered on (v1 or v2, under the key)
 
     @property
     def scale(self) -> float:
@@ -355,8 +367,14 @@ def _newton_step(
     return m + dm
 
 
-def register(r: np.ndarray, pose: Pose, layout: KeyedLayout, iterations: int = 3) -> Registration:
-    """Offset from the pilot, then Newton on the whole affine map while the pilot peak grows."""
+def register(
+    r: np.ndarray, pose: Pose, layouts: Sequence[KeyedLayout], iterations: int = 3
+) -> Registration:
+    """Offset from the pilot, then Newton on the whole affine map while the pilot peak grows.
+
+    Of several layouts (v1 and v2 under one key), the one whose pilot peaks highest is kept:
+    the fold is shared, only the pilot correlation is repeated.
+    """
     folder = _Folder(r)
     best = None
     starts = [pose.inverse_map()]
@@ -366,9 +384,14 @@ def register(r: np.ndarray, pose: Pose, layout: KeyedLayout, iterations: int = 3
         bins = folder.bins(m)
         # the half turn: folding under -m reflects the tile, whose spectrum is the conjugate
         for mm, bb in ((m, bins), (-m, np.conj(bins))):
-            offset, z = _pilot_offset(bb, layout)
-            if best is None or z > best.z:
-                best = Registration(mm, offset, bb, _ring_power(bb), z)
+            for layout in layouts:
+                offset, z = _pilot_offset(bb, layout)
+                if best is None or z > best.z:
+                    best = Registration(mm, offset, bb, _ring_power(bb), z, layout)
+    assert best is not None
+    layout = best.layout
+    if best.z < POSE_Z:  # no pilot here: a wrong pose, or none left to register on
+        return best
     # Coarse to fine: steps computed on the low half of the band first, which a drift of a
     # couple of pixels across the image does not yet scramble, then on the whole band. A step is
     # kept only if the full pilot peak grows.
@@ -381,24 +404,48 @@ def register(r: np.ndarray, pose: Pose, layout: KeyedLayout, iterations: int = 3
             offset, z = _pilot_offset(bins, layout)
             if z <= best.z:
                 break
-            best = Registration(m, offset, bins, _ring_power(bins), z)
+            best = Registration(m, offset, bins, _ring_power(bins), z, layout)
     return best
 
 
-# ---- 3. soft chips ------------------------------------------------------------------------------
-def soft_chips(reg: Registration, layout: KeyedLayout, group: int = 3) -> np.ndarray:
-    """Every chip's soft value, scaled by its frequency ring's signal-to-noise ratio.
+def identity(r: np.ndarray, layout: KeyedLayout) -> Registration:
+    """The working grid taken as it is: no scale, turn or crop since the image was marked.
 
-    The ratio is measured on the pilot chips, so a blur or JPEG that wiped out the top of the
-    band automatically gets less say in the decision.
+    The pilot may refine the offset by a fraction of a pixel (resampling conventions), but is
+    not needed: a copy stripped of its pilot is read at offset zero.
     """
-    phase = np.exp(2j * np.pi * (BIN_KY * reg.offset[0] + BIN_KX * reg.offset[1]) / TILE)
-    c = reg.bins * phase / np.sqrt(reg.ring_power[BIN_CLASS])
-    soft = np.concatenate([c.real, c.imag])
-    soft /= np.sqrt(np.mean(soft**2)) + 1e-12
+    m = np.eye(2)
+    bins = _Folder(r).bins(m)
+    offset, z = _pilot_offset(bins, layout)
+    wrapped = (offset + TILE / 2) % TILE - TILE / 2
+    if z < PILOT_Z or np.abs(wrapped).max() > 1.0:  # no pilot to trust: the grid as it is
+        wrapped = np.zeros(2)
+    return Registration(m, wrapped, bins, _ring_power(bins), z, layout)
+
+
+# ---- 3. soft chips ------------------------------------------------------------------------------
+def chip_weights(reg: Registration, layout: KeyedLayout, group: int = 3) -> np.ndarray:
+    """Per-chip weight: the signal-to-noise ratio of its frequency ring, measured on the pilots.
+
+    A blur or JPEG that wiped out the top of the band thereby gets less say in the decision.
+    """
+    soft = _chips(reg.bins, reg)
     ring_group = CHIP_CLASS // group
     pil = layout.pilot_idx
     n = int(ring_group.max()) + 1
     signal = np.bincount(ring_group[pil], weights=soft[pil] * layout.pilot_sign, minlength=n)
     signal /= np.maximum(np.bincount(ring_group[pil], minlength=n), 1)
-    return soft * np.maximum(signal, 0.02)[ring_group]
+    scale = np.sqrt(np.mean(soft**2)) + 1e-12
+    return np.maximum(signal / scale, 0.02)[ring_group] / scale
+
+
+def _chips(bins: np.ndarray, reg: Registration) -> np.ndarray:
+    """Offset-corrected, noise-normalised chips (real parts, then imaginary parts)."""
+    phase = np.exp(2j * np.pi * (BIN_KY * reg.offset[0] + BIN_KX * reg.offset[1]) / TILE)
+    c = bins * phase / np.sqrt(reg.ring_power[BIN_CLASS])
+    return np.concatenate([c.real, c.imag])
+
+
+def soft_chips(reg: Registration, layout: KeyedLayout) -> np.ndarray:
+    """Every chip's soft value of the folded tile (v1: the whole mark repeats), SNR-weighted."""
+    return _chips(reg.bins, reg) * chip_weights(reg, layout)
