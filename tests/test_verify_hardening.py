@@ -542,3 +542,13 @@ def test_the_verdict_holds_typed_objects_and_serialises_them_only_in_to_dict(
     assert d["watermark"] == v.watermark.to_dict() and d["watermark"]["id"] == v.watermark.id
     assert d["third_party_marks"] == [] and d["notes"] == []
     assert json.loads(json.dumps(d)) == d
+
+
+def test_every_json_field_is_documented(tmp_path: Path) -> None:
+    """docs/verify-json.md is the schema scripts rely on: no field may appear undocumented."""
+    published = guard.sign(write(art(), tmp_path / "a.png"), author="Ada")
+    d = guard.verify(published.path).to_dict()
+    doc = (Path(__file__).parents[1] / "docs" / "verify-json.md").read_text()
+    parts = [d, d["c2pa"], d["xmp"], d["watermark"], d["ledger"], d["ledger"]["manifest"]]
+    missing = {k for part in parts for k in part if f'"{k}"' not in doc}
+    assert not missing, f"fields missing from docs/verify-json.md: {sorted(missing)}"
