@@ -564,3 +564,24 @@ def test_bad_sign_and_protect_choices_are_400(client, signed, path, fields):
     r = client.post(path, files=upload, data=fields)
     assert r.status_code == 400 and next(iter(fields)) in r.json()["error"]
     assert client.post(path, data=fields).status_code in (400, 415)  # no file at all
+
+
+def test_history_timeline_is_oldest_first_with_each_manifests_thumbnail(
+    client, signed, ledger_path
+):
+    import guard
+
+    with guard.Ledger(ledger_path) as book:
+        again = guard.sign(
+            signed.path, signed.path.with_name("again.png"), ledger=book, source="ai"
+        )
+    (result,) = client.post(
+        "/api/verify", files=[("files", ("again.png", again.path.read_bytes(), "image/png"))]
+    ).json()["results"]
+    steps = result["card"]["timeline"]
+    assert [s["current"] for s in steps] == [False, True]
+    assert steps[0]["title"] == signed.path.name and steps[0]["relationship"] == "parentOf"
+    assert steps[1]["title"] == "again.png" and "edited" in " ".join(steps[1]["actions"])
+    assert all(s["thumbnail"].startswith("data:image/jpeg;base64,") for s in steps)
+    assert steps[0]["thumbnail"] != steps[1]["thumbnail"]  # each manifest's own picture
+    assert result["card"]["ai"]["answer"] == "yes"
