@@ -15,6 +15,11 @@ Policy, applied on load so every later stage sees one of four modes (RGB, RGBA, 
 
 EXIF orientation is applied to the pixels and reset to 1. The ICC profile is kept.
 Where no pixel has to change, callers can write `LoadedImage.data` as it is (bit-exact, 16-bit kept).
+
+Hostile input: guard's pixel limit (179 MP, GUARD_MAX_PIXELS) is the one that applies (Pillow's
+lower warning level is ignored, and its hard limit raised with guard's); a PNG text chunk that
+inflates past Pillow's 1 MB is refused, naming the chunk. `sniff` names the format from the
+first bytes, so metadata can be read before any pixel is decoded.
 """
 
 from __future__ import annotations
