@@ -184,7 +184,7 @@ class Verdict:
             lines.append(f"    matches a record made on {day}, but the record is UNVERIFIED:")
             lines.append(f"    {m.problem}; none of its claims are used")
             return lines
-        lines.append(f"    matches a record signed by {m.signer} on {day}")
+        lines.append(f"    matches a record signed by {m.signer or 'an unnamed signer'} on {day}")
         facts = [vocab.source_words(m.digital_source_type)]
         facts.append(vocab.TRAINING_WORDS.get(m.training or "", None))
         lines.append("    record says: " + ", ".join(f for f in facts if f))
@@ -273,9 +273,10 @@ def verify_bytes(
     except ImageInputError as exc:
         if report.state == "absent":
             raise  # no credentials and no picture: an input error, not a verdict
-        reason = f"the pixels could not be decoded ({str(exc).removeprefix(name + ': ')})"
-        verdict.notes.append(reason)
-        verdict.watermark = _not_checked(reason) if watermark else None
+        verdict.notes.append(
+            f"the pixels could not be decoded ({str(exc).removeprefix(name + ': ')})"
+        )
+        verdict.watermark = _not_checked("the pixels could not be decoded") if watermark else None
         return verdict
     if watermark:
         _check_marks(verdict, loaded, watermark_key, ledger, anchors)
