@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 import random
 import re
+import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from generator import control as controlnet
 from generator.adapters import Adapters, prompt_for_encoder, prompt_with_tags
 from generator.clip_skip import clip_skip_embeddings
 from generator.errors import GenerationError
@@ -60,6 +62,7 @@ class Settings:
     refiner_switch: float = 0.8
     rng: str = "cpu"  # web UI's random number source: cpu, gpu or nv (see generator/rng.py)
     clip_skip: int = 1  # web UI's "Clip skip": 1 = the text encoder's last layer
+    controls: list[controlnet.Control] = field(default_factory=list)  # ControlNet units
 
     @property
     def task(self) -> Task:
@@ -77,6 +80,7 @@ class MadeImage:
     infotext: Infotext
     task: Task
     index: int  # position within the run (0-based)
+    control_images: list[Any] = field(default_factory=list)  # each ControlNet unit's picture
 
 
 @dataclass
@@ -166,6 +170,7 @@ def validate(s: Settings) -> Sampler:
         )
     if not 1 <= s.clip_skip <= 12:
         raise GenerationError(f"--clip-skip {s.clip_skip}: use 1 (no skip) to 12")
+    controlnet.validate(s.controls)
     if s.steps < 1 or s.steps > 1000:
         raise GenerationError(f"--steps {s.steps}: use 1 to 1000")
     if s.batch_count < 1 or s.batch_size < 1:
@@ -232,6 +237,14 @@ class Generator:
         # schedulers are always rebuilt from the model's own config, never from the last choice
         self._scheduler_config = dict(model.pipe.scheduler.config)
         self._refiner_scheduler_config = dict(refiner.pipe.scheduler.config) if refiner else None
+        self._controlnets: dict[str, controlnet.LoadedControlNet] = {}
+
+    def controlnet(self, c: controlnet.Control) -> controlnet.LoadedControlNet:
+        """The unit's ControlNet model, loaded once per reference."""
+        ref = c.model or controlnet.DEFAULT_MODELS[(self.model.family, c.kind)]
+        if ref not in self._controlnets:
+            self._controlnets[ref] = controlnet.load_controlnet(ref, self.model)
+        return self._controlnets[ref]
 
     # -- validation -------------------------------------------------------------------------------
     def check(self, s: Settings) -> tuple[Sampler, Settings]:
@@ -260,7 +273,12 @@ class Generator:
         """Run the pipeline and yield images with their infotext; nothing is written."""
         sampler, s = self.check(settings)
         task = s.task
-        pipe = self.model.pipeline(task)
+        nets = [self.controlnet(c) for c in s.controls]
+        if nets:
+            pipe = self.model.control_pipeline(task, [n.model for n in nets])
+            pipe.set_progress_bar_config(disable=not self.progress, leave=False)
+        else:
+            pipe = self.model.pipeline(task)
         sdxl = self.model.family == "sdxl"
         pipe.scheduler = make_scheduler(sampler, self._scheduler_config, sdxl=sdxl)
         refiner_pipe = None
@@ -272,6 +290,8 @@ class Generator:
             )
 
         init, mask = self._inputs(s)
+        assert s.width is not None and s.height is not None
+        control_images = [controlnet.control_image(c, s.width, s.height) for c in s.controls]
         seed = random.randrange(MAX_SEED) if s.seed == -1 else s.seed
         adapters = Adapters(self.model, s.prompt, s.loras, s.embeddings)
         with adapters:
@@ -306,6 +326,8 @@ class Generator:
                     args.update(clip_skip_embeddings(pipe, args, s.clip_skip))
                 if task == "inpaint":
                     args.update(mask_image=[mask] * s.batch_size, width=s.width, height=s.height)
+                if nets:
+                    args.update(self._control_args(s, control_images, task))
                 if refiner_pipe is not None:
                     args.update(denoising_end=s.refiner_switch, output_type="latent")
                     latents = pipe(**args).images
@@ -323,8 +345,9 @@ class Generator:
                         from PIL import Image as PILImage
 
                         image = PILImage.composite(image.convert("RGB"), init, mask)
-                    info = self.infotext(s, sampler, image_seed, adapters)
-                    yield MadeImage(image, image_seed, info, task, b * s.batch_size + i)
+                    info = self.infotext(s, sampler, image_seed, adapters, nets)
+                    index = b * s.batch_size + i
+                    yield MadeImage(image, image_seed, info, task, index, control_images)
 
     def generate(
         self,
@@ -353,44 +376,52 @@ class Generator:
             ) from exc
         index = next_index(folder)
         written: list[GeneratedImage] = []
-        for made in self.images(settings):
-            spec = build_spec(made, self.model, settings, training)
-            for _attempt in range(1000):
-                path = folder / f"{index:05d}-{made.seed}-{slug(settings.prompt)}.{fmt}"
-                index += 1
-                if path.exists():
-                    continue
-                try:
-                    result = publish(
-                        made.image,
-                        path,
-                        spec,
-                        identity=identity,
-                        watermark=watermark,
-                        watermark_key=watermark_key,
-                        ledger=ledger,
-                    )
-                    break
-                except OutputExistsError:  # another process took the name meanwhile
-                    continue
-            else:
-                raise GenerationError(f"{folder}: no free file name found")
-            item = GeneratedImage(
-                result.path,
-                made.seed,
-                made.infotext,
-                result.watermark_id,
-                result.manifest_label,
-                list(result.notes),
-            )
-            written.append(item)
-            if on_written is not None:
-                on_written(item)
+        # pictures drawn from pose JSON, kept until their manifests are signed
+        with tempfile.TemporaryDirectory(prefix="guard-control-") as tmp:
+            scratch = Path(tmp)
+            for made in self.images(settings):
+                spec = build_spec(made, self.model, settings, training, scratch)
+                for _attempt in range(1000):
+                    path = folder / f"{index:05d}-{made.seed}-{slug(settings.prompt)}.{fmt}"
+                    index += 1
+                    if path.exists():
+                        continue
+                    try:
+                        result = publish(
+                            made.image,
+                            path,
+                            spec,
+                            identity=identity,
+                            watermark=watermark,
+                            watermark_key=watermark_key,
+                            ledger=ledger,
+                        )
+                        break
+                    except OutputExistsError:  # another process took the name meanwhile
+                        continue
+                else:
+                    raise GenerationError(f"{folder}: no free file name found")
+                item = GeneratedImage(
+                    result.path,
+                    made.seed,
+                    made.infotext,
+                    result.watermark_id,
+                    result.manifest_label,
+                    list(result.notes),
+                )
+                written.append(item)
+                if on_written is not None:
+                    on_written(item)
         return written
 
     # -- infotext ---------------------------------------------------------------------------------
     def infotext(
-        self, s: Settings, sampler: Sampler, seed: int, adapters: Adapters | None = None
+        self,
+        s: Settings,
+        sampler: Sampler,
+        seed: int,
+        adapters: Adapters | None = None,
+        nets: list[controlnet.LoadedControlNet] | None = None,
     ) -> Infotext:
         m = self.model
         params: dict[str, str] = {
@@ -419,6 +450,8 @@ class Generator:
             r = self.refiner
             params["Refiner"] = f"{r.name} [{r.hash}]" if r.hash else r.name
             params["Refiner switch at"] = format_number(float(s.refiner_switch))
+        for n, (c, net) in enumerate(zip(s.controls, nets or [])):
+            params[f"ControlNet {n}"] = controlnet.unit_text(c, net.name, net.hash)
         if adapters is not None and adapters.lora_hashes:
             params["Lora hashes"] = format_hash_list(adapters.lora_hashes)
         if adapters is not None and adapters.ti_hashes:
@@ -430,6 +463,21 @@ class Generator:
         return Infotext(prompt, s.negative_prompt, params)
 
     # -- inputs -----------------------------------------------------------------------------------
+    @staticmethod
+    def _control_args(s: Settings, pictures: list[Any], task: Task) -> dict[str, Any]:
+        """ControlNet arguments: one picture, weight and guidance window per unit."""
+        one = len(pictures) == 1
+        images = pictures[0] if one else pictures
+        return {
+            # text-to-image pipelines take the control picture as `image`
+            ("image" if task == "txt2img" else "control_image"): images,
+            "controlnet_conditioning_scale": (
+                s.controls[0].weight if one else [c.weight for c in s.controls]
+            ),
+            "control_guidance_start": s.controls[0].start if one else [c.start for c in s.controls],
+            "control_guidance_end": s.controls[0].end if one else [c.end for c in s.controls],
+        }
+
     def _latents(self, s: Settings, seeds: list[int], generators: list[Any]) -> Any:
         """Each image's starting noise from its own seed, drawn in float32 as web UI draws it.
 
@@ -474,7 +522,11 @@ class Generator:
 
 
 def build_spec(
-    made: MadeImage, model: LoadedModel, settings: Settings, training: Training
+    made: MadeImage,
+    model: LoadedModel,
+    settings: Settings,
+    training: Training,
+    scratch: Path | None = None,
 ) -> ManifestSpec:
     """What the C2PA manifest says about a generated image (guard.generation_record builds it)."""
     from guard import generation_record
@@ -485,10 +537,28 @@ def build_spec(
         model=model.name,
         model_hash=model.hash,
         training=training,
-        extra={"batch_index": made.index},
+        extra={"batch_index": made.index, "controlnets": _units(made) or None},
     )
     if settings.init_image is not None:
         spec.ingredients.append(Ingredient(Path(settings.init_image), "parentOf"))
     if settings.mask is not None:
         spec.ingredients.append(Ingredient(Path(settings.mask), "inputTo"))
+    for n, (c, picture) in enumerate(zip(settings.controls, made.control_images)):
+        title = f"ControlNet {n} control image"
+        if not c.is_json:  # the picture the user gave (skeleton, or photo for canny/detection)
+            spec.ingredients.append(Ingredient(Path(c.image), "inputTo", title))
+        elif scratch is not None:  # a pose JSON: the skeleton drawn from it
+            drawn = scratch / f"{made.index}-controlnet-{n}-{Path(c.image).stem}.png"
+            if not drawn.exists():
+                picture.save(drawn)
+            spec.ingredients.append(Ingredient(drawn, "inputTo", f"{title} ({c.image.name})"))
     return spec
+
+
+def _units(made: MadeImage) -> list[dict[str, Any]]:
+    """The ControlNet units of an infotext, structured for the generation assertion."""
+    units = []
+    for key in sorted(k for k in made.infotext.params if k.startswith("ControlNet ")):
+        fields = controlnet.parse_unit(made.infotext.params[key])
+        units.append({name.lower().replace(" ", "_"): value for name, value in fields.items()})
+    return units

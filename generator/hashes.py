@@ -112,3 +112,23 @@ def vae_hash(path: str | Path) -> str:
             raise FileNotFoundError(f"{p}: no VAE weights found")
         p = files[0]
     return file_sha256(p)[:10]
+
+
+def controlnet_hash(path: str | Path) -> str:
+    """The "[hash]" web UI's ControlNet extension shows after a model's name: web UI's old short
+    model hash, sha256 of the 64 KiB at offset 1 MiB, 8 hex digits (of the weights file in a
+    diffusers ControlNet folder)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(
+            (f for f in p.glob("*") if f.suffix in _WEIGHT_SUFFIXES),
+            key=lambda f: (".fp16." in f.name, f.suffix != ".safetensors", f.name),
+        )
+        if not files:
+            raise FileNotFoundError(f"{p}: no ControlNet weights found")
+        p = files[0]
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        f.seek(0x100000)
+        h.update(f.read(0x10000))
+    return h.hexdigest()[:8]

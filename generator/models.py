@@ -37,6 +37,20 @@ PIPELINES: dict[Family, dict[Task, str]] = {
     },
 }
 
+# the same tasks with ControlNet units
+CONTROL_PIPELINES: dict[Family, dict[Task, str]] = {
+    "sd": {
+        "txt2img": "StableDiffusionControlNetPipeline",
+        "img2img": "StableDiffusionControlNetImg2ImgPipeline",
+        "inpaint": "StableDiffusionControlNetInpaintPipeline",
+    },
+    "sdxl": {
+        "txt2img": "StableDiffusionXLControlNetPipeline",
+        "img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
+        "inpaint": "StableDiffusionXLControlNetInpaintPipeline",
+    },
+}
+
 # diffusers' single-file model types -> guard's families
 _SINGLE_FILE_TYPES: dict[str, Family] = {
     "v1": "sd",
@@ -101,6 +115,17 @@ class LoadedModel:
             pipe = self.pipe if isinstance(self.pipe, cls) else cls.from_pipe(self.pipe)
             self._tasks[task] = pipe
         return self._tasks[task]
+
+    def control_pipeline(self, task: Task, controlnets: list[Any]) -> Any:
+        """The task's ControlNet pipeline over this model's weights and the given ControlNets."""
+        import diffusers
+
+        base = self.pipeline(task)  # the same refusals (refiner, inpainting UNet) apply
+        cls = getattr(diffusers, CONTROL_PIPELINES[self.family][task])
+        net = (
+            controlnets[0] if len(controlnets) == 1 else diffusers.MultiControlNetModel(controlnets)
+        )
+        return cls.from_pipe(base, controlnet=net)
 
 
 # ---- devices -------------------------------------------------------------------------------------
@@ -319,6 +344,14 @@ def _download(ref: ModelRef, what: str = "model") -> Path:
     return Path(folder)
 
 
+def download_snapshot(ref: ModelRef, what: str = "model") -> Path:
+    """The local snapshot folder of any hub repository (a VAE, a ControlNet)."""
+    with loading(ref, what):
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(ref.raw, local_files_only=_offline()))
+
+
 def _from_single_file(
     cls: Any,
     ref: ModelRef,
@@ -378,10 +411,7 @@ def set_vae(loaded: LoadedModel, vae: str | Path) -> None:
         path = ref.path
     else:
         if ref.kind == "hub":
-            with loading(ref, "VAE"):
-                from huggingface_hub import snapshot_download
-
-                path = Path(snapshot_download(ref.raw, local_files_only=_offline()))
+            path = download_snapshot(ref, "VAE")
         else:
             assert ref.path is not None
             path = ref.path

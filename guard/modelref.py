@@ -56,7 +56,12 @@ def resolve(ref: str | Path) -> ModelRef:
 
 
 # what the error is about -> the option that names it (the generate/protect CLI spelling)
-_OPTIONS = {"model": "--model", "vae": "--vae", "refiner": "--refiner"}
+_OPTIONS = {
+    "model": "--model",
+    "vae": "--vae",
+    "refiner": "--refiner",
+    "controlnet": "--control-model",
+}
 
 
 def offline_error(

@@ -74,6 +74,30 @@ _path = click.Path(path_type=Path)
     metavar="FILE[:TOKEN]",
     help="Textual-inversion embedding; the token defaults to the file name (repeatable).",
 )
+@click.option(
+    "--control",
+    "controls",
+    multiple=True,
+    metavar="KIND:IMAGE[:W[:START:END]]",
+    help="ControlNet unit: openpose:SKELETON.png or canny:PHOTO.png, optional weight and "
+    "guidance start/end (repeatable).",
+)
+@click.option(
+    "--pose",
+    "poses",
+    multiple=True,
+    metavar="FILE[:W[:START:END]]",
+    help="OpenPose unit from a pose JSON (openpose-editor, ControlNet extension) or a photo "
+    "(pose detection needs controlnet_aux weights) (repeatable).",
+)
+@click.option(
+    "--control-model",
+    "control_models",
+    multiple=True,
+    metavar="REF",
+    help="ControlNet for each unit in turn (--control units first, then --pose): hub id, folder "
+    "or .safetensors/.pth file [default: lllyasviel's v1.1 SD 1.5 / a standard SDXL one].",
+)
 @click.option("--refiner", help="SDXL refiner model (hub id, folder or file).")
 @click.option(
     "--refiner-switch",
@@ -139,6 +163,9 @@ def command(
     vae: str | None,
     loras: tuple[str, ...],
     embeddings: tuple[str, ...],
+    controls: tuple[str, ...],
+    poses: tuple[str, ...],
+    control_models: tuple[str, ...],
     refiner: str | None,
     refiner_switch: float,
     rng: str,
@@ -160,6 +187,8 @@ def command(
         --negative lowres --sampler "DPM++ 2M Karras" --steps 20 --cfg 7 \\
         --seed 1478966807 --size 512x512 -o out/
     """
+    from generator.control import parse_control, parse_pose
+    from generator.errors import GenerationError
     from generator.generate import (
         Generator,
         Settings,
@@ -174,6 +203,14 @@ def command(
     width = height = None
     if size:
         width, height = parse_size(size)
+    units = [parse_control(x) for x in controls] + [parse_pose(x) for x in poses]
+    if len(control_models) > len(units):
+        raise GenerationError(
+            f"--control-model given {len(control_models)} times for {len(units)} ControlNet "
+            "unit(s); give one per --control/--pose, in order (--control units first)"
+        )
+    for unit, ref in zip(units, control_models):
+        unit.model = ref
     settings = Settings(
         prompt=prompt,
         negative_prompt=negative,
@@ -195,6 +232,7 @@ def command(
         refiner_switch=refiner_switch,
         rng=rng,
         clip_skip=clip_skip,
+        controls=units,
     )
     validate(settings)  # cheap checks first: a typo must not cost a model load
     signer = identity.resolve()  # type: ignore[attr-defined]
