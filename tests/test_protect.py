@@ -258,7 +258,7 @@ def test_cli_writes_a_signed_protected_png(sd, tmp_path):
     assert any(a["action"] == "c2pa.edited" for a in v.c2pa.actions)
     assert v.c2pa.assertions[ASSERTION_LABEL]["eps_255"] == 8.0
     assert [i.get("relationship") for i in v.c2pa.ingredients] == ["parentOf"]
-    assert result["watermark_id"] and v.watermark and v.watermark.get("found")
+    assert result["watermark_id"] and v.watermark and v.watermark.found
 
 
 def test_cli_batch_resumes_and_warns_about_jpeg(sd, tmp_path):
