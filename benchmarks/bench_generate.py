@@ -2,6 +2,7 @@
 
     /work/venv/bin/python benchmarks/bench_generate.py [--repeat 15] [--sizes 512,1024]
     /work/venv/bin/python benchmarks/bench_generate.py --unet-step   # + SD 1.5 step time
+    /work/venv/bin/python benchmarks/bench_generate.py --controlnet  # + what ControlNet adds
 
 "plain" is what web UI does: PIL PNG save with the `parameters` text chunk. "guard" is
 `guard.publish` exactly as `guard generate` calls it: watermark embed, text + XMP metadata,
@@ -12,6 +13,11 @@ else scikit-image's samples) resized to each size, since PNG and watermark cost 
 --unet-step times one denoising step of a randomly initialised UNet with Stable Diffusion 1.5's
 exact architecture (same FLOPs as the real model; no weights are downloaded) at 512x512 with CFG,
 to put the overhead next to a real-size generation on this machine.
+
+--controlnet times what one ControlNet unit adds per image: drawing a pose JSON and fitting it to
+512x512, the Canny preprocessor on a photo, and one CFG step of a ControlNet with SD 1.5's
+ControlNet architecture (ControlNetModel.from_unet of the UNet above, random weights, same FLOPs as
+control_v11p_sd15_openpose) next to the UNet step it runs beside.
 """
 
 from __future__ import annotations
@@ -79,11 +85,75 @@ def unet_step_seconds() -> float:
     return time.perf_counter() - t
 
 
+def controlnet_costs() -> dict[str, float]:
+    """Seconds: pose JSON -> 512x512 control picture, Canny at 512, UNet and ControlNet steps."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from generator import control
+    from generator.pose import Pose
+
+    body = [(256, 80), (256, 140), (206, 140), (186, 220), (176, 300), (306, 140), (326, 220),
+            (336, 300), (226, 300), (226, 400), (226, 490), (286, 300), (286, 400), (286, 490),
+            (246, 70), (266, 70), (236, 76), (276, 76)]  # fmt: skip
+    pose = Pose(
+        {
+            "people": [{"pose_keypoints_2d": [v for x, y in body for v in (x, y, 1.0)]}],
+            "canvas_width": 512,
+            "canvas_height": 768,
+        }
+    )
+    picture = photo(768)
+
+    def best(fn, n: int = 5) -> float:
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    out = {
+        "pose": best(lambda: control.crop_and_resize(pose.render(), 512, 512)),
+        "canny": best(lambda: control.crop_and_resize(control.canny(picture), 512, 512)),
+    }
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+    ).eval()
+    net = ControlNetModel.from_unet(unet).eval()
+    latents = torch.randn(2, 4, 64, 64)
+    text = torch.randn(2, 77, 768)
+    cond = torch.rand(2, 3, 512, 512)
+    with torch.inference_mode():
+        down, mid = net(latents, 999, text, cond, return_dict=False)  # warm-up
+        out["controlnet_step"] = best(lambda: net(latents, 999, text, cond), 2)
+        unet(latents, 999, text)
+        out["unet_step"] = best(lambda: unet(latents, 999, text), 2)
+        out["unet_step_with_residuals"] = best(
+            lambda: unet(
+                latents,
+                999,
+                text,
+                down_block_additional_residuals=down,
+                mid_block_additional_residual=mid,
+            ),
+            2,
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--sizes", default="512,1024")
     ap.add_argument("--unet-step", action="store_true", help="also time one SD 1.5 UNet step")
+    ap.add_argument(
+        "--controlnet", action="store_true", help="also time what one ControlNet unit adds"
+    )
     args = ap.parse_args()
 
     os.environ["GUARD_HOME"] = tempfile.mkdtemp()
@@ -151,6 +221,25 @@ def main() -> None:
             print(
                 f"guard's share of a 20-step 512x512 generation: {rows[0][5] / (20 * step * 1000):.4%}"
             )
+
+    if args.controlnet:
+        c = controlnet_costs()
+        added = c["controlnet_step"] + c["unet_step_with_residuals"] - c["unet_step"]
+        print()
+        print("ControlNet, SD 1.5 architecture, 512x512, CFG (batch 2), best of runs on this CPU:")
+        print()
+        print("| step | time |")
+        print("|---|---|")
+        print(f"| pose JSON drawn + fitted to 512x512 | {c['pose'] * 1000:.0f} ms |")
+        print(f"| Canny preprocessor (768 px photo) + fit | {c['canny'] * 1000:.0f} ms |")
+        print(f"| UNet step | {c['unet_step']:.2f} s |")
+        print(f"| ControlNet step | {c['controlnet_step']:.2f} s |")
+        print(f"| UNet step taking the residuals | {c['unet_step_with_residuals']:.2f} s |")
+        print(
+            f"| added per step by one unit | {added:.2f} s ({added / c['unet_step']:.0%} of a "
+            "UNet step) |"
+        )
+        print(f"| added to a 20-step image | {20 * added:.0f} s |")
 
 
 if __name__ == "__main__":
