@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from generator import control as controlnet
+from generator import hires as hires_fix
 from generator.adapters import Adapters, prompt_for_encoder, prompt_with_tags
-from generator.clip_skip import clip_skip_embeddings
 from generator.errors import GenerationError
 from generator.models import LoadedModel, Task
+from generator.passes import Conditioner, hires_pass
 from generator.rng import INFOTEXT as RNG_INFOTEXT
 from generator.rng import SOURCES, generator, initial_noise
 from generator.samplers import Sampler, make_scheduler, parse_sampler
@@ -62,6 +63,7 @@ class Settings:
     refiner_switch: float = 0.8
     rng: str = "cpu"  # web UI's random number source: cpu, gpu or nv (see generator/rng.py)
     clip_skip: int = 1  # web UI's "Clip skip": 1 = the text encoder's last layer
+    hires: hires_fix.Hires | None = None  # web UI's "Hires. fix" (txt2img): upscale, then refine
     controls: list[controlnet.Control] = field(default_factory=list)  # ControlNet units
 
     @property
@@ -170,6 +172,7 @@ def validate(s: Settings) -> Sampler:
         )
     if not 1 <= s.clip_skip <= 12:
         raise GenerationError(f"--clip-skip {s.clip_skip}: use 1 (no skip) to 12")
+    hires_fix.check_settings(s, MAX_SIDE)
     controlnet.validate(s.controls)
     if s.steps < 1 or s.steps > 1000:
         raise GenerationError(f"--steps {s.steps}: use 1 to 1000")
@@ -266,6 +269,12 @@ class Generator:
                 f"--size {width}x{height}: width and height must be multiples of 8 between 8 "
                 f"and {MAX_SIDE} (e.g. 512x512, 768x512)"
             )
+        if s.hires is not None:
+            hires_fix.check(s.hires, width, height, MAX_SIDE)
+            if self.refiner is not None:
+                raise GenerationError(
+                    "--refiner with the hires fix is not supported; drop one of them"
+                )
         return sampler, replace(s, width=width, height=height)
 
     # -- generation -------------------------------------------------------------------------------
@@ -296,6 +305,8 @@ class Generator:
         adapters = Adapters(self.model, s.prompt, s.loras, s.embeddings)
         with adapters:
             prompt = prompt_for_encoder(s.prompt, adapters.lora_names)
+            # web UI's prompt syntax, long prompts and prompt editing (generator/passes.py)
+            conditioner = Conditioner(sampler.base, prompt, s.negative_prompt, s.steps, s.clip_skip)
             for b in range(s.batch_count):
                 seeds = [seed + b * s.batch_size + i for i in range(s.batch_size)]
                 device = self.model.device
@@ -309,10 +320,8 @@ class Generator:
                     if p is not None:
                         p.set_progress_bar_config(desc=desc, disable=not self.progress, leave=False)
                 args: dict[str, Any] = {
-                    "prompt": [prompt] * s.batch_size,
-                    "negative_prompt": [s.negative_prompt] * s.batch_size,
                     "num_inference_steps": s.steps,
-                    "guidance_scale": s.cfg_scale,
+                    "guidance_scale": conditioner.guidance(s.cfg_scale),
                     "generator": generators,
                 }
                 if task == "txt2img":
@@ -320,25 +329,29 @@ class Generator:
                     args["latents"] = self._latents(s, seeds, generators)
                 else:
                     args.update(image=[init] * s.batch_size, strength=s.strength)
-                if s.clip_skip > 1 and not sdxl:
-                    # web UI leaves SDXL's encoders alone unless its sdxl_clip_l_skip setting is
-                    # on, and so does guard
-                    args.update(clip_skip_embeddings(pipe, args, s.clip_skip))
                 if task == "inpaint":
                     args.update(mask_image=[mask] * s.batch_size, width=s.width, height=s.height)
                 if nets:
                     args.update(self._control_args(s, control_images, task))
                 if refiner_pipe is not None:
                     args.update(denoising_end=s.refiner_switch, output_type="latent")
-                    latents = pipe(**args).images
+                    latents = conditioner.run(pipe, args, s.batch_size).images
                     rargs = {
                         k: v for k, v in args.items() if k not in ("width", "height", "strength")
                     }
                     rargs.update(image=latents, denoising_start=s.refiner_switch, output_type="pil")
                     rargs.pop("denoising_end")
-                    out = refiner_pipe(**rargs).images
+                    # web UI's step count carries on from the base model's steps
+                    offset = getattr(pipe, "num_timesteps", 0)
+                    out = conditioner.run(refiner_pipe, rargs, s.batch_size, offset=offset)
+                    out = out.images
+                elif s.hires is not None:
+                    args["output_type"] = "latent"
+                    latents = conditioner.run(pipe, args, s.batch_size).images
+                    out = self._hires(s, sampler, pipe, conditioner, latents, seeds)
                 else:
-                    out = pipe(**args, output_type="pil").images
+                    args["output_type"] = "pil"
+                    out = conditioner.run(pipe, args, s.batch_size).images
                 for i, (image, image_seed) in enumerate(zip(out, seeds, strict=True)):
                     if task == "inpaint":
                         # outside the mask the original pixels come back unchanged, as in web UI
@@ -438,12 +451,15 @@ class Generator:
             if m.vae_hash:
                 params["VAE hash"] = m.vae_hash
             params["VAE"] = m.vae_name
-        if s.task != "txt2img":
-            params["Denoising strength"] = format_number(float(s.strength))
+        if s.task != "txt2img" or s.hires is not None:
+            strength = s.hires.denoise if s.hires is not None else s.strength
+            params["Denoising strength"] = format_number(float(strength))
         if s.clip_skip > 1:
             params["Clip skip"] = str(s.clip_skip)
         if s.rng != "gpu":  # web UI writes the source unless it is its default, GPU
             params["RNG"] = RNG_INFOTEXT[s.rng]
+        if s.hires is not None:
+            params.update(hires_fix.infotext_fields(s.hires))
         if s.task == "inpaint":
             params["Mask blur"] = str(s.mask_blur)
         if self.refiner is not None:
@@ -461,6 +477,29 @@ class Generator:
         if adapters is not None:
             prompt = prompt_with_tags(s.prompt, adapters.lora_tags)
         return Infotext(prompt, s.negative_prompt, params)
+
+    # -- hires fix --------------------------------------------------------------------------------
+    def _hires(
+        self,
+        s: Settings,
+        sampler: Sampler,
+        pipe: Any,
+        conditioner: Conditioner,
+        latents: Any,
+        seeds: list[int],
+    ) -> list[Any]:
+        """web UI's hires fix: a second, img2img pass over the upscaled first pass."""
+        second = self.model.pipeline("img2img")
+        sdxl = self.model.family == "sdxl"
+        second.scheduler = make_scheduler(sampler, self._scheduler_config, sdxl=sdxl)
+        if sampler.brownian:
+            second.scheduler.noise_sampler_seed = seeds
+        device = self.model.device
+
+        def fresh() -> list[Any]:  # web UI draws the pass's noise from a re-seeded generator
+            return [generator(x, s.rng, device) for x in seeds]  # type: ignore[arg-type]
+
+        return hires_pass(pipe, second, conditioner, latents, s, fresh, self.progress)
 
     # -- inputs -----------------------------------------------------------------------------------
     @staticmethod

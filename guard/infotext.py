@@ -43,6 +43,10 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "Clip skip": ("clip_skip", int),
     "Refiner": ("refiner", str),
     "Refiner switch at": ("refiner_switch_at", float),
+    "Hires upscale": ("hires_upscale", float),
+    "Hires resize": ("hires_resize", str),  # "WxH"; web UI's reader splits it into -1 and -2
+    "Hires steps": ("hires_steps", int),
+    "Hires upscaler": ("hires_upscaler", str),
     "Lora hashes": ("lora_hashes", dict),
     "TI hashes": ("ti_hashes", dict),
     "Version": ("version", str),

@@ -504,3 +504,178 @@ def test_output_verifies_trusted_ai_generated_with_watermark(gen, tmp_path):
     assert v.watermark.found and v.watermark.id == item.watermark_id
     assert v.ledger is not None and v.ledger.file_matches_record
     assert v.training == "notAllowed"
+
+
+# ---- web UI prompt syntax at sampling time -------------------------------------------------------
+class _UnetCalls:
+    """The text conditioning the UNet receives at each call (one call per step, CFG batched)."""
+
+    def __init__(self, pipe):
+        self.states = []
+        self.unet = pipe.unet
+
+    def __enter__(self):
+        def hook(module, args, kwargs):
+            self.states.append(kwargs["encoder_hidden_states"].detach().clone())
+
+        self.handle = self.unet.register_forward_pre_hook(hook, with_kwargs=True)
+        return self.states
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def _plain_rows(pipe, texts):
+    """Independent reference: each text as one 77-token row through the text encoder."""
+    import torch
+
+    tok = pipe.tokenizer
+    rows = [tok(t, padding="max_length", max_length=77).input_ids for t in texts]
+    with torch.no_grad():
+        return pipe.text_encoder(torch.tensor(rows)).last_hidden_state
+
+
+@pytest.mark.parametrize(
+    ("prompt", "sampler", "steps", "expected"),
+    [
+        # [from:to:when]: `from` up to and including the step numbered `when` (0-based count)
+        ("a [red:blue:2] bird", "Euler", 5, ["red", "red", "red", "blue", "blue"]),
+        ("a [red:blue:0.4] bird", "Euler", 5, ["red", "red", "red", "blue", "blue"]),
+        # [a|b]: web UI shows the first option on steps 0 and 1, then one option per step
+        ("a [red|blue] bird", "Euler", 4, ["red", "red", "blue", "red"]),
+        # a second-order sampler: web UI doubles the steps and counts every model call
+        ("a [red:blue:2] bird", "Heun", 3, ["red", "red", "red", "blue", "blue"]),
+    ],
+)
+def test_prompt_editing_switches_the_conditioning_at_web_uis_step(
+    gen, prompt, sampler, steps, expected
+):
+    import torch
+
+    pipe = gen.model.pipe
+    with _UnetCalls(pipe) as states:
+        next(gen.images(settings(prompt=prompt, sampler=sampler, steps=steps)))
+    red, blue = _plain_rows(pipe, ["a red bird", "a blue bird"])
+    assert len(states) == len(expected)
+    for state, word in zip(states, expected):
+        torch.testing.assert_close(state[1], red if word == "red" else blue)  # [negative, prompt]
+
+
+def test_a_150_token_prompts_last_words_change_the_image(gen):
+    filler = " ".join(["b"] * 140)
+    pipe = gen.model.pipe
+    with _UnetCalls(pipe) as states:
+        a = one(gen, prompt=filler + " red cat" * 4, cfg_scale=12)
+    b = one(gen, prompt=filler + " blue bird" * 4, cfg_scale=12)
+    assert states[0].shape[1] == 154  # tokens 141-148 are in a second 77-token chunk
+    # truncated at 77 tokens, the two prompts would give identical pixels
+    assert np.abs(a - b).mean() > 0.1
+
+
+def test_weighted_prompt_changes_the_image(gen):
+    assert (
+        np.abs(one(gen, prompt="a (blue:1.6) bird") - one(gen, prompt="a blue bird")).mean() > 0.5
+    )
+
+
+def test_and_is_refused_with_an_explanation(gen):
+    with pytest.raises(GenerationError, match="AND"):
+        next(gen.images(settings(prompt="a cat AND a dog")))
+
+
+# ---- hires fix ------------------------------------------------------------------------------------
+def hires(**kw):
+    from generator.hires import Hires
+
+    return Hires(**kw)
+
+
+def test_hires_fix_makes_the_larger_image_and_writes_web_ui_infotext(gen, tmp_path):
+    s = settings(steps=2, hires=hires(scale=2, steps=3, upscaler="Latent", denoise=0.5))
+    with _UnetCalls(gen.model.pipe) as states:
+        [item] = gen.generate(s, tmp_path, watermark=False)
+    assert len(states) == 2 + 3  # the first pass, then exactly --hires-steps steps
+    assert [st.shape[0] for st in states] == [2] * 5
+    assert Image.open(item.path).size == (128, 128)
+    info, _ = read_file(item.path)
+    assert info.params["Size"] == "64x64"  # web UI writes the first pass's size
+    text = info.to_text().splitlines()[-1]
+    assert "Denoising strength: 0.5, RNG: CPU, Hires upscale: 2, Hires steps: 3, " in text
+    assert "Hires upscaler: Latent, Version:" in text
+    data = manifest(item.path).c2pa.assertions[GENERATION_ASSERTION]
+    assert data["hires_upscale"] == 2.0 and data["hires_steps"] == 3
+    assert data["hires_upscaler"] == "Latent" and data["denoising_strength"] == 0.5
+
+
+@pytest.mark.parametrize("upscaler", ["Lanczos", "Nearest", "Latent (nearest-exact)", "None"])
+def test_hires_size_crops_like_web_ui(gen, upscaler):
+    made = next(gen.images(settings(hires=hires(size=(128, 96), upscaler=upscaler))))
+    # 64x64 covers 128x96 at 128x128, then web UI crops the latent to 128x96
+    assert made.image.size == (128, 96)
+    assert made.infotext.params["Hires resize"] == "128x96"
+    assert "Hires upscale" not in made.infotext.params
+    assert made.infotext.params["Denoising strength"] == "0.7"  # web UI's default
+
+
+@pytest.mark.parametrize(("steps", "denoise"), [(3, 0.3), (4, 0.75), (5, 1.0), (1, 0.05)])
+def test_hires_runs_exactly_hires_steps_from_web_uis_start(gen, steps, denoise):
+    from generator.hires import img2img_schedule
+
+    total, strength = img2img_schedule(steps, denoise)
+    # web UI: a schedule of int(steps / denoise) steps, of which the last `steps` run
+    assert total == max(steps, int(steps / min(denoise, 0.999)))
+    assert min(int(total * strength), total) == steps  # what diffusers runs
+    with _UnetCalls(gen.model.pipe) as states:
+        next(gen.images(settings(steps=2, hires=hires(steps=steps, denoise=denoise))))
+    assert len(states) == 2 + steps
+
+
+def test_hires_upscalers_resize_as_web_ui():
+    import torch
+
+    from generator import hires as hr
+
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = hr.target(64, 64, hires(size=(128, 96)))
+    assert (t.upscale_to, t.truncate, t.size) == ((128, 128), (0, 4), (128, 96))
+    out = hr.upscale_latents(latents, t, "Latent (bicubic antialiased)")
+    full = torch.nn.functional.interpolate(latents, size=(16, 16), mode="bicubic", antialias=True)
+    torch.testing.assert_close(out, full[:, :, 2:14, :])  # 4 rows cut, 2 at each end
+    assert hr.target(64, 48, hires(size=(0, 96))).size == (128, 96)  # 0: keep the aspect ratio
+    assert hr.target(64, 64, hires(scale=1.5)).size == (96, 96)
+
+    picture = Image.fromarray(np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3))
+    nearest = hr.upscale_image(picture, (128, 96), "Nearest")
+    assert np.array_equal(
+        np.asarray(nearest), np.asarray(picture.resize((128, 96), Image.Resampling.NEAREST))
+    )
+    lanczos = hr.upscale_image(picture, (100, 75), "Lanczos")
+    # web UI's Lanczos upscaler: scale by 1.5625, snap to multiples of 8, then Lanczos to the size
+    step = picture.resize((100, 75), Image.Resampling.LANCZOS).resize(
+        (96, 72), Image.Resampling.LANCZOS
+    )
+    assert np.array_equal(
+        np.asarray(lanczos), np.asarray(step.resize((100, 75), Image.Resampling.LANCZOS))
+    )
+
+
+def test_hires_settings_are_checked_before_any_model_work(tmp_path):
+    from generator.generate import validate
+    from generator.hires import parse_upscaler
+
+    assert parse_upscaler("latent-bicubic-antialiased") == "Latent (bicubic antialiased)"
+    assert parse_upscaler("lanczos") == "Lanczos"
+    with pytest.raises(GenerationError, match="weights"):
+        parse_upscaler("R-ESRGAN 4x+")
+    with pytest.raises(GenerationError, match="unknown upscaler"):
+        parse_upscaler("bilinear")
+    with pytest.raises(GenerationError, match="--hires-upscaler 4x-UltraSharp"):
+        validate(settings(hires=hires(upscaler="4x-UltraSharp")))
+    init = tmp_path / "init.png"
+    Image.new("RGB", (64, 64)).save(init)
+    with pytest.raises(GenerationError, match="txt2img"):
+        validate(settings(init_image=init, hires=hires()))
+    with pytest.raises(GenerationError, match="--hires-denoise"):
+        validate(settings(hires=hires(denoise=0)))
+    with pytest.raises(GenerationError, match="final size"):
+        validate(settings(width=1024, height=1024, hires=hires(scale=8)))
