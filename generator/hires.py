@@ -120,6 +120,51 @@ def target(width: int, height: int, h: Hires) -> Target:
     return Target(up, ((up[0] - rx) // 8, (up[1] - ry) // 8))
 
 
+def from_options(
+    scale: float | None,
+    size: str | None,
+    steps: int | None,
+    upscaler: str | None,
+    denoise: float | None,
+) -> Hires | None:
+    """The `--hires-*` options -> Hires (None: no hires fix). --hires-scale or --hires-size turns
+    it on; the others only tune it."""
+    if scale is None and size is None:
+        given = [
+            name
+            for name, value in (
+                ("--hires-steps", steps),
+                ("--hires-upscaler", upscaler),
+                ("--hires-denoise", denoise),
+            )
+            if value is not None
+        ]
+        if given:
+            raise GenerationError(
+                f"{given[0]} tunes the hires fix; turn it on with --hires-scale (e.g. 2) or "
+                "--hires-size WxH"
+            )
+        return None
+    if scale is not None and size is not None:
+        raise GenerationError("give --hires-scale or --hires-size, not both")
+    parsed = None
+    if size is not None:
+        m = re.fullmatch(r"\s*(\d+)\s*[xX×*]\s*(\d+)\s*", size)
+        if not m or (int(m.group(1)), int(m.group(2))) == (0, 0):
+            raise GenerationError(
+                f"--hires-size '{size}': expected WIDTHxHEIGHT, e.g. 1024x1536 (0 for one side "
+                "keeps the aspect ratio: 1024x0)"
+            )
+        parsed = (int(m.group(1)), int(m.group(2)))
+    return Hires(
+        scale=scale,
+        size=parsed,
+        steps=steps or 0,
+        upscaler=parse_upscaler(upscaler) if upscaler is not None else DEFAULT_UPSCALER,
+        denoise=DEFAULT_DENOISE if denoise is None else denoise,
+    )
+
+
 def check_settings(s: Any, max_side: int) -> None:
     """The checks that need no model (validate()); sizes are checked once known (`check`)."""
     h = s.hires

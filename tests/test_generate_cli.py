@@ -351,3 +351,59 @@ def _drop_png_text(data: bytes) -> bytes:
             out += data[pos:end]
         pos = end
     return bytes(out)
+
+
+def test_hires_fix_options_and_info(files, tmp_path):
+    code, stdout, stderr = run(
+        "generate", "a (blue:1.2) bird, [red:cat:1] BREAK field", "-m", files["folder"], *TINY,
+        "--seed", "5", "--hires-scale", "1.5", "--hires-steps", "2",
+        "--hires-upscaler", "latent-bicubic", "--hires-denoise", "0.55",
+        "--no-watermark", "-o", tmp_path, "--json",
+    )  # fmt: skip
+    assert code == 0, stderr
+    [item] = json.loads(stdout)
+    path = Path(item["path"])
+    assert Image.open(path).size == (96, 96)
+    code, text, _ = run("info", path)
+    assert code == 0
+    assert text.startswith("a (blue:1.2) bird, [red:cat:1] BREAK field\n")  # as typed
+    assert "Size: 64x64" in text and "Denoising strength: 0.55" in text
+    assert "Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Latent (bicubic), " in text
+    code, out, _ = run("info", path, "--json")
+    data = json.loads(out)
+    assert data["hires_upscale"] == 1.5 and data["hires_upscaler"] == "Latent (bicubic)"
+
+
+def test_hires_size_option(files, tmp_path):
+    code, _, stderr = run(
+        "generate", "a cat", "-m", files["folder"], *TINY, "--hires-size", "128x0",
+        "--hires-upscaler", "Lanczos", "--no-watermark", "-o", tmp_path,
+    )  # fmt: skip
+    assert code == 0, stderr
+    [path] = tmp_path.iterdir()
+    assert Image.open(path).size == (128, 128)
+    info = read_file(path)[0]
+    assert info.params["Hires resize"] == "128x0" and info.params["Hires upscaler"] == "Lanczos"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--hires-steps", "4"), "turn it on with --hires-scale"),
+        (("--hires-scale", "2", "--hires-size", "1024x1024"), "not both"),
+        (("--hires-scale", "2", "--hires-upscaler", "R-ESRGAN 4x+"), "weights"),
+        (("--hires-scale", "2", "--hires-upscaler", "bilinear"), "unknown upscaler"),
+        (("--hires-size", "0x0"), "--hires-size '0x0'"),
+        (("--hires-scale", "2", "--hires-denoise", "0"), "--hires-denoise 0"),
+        (("--hires-scale", "2", "--init-image", "x.png"), "txt2img"),
+        (("--hires-scale", "9"), "--hires-scale 9"),
+        (("--size", "4096x4096", "--hires-scale", "2"), "final size"),
+    ],
+)
+def test_bad_hires_options_fail_before_loading_a_model(tmp_path, args, message):
+    code, _, stderr = run(
+        "generate", "a cat", "-m", "someone/uncached", *args, "-o", tmp_path / "o"
+    )
+    assert code == 2
+    assert message in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "o").exists()

@@ -116,6 +116,21 @@ _path = click.Path(path_type=Path)
 @click.option(
     "--clip-skip", type=int, default=1, show_default=True, help="web UI's Clip skip (SD 1.x/2.x)."
 )
+@click.option(
+    "--hires-scale",
+    type=float,
+    help="Hires fix: upscale the image by this factor and refine it in a second pass.",
+)
+@click.option(
+    "--hires-size", metavar="WxH", help="Hires fix to this size instead (0 keeps the aspect ratio)."
+)
+@click.option("--hires-steps", type=int, help="Hires fix steps [default: 0, as many as --steps].")
+@click.option(
+    "--hires-upscaler",
+    help="Latent (default), 'Latent (antialiased)', 'Latent (bicubic)', 'Latent (bicubic "
+    "antialiased)', 'Latent (nearest)', 'Latent (nearest-exact)', Lanczos, Nearest or None.",
+)
+@click.option("--hires-denoise", type=float, help="Hires fix denoising strength [default: 0.7].")
 @device_option
 @click.option(
     "--low-memory/--no-low-memory",
@@ -170,6 +185,11 @@ def command(
     refiner_switch: float,
     rng: str,
     clip_skip: int,
+    hires_scale: float | None,
+    hires_size: str | None,
+    hires_steps: int | None,
+    hires_upscaler: str | None,
+    hires_denoise: float | None,
     device: str,
     low_memory: bool | None,
     out_dir: Path,
@@ -197,6 +217,7 @@ def command(
         parse_size,
         validate,
     )
+    from generator.hires import from_options
     from generator.models import DEFAULT_MODEL, load_model
     from guard.ledger import Ledger
 
@@ -233,6 +254,7 @@ def command(
         rng=rng,
         clip_skip=clip_skip,
         controls=units,
+        hires=from_options(hires_scale, hires_size, hires_steps, hires_upscaler, hires_denoise),
     )
     validate(settings)  # cheap checks first: a typo must not cost a model load
     signer = identity.resolve()  # type: ignore[attr-defined]
