@@ -679,3 +679,62 @@ def test_hires_settings_are_checked_before_any_model_work(tmp_path):
         validate(settings(hires=hires(denoise=0)))
     with pytest.raises(GenerationError, match="final size"):
         validate(settings(width=1024, height=1024, hires=hires(scale=8)))
+
+
+def test_sdxl_editing_switches_both_encoders_and_the_pooled_vector_and_reaches_the_refiner(
+    tmp_path_factory,
+):
+    import torch
+
+    base = load_model(tm.sdxl_folder(tmp_path_factory), progress=False)
+    refiner = load_model(
+        tm.sdxl_folder(tmp_path_factory, refiner=True), share_from=base, progress=False
+    )
+    seen = {"base": [], "refiner": []}
+
+    def recorder(name):
+        def hook(module, args, kwargs):
+            pooled = kwargs["added_cond_kwargs"]["text_embeds"]
+            seen[name].append((kwargs["encoder_hidden_states"][1], pooled[1]))
+
+        return hook
+
+    handles = [
+        base.pipe.unet.register_forward_pre_hook(recorder("base"), with_kwargs=True),
+        refiner.pipe.unet.register_forward_pre_hook(recorder("refiner"), with_kwargs=True),
+    ]
+    try:
+        s = settings(prompt="a [red:blue:1] bird", sampler="Euler", steps=6, refiner_switch=0.5)
+        next(Generator(base, refiner, progress=False).images(s))
+    finally:
+        for h in handles:
+            h.remove()
+
+    def reference(pipe, text):  # diffusers' own encoding of a plain prompt
+        embeds, _, pooled, _ = pipe.encode_prompt(
+            text, device="cpu", do_classifier_free_guidance=False
+        )
+        return embeds[0], pooled[0]
+
+    red, blue = reference(base.pipe, "a red bird"), reference(base.pipe, "a blue bird")
+    assert len(seen["base"]) == 3 and len(seen["refiner"]) == 3
+    # steps 0 and 1 read "red", then "blue": both encoders' states and SDXL's pooled vector switch
+    for (states, pooled), want in zip(seen["base"], (red, red, blue)):
+        torch.testing.assert_close(states, want[0])
+        torch.testing.assert_close(pooled, want[1])
+    # the refiner carries on at web UI's steps 3 to 5, with its own encoder
+    refined_blue = reference(refiner.pipe, "a blue bird")
+    for states, pooled in seen["refiner"]:
+        torch.testing.assert_close(states, refined_blue[0])
+        torch.testing.assert_close(pooled, refined_blue[1])
+
+
+def test_sdxl_hires_fix(tmp_path_factory):
+    base = load_model(tm.sdxl_folder(tmp_path_factory), progress=False)
+    made = next(
+        Generator(base, progress=False).images(
+            settings(prompt="a blue bird, " * 30, hires=hires(scale=2, upscaler="Lanczos", steps=2))
+        )
+    )
+    assert made.image.size == (128, 128)
+    assert made.infotext.params["Hires upscaler"] == "Lanczos"
