@@ -3,6 +3,7 @@
     /work/venv/bin/python benchmarks/bench_generate.py [--repeat 15] [--sizes 512,1024]
     /work/venv/bin/python benchmarks/bench_generate.py --unet-step   # + SD 1.5 step time
     /work/venv/bin/python benchmarks/bench_generate.py --controlnet  # + what ControlNet adds
+    /work/venv/bin/python benchmarks/bench_generate.py --prompts     # + web UI prompt syntax
 
 "plain" is what web UI does: PIL PNG save with the `parameters` text chunk. "guard" is
 `guard.publish` exactly as `guard generate` calls it: watermark embed, text + XMP metadata,
@@ -18,6 +19,12 @@ to put the overhead next to a real-size generation on this machine.
 512x512, the Canny preprocessor on a photo, and one CFG step of a ControlNet with SD 1.5's
 ControlNet architecture (ControlNetModel.from_unet of the UNet above, random weights, same FLOPs as
 control_v11p_sd15_openpose) next to the UNet step it runs beside.
+
+--prompts times what web UI's prompt syntax costs per image against diffusers' own prompt encoding
+(one truncated 77-token chunk each for prompt and negative prompt), with a text encoder of SD 1.5's
+exact CLIP ViT-L/14 architecture (random weights, same FLOPs) and a word-level CLIP tokenizer over
+the benchmark's words (real CLIP vocabularies cannot be downloaded here; token counts match a word
+per token, close to CLIP's for these plain English prompts).
 """
 
 from __future__ import annotations
@@ -146,6 +153,109 @@ def controlnet_costs() -> dict[str, float]:
     return out
 
 
+PROMPTS = {
+    "plain, 12 words": "a blue bird flying over a field of flowers on a sunny day",
+    "weighted, 40 tokens": "masterpiece, (best quality:1.2), a blue bird, ((flying)), over a "
+    "[dark] field of flowers, (sunny day:0.9), highly detailed, sharp focus, soft light, "
+    "bokeh, depth of field, film grain, warm colors, wide angle",
+    "150 tokens, 2 chunks": ", ".join(
+        ["a blue bird flying over a field of flowers on a sunny day"] * 12
+    ),
+    "editing [a:b:0.5], 2 texts": "a [blue:red:0.5] bird flying over a field of flowers",
+    "alternation [a|b], 20 texts": "a [blue|red] bird flying over a field of flowers",
+}
+NEGATIVE = "lowres, bad anatomy, blurry, (worst quality:1.4)"
+
+
+def _word_tokenizer(folder: Path, texts: list[str]):
+    """A CLIP BPE tokenizer whose vocabulary holds every word of `texts` whole."""
+    import json
+    import re
+
+    from transformers import CLIPTokenizer
+
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars = {b: chr(b) for b in keep}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    vocab = [chars[b] for b in range(256)] + [chars[b] + "</w>" for b in range(256)]
+    merges = []
+    for word in sorted({w for t in texts for w in re.findall(r"[a-z]+", t.lower())}):
+        current = word[0]
+        for i, ch in enumerate(word[1:], start=1):
+            piece = ch + "</w>" if i == len(word) - 1 else ch
+            merges.append(f"{current} {piece}")
+            current += piece
+            vocab.append(current)
+    vocab = [*dict.fromkeys(vocab), "<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+
+
+def prompt_costs(repeat: int) -> list[tuple[str, int, float, float, float]]:
+    """Per prompt: (name, tokens, diffusers ms, guard ms, of which parsing ms), medians."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from generator.conditioning import PromptEncoder, StepConditioning
+    from generator.prompt_syntax import parse_attention, prompt_schedule
+
+    tokenizer = _word_tokenizer(Path(tempfile.mkdtemp()), [*PROMPTS.values(), NEGATIVE])
+    config = CLIPTextConfig(  # SD 1.5's text encoder (openai/clip-vit-large-patch14)
+        vocab_size=49408,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    encoder = CLIPTextModel(config).eval()
+    pipe = SimpleNamespace(tokenizer=tokenizer, text_encoder=encoder)
+
+    def diffusers_way(prompt: str) -> None:  # what StableDiffusionPipeline.encode_prompt does
+        for text in (prompt, NEGATIVE):
+            ids = tokenizer(
+                text, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+            ).input_ids
+            with torch.no_grad():
+                encoder(ids)
+
+    def guard_way(prompt: str) -> None:  # what guard generate does once per image batch
+        enc = PromptEncoder(pipe)
+        cond, uncond = enc.schedule(prompt, 20), enc.schedule(NEGATIVE, 20, negative=True)
+        StepConditioning(enc, cond, uncond, 1, lambda i: i)
+
+    def parsing(prompt: str) -> None:
+        for _, text in prompt_schedule(prompt, 20):
+            parse_attention(text)
+        parse_attention(NEGATIVE)
+
+    rows = []
+    for name, prompt in PROMPTS.items():
+        tokens = len(tokenizer(prompt, add_special_tokens=False).input_ids)
+        ms = timed_together(
+            [
+                lambda p=prompt: diffusers_way(p),
+                lambda p=prompt: guard_way(p),
+                lambda p=prompt: parsing(p),
+            ],
+            repeat,
+        )
+        rows.append((name, tokens, *ms))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=15)
@@ -154,7 +264,26 @@ def main() -> None:
     ap.add_argument(
         "--controlnet", action="store_true", help="also time what one ControlNet unit adds"
     )
+    ap.add_argument(
+        "--prompts", action="store_true", help="only time web UI prompt syntax vs diffusers"
+    )
     args = ap.parse_args()
+    if args.prompts:
+        import torch
+
+        print(
+            f"web UI prompt syntax vs diffusers' prompt encoding, SD 1.5 text encoder, "
+            f"median of {args.repeat}, torch threads {torch.get_num_threads()}"
+        )
+        print()
+        print("| prompt (and NEGATIVE) | tokens | diffusers | guard | of which parsing |")
+        print("|---|---|---|---|---|")
+        rows = prompt_costs(args.repeat)
+        for name, tokens, plain_ms, guard_ms, parse_ms in rows:
+            print(
+                f"| {name} | {tokens} | {plain_ms:.0f} ms | {guard_ms:.0f} ms | {parse_ms:.1f} ms |"
+            )
+        return
 
     os.environ["GUARD_HOME"] = tempfile.mkdtemp()
     import guard.watermark as wm
@@ -224,7 +353,9 @@ def main() -> None:
 
     if args.controlnet:
         c = controlnet_costs()
-        added = c["controlnet_step"] + c["unet_step_with_residuals"] - c["unet_step"]
+        # adding the residuals inside the UNet is a few tensor additions: the unit costs its
+        # ControlNet forward (the two UNet timings differ only by machine noise)
+        added = c["controlnet_step"]
         print()
         print("ControlNet, SD 1.5 architecture, 512x512, CFG (batch 2), best of runs on this CPU:")
         print()
