@@ -41,6 +41,7 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "Denoising strength": ("denoising_strength", float),
     "Mask blur": ("mask_blur", int),
     "Clip skip": ("clip_skip", int),
+    "RNG": ("rng", str),
     "Refiner": ("refiner", str),
     "Refiner switch at": ("refiner_switch_at", float),
     "Hires upscale": ("hires_upscale", float),
