@@ -152,6 +152,23 @@ def test_pipelines_derived_with_from_pipe_stay_attached(sd, tmp_path):
     assert getattr(plain, "_guard", None) is None
 
 
+def test_controlnet_control_image_is_an_input_not_a_parent(sd, tmp_path):
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    hooks.attach(sd, watermark=False)
+    pipe = StableDiffusionControlNetPipeline.from_pipe(
+        sd, controlnet=ControlNetModel.from_unet(sd.unet)
+    )
+    assert pipe._guard is not None  # derived with from_pipe: attached too
+    pose = Image.new("RGB", (64, 64), (255, 85, 0))
+    out = pipe(prompt="a dancer", image=pose, num_inference_steps=2, height=64, width=64)
+    v = verdict(hooks.save(out.images[0], tmp_path / "cn.png").path)
+    assert "c2pa.created" in [a["action"] for a in v.c2pa.actions]  # text-to-image, not an edit
+    assert [(i["relationship"], i["title"]) for i in v.c2pa.ingredients] == [
+        ("inputTo", "control image 0")
+    ]
+
+
 def test_hook_and_generate_share_one_generation_record(sd, tmp_path):
     hooks.attach(sd, watermark=False)
     out = call(sd, generator=torch.Generator().manual_seed(5))
