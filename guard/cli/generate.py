@@ -114,7 +114,7 @@ _path = click.Path(path_type=Path)
     help="Noise source, as web UI's RNG setting; nv gives web UI's NVidia noise on any device.",
 )
 @click.option(
-    "--clip-skip", type=int, default=1, show_default=True, help="web UI's Clip skip (SD 1.x/2.x)."
+    "--clip-skip", type=int, default=1, show_default=True, help="web UI's Clip skip (SD 1.x)."
 )
 @click.option(
     "--hires-scale",
