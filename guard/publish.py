@@ -89,6 +89,8 @@ def publish(
         except TooSmallError as exc:
             notes.append(f"not watermarked: {exc}")
     pixels_changed = watermark_id is not None and loaded is not None
+    # the marked picture's fingerprint: a mark found later is checked against it (verify)
+    fingerprint = _fingerprint(pixels) if watermark_id else None
 
     # 2. encode with text + XMP
     source_uri = vocab.source_uri(spec.source)
@@ -127,19 +129,21 @@ def publish(
         notes.extend(kept_notes)
 
     # 3. sign last
+    thumbnail = c2pa_io.thumbnail_jpeg(pixels)
     definition = manifest_mod.build(
         spec,
         title=out.name,
         mime=imageio.MIME[fmt],
         watermark_id=watermark_id,
         watermark_alg=_watermark_algorithm() if watermark_id else None,
+        fingerprint=fingerprint,
     )
     signed, store = c2pa_io.sign(
         definition,
         data,
         imageio.MIME[fmt],
         identity,
-        thumbnail=c2pa_io.thumbnail_jpeg(pixels),
+        thumbnail=thumbnail,
         ingredients=[_ingredient_bytes(i, loaded) for i in spec.ingredients],
         sidecar=sidecar,
     )
@@ -149,7 +153,9 @@ def publish(
     # 4. ledger record as pending, the atomic save, then commit the record. A failed save
     # withdraws it; a process killed in between leaves a pending record that the next open
     # of the ledger settles (committed if the file is in place, removed if not).
-    record = _record(ledger, watermark_id, identity, spec, out, digest, label, store, pixels)
+    record = _record(
+        ledger, watermark_id, identity, spec, out, digest, label, store, thumbnail, fingerprint
+    )
     sidecar_path = out.with_suffix(".c2pa") if sidecar else None
     try:
         imageio.save_atomic(out, signed, force=force)
@@ -254,6 +260,12 @@ def _watermark_algorithm() -> str:
     return watermark.ALGORITHM
 
 
+def _fingerprint(pixels: Image.Image) -> bytes:
+    from guard import fingerprint
+
+    return fingerprint.compute(pixels)
+
+
 def _record(
     ledger: Ledger | None,
     watermark_id: str | None,
@@ -263,7 +275,8 @@ def _record(
     digest: str,
     label: str | None,
     store: bytes,
-    pixels: Image.Image,
+    thumbnail: bytes,
+    fingerprint: bytes | None,
 ) -> Record | None:
     if watermark_id is None:
         return None
@@ -284,7 +297,8 @@ def _record(
         manifest_label=label,
         manifest=store,
         summary=summary,
-        thumbnail=c2pa_io.thumbnail_jpeg(pixels),
+        thumbnail=thumbnail,
+        fingerprint=fingerprint,
     )
     if ledger is not None:
         ledger.add(record, replace=True, pending=out)

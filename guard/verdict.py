@@ -20,6 +20,9 @@ from guard.errors import ImageInputError
 from guard.provenance import c2pa_io, vocab, xmp
 
 if TYPE_CHECKING:
+    from PIL import Image
+
+    from guard.fingerprint import ContentMatch
     from guard.ledger import Ledger, Record
     from guard.watermark import Detection, ThirdPartyMark
 
@@ -46,13 +49,26 @@ class LedgerMatch:
     manifest: c2pa_io.ManifestReport | None
     file_matches_record: bool
     problem: str | None = None
+    content: ContentMatch | None = None  # this file's picture against the record's picture
 
     @property
     def verified(self) -> bool:
         return self.problem is None and self.manifest is not None
 
+    @property
+    def content_match(self) -> bool | None:
+        """True: the picture is the record's; False: the mark belongs to another picture;
+        None: the record holds nothing to compare (or too little of it is in this file)."""
+        return self.content.match if self.content else None
+
+    @property
+    def applies(self) -> bool:
+        """The record's claims are this file's only when its manifest vouches for the record
+        and the picture is the record's picture: a mark can be lifted onto anything."""
+        return self.verified and self.content_match is True
+
     def _fact(self, value: str | None) -> str | None:
-        return value if self.verified else None
+        return value if self.applies else None
 
     @property
     def signer(self) -> str | None:
@@ -77,6 +93,9 @@ class LedgerMatch:
             "watermark_id": self.watermark_id,
             "verified": self.verified,
             "problem": self.problem,
+            "content_match": self.content_match,
+            "content_score": self.content.score if self.content else None,
+            "content_problem": self.content.reason if self.content else None,
             "signer": self.signer,
             "signed_at": self.created_at,
             "file_name": self.file_name,
@@ -184,7 +203,18 @@ class Verdict:
             lines.append(f"    matches a record made on {day}, but the record is UNVERIFIED:")
             lines.append(f"    {m.problem}; none of its claims are used")
             return lines
+        if m.content_match is False:
+            lines.append(f"    this mark BELONGS TO ANOTHER IMAGE (a record made on {day}): the")
+            lines.append("    picture does not match the record's picture, so the mark was copied")
+            lines.append("    onto this file; none of the record's claims apply to it")
+            return lines
+        if m.content_match is None:
+            why = m.content.reason if m.content else "nothing to compare"
+            lines.append(f"    points to a record made on {day}, but this picture could not be")
+            lines.append(f"    compared with the record's picture ({why}); its claims are not used")
+            return lines
         lines.append(f"    matches a record signed by {m.signer or 'an unnamed signer'} on {day}")
+        lines.append("    and this picture matches the record's picture")
         facts = [vocab.source_words(m.digital_source_type)]
         facts.append(vocab.TRAINING_WORDS.get(m.training or "", None))
         lines.append("    record says: " + ", ".join(f for f in facts if f))
@@ -327,7 +357,7 @@ def _check_marks(
     if detection.found and detection.payload:
         record = _lookup(detection.payload.hex(), ledger)
         if record is not None:
-            verdict.ledger = _match(record, verdict.sha256, anchors)
+            verdict.ledger = _match(record, verdict.sha256, anchors, loaded.image, detection)
 
 
 def _lookup(watermark_id: str, ledger: Ledger | None) -> Record | None:
@@ -339,7 +369,9 @@ def _lookup(watermark_id: str, ledger: Ledger | None) -> Record | None:
         return own.get(watermark_id)
 
 
-def _match(record: Record, sha256: str | None, anchors: str) -> LedgerMatch:
+def _match(
+    record: Record, sha256: str | None, anchors: str, image: Image.Image, detection: Detection
+) -> LedgerMatch:
     manifest = c2pa_io.read_store(record.manifest, trust_pem=anchors) if record.manifest else None
     return LedgerMatch(
         watermark_id=record.watermark_id,
@@ -349,7 +381,29 @@ def _match(record: Record, sha256: str | None, anchors: str) -> LedgerMatch:
         manifest=manifest,
         file_matches_record=record.sha256 == sha256,
         problem=_unverified(record.watermark_id, manifest),
+        content=_content(record, manifest, image, detection),
     )
+
+
+def _content(
+    record: Record,
+    manifest: c2pa_io.ManifestReport | None,
+    image: Image.Image,
+    detection: Detection,
+) -> ContentMatch:
+    """Compare the picture with the record's: the signed fingerprint first, then the record's
+    own, then one rebuilt from its thumbnail (records made before fingerprints)."""
+    from guard import fingerprint
+
+    reference = (manifest.fingerprint if manifest else None) or record.fingerprint
+    if reference is None and record.thumbnail:
+        try:
+            reference = fingerprint.from_thumbnail(record.thumbnail)
+        except (OSError, ValueError, SyntaxError):  # a damaged thumbnail: nothing to compare
+            reference = None
+    if reference is None:
+        return fingerprint.ContentMatch(None, None, "the record holds no picture to compare")
+    return fingerprint.compare(reference, image, detection.alignment)
 
 
 def _unverified(watermark_id: str, manifest: c2pa_io.ManifestReport | None) -> str | None:

@@ -454,7 +454,9 @@ def _forge(tmp_path: Path, manifest: bytes | None, watermark_id: str):
     return forged
 
 
-def _store_for(watermark_id: str, identity, training: str = "allowed") -> bytes:
+def _store_for(
+    watermark_id: str, identity, training: str = "allowed", fingerprint: bytes | None = None
+) -> bytes:
     from guard.provenance import c2pa_io
     from guard.provenance import manifest as manifest_mod
     from guard.provenance.spec import ManifestSpec
@@ -462,7 +464,12 @@ def _store_for(watermark_id: str, identity, training: str = "allowed") -> bytes:
 
     spec = ManifestSpec(source="photo", training=training)
     definition = manifest_mod.build(
-        spec, title="x.png", mime="image/png", thumbnail=False, watermark_id=watermark_id
+        spec,
+        title="x.png",
+        mime="image/png",
+        thumbnail=False,
+        watermark_id=watermark_id,
+        fingerprint=fingerprint,
     )
     return c2pa_io.sign(definition, png_bytes(art(64, 64)), "image/png", identity)[1]
 
@@ -503,16 +510,29 @@ def test_a_record_with_a_trusted_manifest_for_its_id_is_believed(tmp_path: Path)
     """The other side of the forgery test: a record passes on its manifest, not on its text."""
     from guard.identity import Identity
 
+    from PIL import Image
+
+    from guard import fingerprint
+
     published = guard.sign(write(art(), tmp_path / "a.png"), training="notAllowed")
     wid = published.watermark_id
     assert wid is not None
-    manifest = _store_for(wid, Identity.default(), training="constrained")
+    with Image.open(published.path) as im:
+        picture = fingerprint.compute(im)
+    manifest = _store_for(wid, Identity.default(), training="constrained", fingerprint=picture)
     bare = stripped_copy(published.path, tmp_path / "bare.png")
     with _forge(tmp_path, manifest, wid) as ledger:
         v = guard.verify(bare, ledger=ledger)
-    assert v.ledger is not None and v.ledger.verified
+    assert v.ledger is not None and v.ledger.verified and v.ledger.content_match is True
     assert v.ledger.training == v.training == "constrained"  # the manifest's word, not "allowed"
     assert v.ledger.signer != "Adobe Inc."
+    # the same trusted record with no picture to compare: nothing says this file is its picture
+    (tmp_path / "forged.sqlite3").unlink()
+    manifest = _store_for(wid, Identity.default(), training="constrained")
+    with _forge(tmp_path, manifest, wid) as ledger:
+        v = guard.verify(bare, ledger=ledger)
+    assert v.ledger is not None and v.ledger.verified and v.ledger.content_match is None
+    assert v.training is None and v.ledger.training is None
 
 
 # -- the typed public API (issue 12 part 1) --------------------------------------------------------

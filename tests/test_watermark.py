@@ -39,10 +39,10 @@ def _jpeg(im: Image.Image, quality: int) -> Image.Image:
 def test_round_trip(photo: Image.Image, marked: Image.Image) -> None:
     assert marked.size == photo.size and marked.mode == photo.mode
     diff = np.asarray(marked, float) - np.asarray(photo, float)
-    assert 38 < 10 * np.log10(255**2 / np.mean(diff**2)) < 50  # invisible, but really there
+    assert 40 < 10 * np.log10(255**2 / np.mean(diff**2)) < 52  # invisible, but really there
     hit = wm.detect(marked)
     assert hit.found and hit.payload == PAYLOAD and hit.id == PAYLOAD.hex()
-    assert hit.p_value < 1e-20 and hit.bit_accuracy > 0.9
+    assert hit.p_value < 1e-20 and hit.bit_accuracy > 0.8
     assert hit.status == "found" and hit.scheme == wm.ALGORITHM
     assert abs(hit.geometry["scale"] - 1) < 0.01
 

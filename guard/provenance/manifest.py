@@ -29,6 +29,7 @@ def build(
     mime: str,
     watermark_id: str | None = None,
     watermark_alg: str | None = None,
+    fingerprint: bytes | None = None,
     thumbnail: bool = True,
 ) -> dict[str, Any]:
     """A parentOf ingredient makes the history start with c2pa.opened, as C2PA 2.x requires."""
@@ -74,6 +75,8 @@ def build(
         )
     if watermark_id:
         assertions.append(soft_binding(watermark_id, watermark_alg or "org.guard.watermark"))
+    if fingerprint:
+        assertions.append(fingerprint_binding(fingerprint))
     assertions.extend({"label": a.label, "data": a.data} for a in spec.assertions)
 
     definition: dict[str, Any] = {
@@ -99,6 +102,29 @@ def soft_binding(watermark_id: str, alg: str) -> dict[str, Any]:
         "label": "c2pa.soft-binding",
         "data": {"alg": alg, "blocks": [{"scope": {}, "value": value}]},
     }
+
+
+FINGERPRINT_ALG = "org.guard.fingerprint.v1"
+
+
+def fingerprint_binding(fingerprint: bytes) -> dict[str, Any]:
+    """C2PA counts fingerprints as soft bindings too: the marked picture's own fingerprint, so a
+    verifier can check that a file found through the watermark is this picture (guard.fingerprint).
+    """
+    return {
+        "label": "c2pa.soft-binding",
+        "data": {
+            "alg": FINGERPRINT_ALG,
+            "blocks": [{"scope": {}, "value": base64.b64encode(fingerprint).decode()}],
+        },
+    }
+
+
+def soft_binding_value(data: dict[str, Any]) -> bytes | None:
+    try:
+        return base64.b64decode(data["blocks"][0]["value"], validate=True)
+    except (KeyError, IndexError, ValueError, TypeError):
+        return None
 
 
 def soft_binding_id(data: dict[str, Any]) -> str | None:

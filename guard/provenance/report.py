@@ -38,6 +38,7 @@ class ManifestReport:
     training_mining: dict[str, str | None] | None = None
     author: str | None = None
     soft_binding: dict[str, str | None] | None = None
+    fingerprint: bytes | None = field(default=None, repr=False)  # the marked picture's own
     assertions: dict[str, Any] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     sidecar: bool = False
@@ -165,12 +166,13 @@ def parse_store(store: Any) -> ManifestReport:
             }
         elif lab == "stds.schema-org.CreativeWork":
             report.author = _authors(r, r.obj(data, lab).get("author"))
-        elif lab == "c2pa.soft-binding":
+        elif lab.split("__")[0] == "c2pa.soft-binding":  # "__1": a second instance
             d = r.obj(data, lab)
-            report.soft_binding = {
-                "alg": r.text(d.get("alg"), f"{lab} alg"),
-                "id": manifest_mod.soft_binding_id(d),
-            }
+            alg = r.text(d.get("alg"), f"{lab} alg")
+            if alg == manifest_mod.FINGERPRINT_ALG:
+                report.fingerprint = manifest_mod.soft_binding_value(d)
+            else:
+                report.soft_binding = {"alg": alg, "id": manifest_mod.soft_binding_id(d)}
     report.ingredients = _chain(r, active, manifests, depth=0, seen={label})
 
     results = r.obj(
