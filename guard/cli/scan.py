@@ -60,6 +60,10 @@ _ADDRESS = re.compile(r"^(auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d+)$")
     "--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), help="Watermark key."
 )
 @ledger_option
+@click.option(
+    "--user-agent",
+    help="Your crawler's name: X-Robots-Tag directives addressed to it (NAME: noai) count too.",
+)
 @click.option("--fresh", is_flag=True, help="Ignore an earlier, unfinished scan into --report.")
 @click.option(
     "--summary",
@@ -86,6 +90,7 @@ def command(
     trust_files: tuple[Path, ...],
     key_file: Path | None,
     ledger_path: Path | None,
+    user_agent: str | None,
     fresh: bool,
     summary_of: Path | None,
     chart: Path | None,
@@ -121,6 +126,7 @@ def command(
         watermark_key=read_key(key_file),
         trust_files=trust_files,
         ledger=ledger_path,
+        user_agent=user_agent,
     )
     if ray_address is not None:
         from guard.scan.api import scan_on_ray

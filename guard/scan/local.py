@@ -16,7 +16,7 @@ import multiprocessing as mp
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -112,20 +112,20 @@ class _Pool:
             self.executor = None
 
 
-def run(
-    units: Iterable[Unit],
-    settings: Settings,
-    *,
-    workers: int,
-    on_unit_done: Callable[[str], None] | None = None,
-) -> Iterator[ScanRow]:
-    """Rows in input order; `on_unit_done(unit_id)` after the last row of each unit."""
+Event = tuple[ScanRow | None, str | None]  # (a row, the unit it finishes if it is the last)
+
+
+def run(units: Iterable[Unit], settings: Settings, *, workers: int) -> Iterator[Event]:
+    """Rows in input order. The last row of a unit comes with the unit's id, so a caller can
+    record the unit as finished together with the row (a unit with no image: (None, id))."""
     if workers <= 0:
         for unit in units:
+            row = None
             for item in unit.items(settings.max_bytes):
-                yield scan_item(item, settings)
-            if on_unit_done:
-                on_unit_done(unit.id)
+                if row is not None:
+                    yield row, None
+                row = scan_item(item, settings)
+            yield row, unit.id
         return
 
     pool = _Pool(workers, settings)
@@ -133,12 +133,18 @@ def run(
     # entries: (item, future) for an image, or (unit id, None) marking the end of a unit
     pending: deque[tuple[Item | str, Future[ScanRow] | None]] = deque()
 
-    def drain_one() -> Iterator[ScanRow]:
+    def unit_end() -> str | None:
+        if pending and pending[0][1] is None:
+            entry = pending.popleft()[0]
+            assert isinstance(entry, str)
+            return entry
+        return None
+
+    def drain_one() -> Iterator[Event]:
         entry, future = pending.popleft()
         if future is None:
             assert isinstance(entry, str)
-            if on_unit_done:
-                on_unit_done(entry)
+            yield None, entry
             return
         assert isinstance(entry, Item)
         try:
@@ -147,22 +153,19 @@ def run(
             yield from recover(entry)
             return
         pool.results += 1
-        yield row
+        yield row, unit_end()
 
-    def recover(first: Item) -> Iterator[ScanRow]:
+    def recover(first: Item) -> Iterator[Event]:
         """A worker died: every image still in flight is retried alone, in order."""
         pool.rebuild()
-        yield pool.isolated(first)
-        queued = list(pending)
+        queued = [(first, None), *pending]
         pending.clear()
-        for entry, future in queued:
-            if future is None:
-                assert isinstance(entry, str)
-                if on_unit_done:
-                    on_unit_done(entry)
-            else:
-                assert isinstance(entry, Item)
-                yield pool.isolated(entry)
+        for i, (entry, _) in enumerate(queued):
+            if isinstance(entry, Item):
+                after = queued[i + 1][0] if i + 1 < len(queued) else None
+                yield pool.isolated(entry), after if isinstance(after, str) else None
+            elif i == 0 or not isinstance(queued[i - 1][0], Item):
+                yield None, entry  # a unit with no image left
 
     try:
         for unit in units:
@@ -192,23 +195,27 @@ def scan_units(
     workers = (os.cpu_count() or 1) if workers is None else workers
     last_flush = time.monotonic()
 
-    def unit_done(unit_id: str) -> None:
+    def record(row: ScanRow | None, unit_id: str | None) -> None:
         nonlocal last_flush
         if writer is None:
             return
-        writer.unit_done(unit_id)
-        if writer.pending >= FLUSH_ROWS or time.monotonic() - last_flush > FLUSH_SECONDS:
-            writer.flush()
-            last_flush = time.monotonic()
+        if row is not None:
+            writer.add(row)
+        if unit_id is not None:
+            writer.unit_done(unit_id)
+            if writer.pending >= FLUSH_ROWS or time.monotonic() - last_flush > FLUSH_SECONDS:
+                writer.flush()
+                last_flush = time.monotonic()
 
     bar = tqdm(
         total=total, desc="scanning", unit="img", disable=not progress, smoothing=0.05, leave=True
     )
     counts: dict[str, int] = {}
     try:
-        for row in run(units, settings, workers=workers, on_unit_done=unit_done):
-            if writer is not None:
-                writer.add(row)
+        for row, finished in run(units, settings, workers=workers):
+            record(row, finished)  # before the caller sees the row: an interruption keeps it
+            if row is None:
+                continue
             counts[row.decision] = counts.get(row.decision, 0) + 1
             bar.update(1)
             if bar.n % 64 == 1:

@@ -139,7 +139,13 @@ class Policy:
             if any(SIGNALS[f.code].category == category for f in excluding):
                 decision = category
                 break
-        ordered = excluding + [f for f in found if f not in excluding]
+        ordered = sorted(
+            found,
+            key=lambda f: (
+                0 if f in excluding and SIGNALS[f.code].category == decision else 1,
+                0 if f in excluding else 1,
+            ),
+        )
         reasons = [f.words for f in ordered if self.action(f.code) != "ignore"]
         return decision, reasons, [f.code for f in ordered]
 

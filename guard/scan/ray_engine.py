@@ -1,10 +1,10 @@
 """The Ray engine: Ray Data reads, guard's per-image function maps, Parquet is written.
 
-    read_binary_files / read_webdataset  ->  map_batches(ScanBatch)  ->  write_parquet
+    read_binary_files / read_webdataset  ->  map_batches(scan_batch)  ->  write_parquet
 
 No guard-specific server: any Ray cluster whose workers have guard installed
 (`pip install guard[scale]`) and can read the data set's paths scales the scan out. Each
-actor keeps one ledger connection. `scan_dataset` is the same map for platforms that already
+worker process keeps one ledger connection. `scan_dataset` is the same map for platforms that already
 hold a Ray Dataset. Ray is imported only here, inside functions.
 """
 
@@ -39,23 +39,22 @@ def _ray():
     return ray
 
 
-class ScanBatch:
-    """Ray Data callable class: a batch of files or WebDataset samples in, report rows out."""
+def scan_batch(batch, settings: Settings):
+    """Ray Data batch function: files or WebDataset samples in (pyarrow), report rows out.
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        settings.apply_env()
-        try:
-            import cv2
+    A plain function, not an actor class: Ray fuses it with the read into one task, so bytes
+    never travel through the object store, and no actor can hold a CPU the reads wait for.
+    """
+    from guard.scan.report import table
 
-            cv2.setNumThreads(1)
-        except ImportError:  # pragma: no cover
-            pass
+    settings.apply_env()
+    try:
+        import cv2
 
-    def __call__(self, batch):
-        from guard.scan.report import table
-
-        return table(scan_item(item, self.settings) for item in items_of_rows(batch.to_pylist()))
+        cv2.setNumThreads(1)  # one task per CPU already
+    except ImportError:  # pragma: no cover
+        pass
+    return table(scan_item(item, settings) for item in items_of_rows(batch.to_pylist()))
 
 
 def items_of_rows(rows: list[dict[str, Any]]) -> list[Item]:
@@ -94,21 +93,18 @@ def _is_image(suffix: str) -> bool:
     return "." + suffix.rsplit(".", 1)[-1].lower() in IMAGE_SUFFIXES
 
 
-def scan_dataset(dataset, settings: Settings | None = None, *, concurrency: int | None = None):
+def scan_dataset(dataset, settings: Settings | None = None):
     """Map a Ray Dataset of images to a Dataset of report rows (the columns of ScanRow).
 
     `dataset` is what `ray.data.read_binary_files(paths, include_paths=True)` or
     `ray.data.read_webdataset(shards, decoder=None)` returns: bytes, not decoded images.
     """
-    ray = _ray()
-    if concurrency is None:
-        concurrency = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    _ray()
     return dataset.map_batches(
-        ScanBatch,
-        fn_constructor_args=(settings or Settings(),),
+        scan_batch,
+        fn_kwargs={"settings": settings or Settings()},
         batch_size=16,
         batch_format="pyarrow",
-        concurrency=concurrency,
         num_cpus=1,
     )
 
@@ -156,8 +152,11 @@ def run(
         leftovers = [Unit(p, "file") for p in oversized + [f for f in files if f not in done]]
         leftovers += [Unit(s, "shard") for s in shards if s not in done]
         if leftovers:  # in a worker process, so a file that crashes its decoder cannot kill us
-            for row in local.run(leftovers, settings, workers=1, on_unit_done=writer.unit_done):
-                writer.add(row)
+            for row, finished in local.run(leftovers, settings, workers=1):
+                if row is not None:
+                    writer.add(row)
+                if finished is not None:
+                    writer.unit_done(finished)
         return writer.finish()
     finally:
         if started:

@@ -1,0 +1,456 @@
+"""guard scan: the labelled corpus, fail-closed behaviour, resume, the exports and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import guard
+from guard.scan import corpus, export, policy
+from guard.scan import report as report_mod
+from guard.scan.sources import units
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """The corpus, signed under its own GUARD_HOME; scans name its ledger and CA explicitly."""
+    base = tmp_path_factory.mktemp("scan_corpus")
+    home = base / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GUARD_HOME", str(home))
+        mp.delenv("GUARD_LEDGER", raising=False)
+        labels = corpus.build(base / "corpus")
+        from guard.identity import local_ca_pem
+
+        ca = base / "corpus-ca.pem"
+        ca.write_bytes(local_ca_pem())
+    return {
+        "folder": base / "corpus",
+        "labels": labels,
+        "ledger": home / "ledger.sqlite3",
+        "ca": ca,
+        "base": base,
+    }
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def scanned(built, tmp_path_factory: pytest.TempPathFactory):
+    """One full scan of the corpus (watermark on, two worker processes) into a report."""
+    before = _digests(built["folder"])
+    report = tmp_path_factory.mktemp("scan_report") / "report.parquet"
+    rows = list(
+        guard.scan(
+            [built["folder"]],
+            report=report,
+            workers=2,
+            ledger=built["ledger"],
+            trust_files=[built["ca"]],
+        )
+    )
+    return {"rows": rows, "report": report, "before": before}
+
+
+def test_every_corpus_file_gets_its_decision_and_reason(built, scanned) -> None:
+    rows = {r.path: r for r in scanned["rows"]}
+    assert set(rows) == {x.path for x in built["labels"]}, "one row per corpus image, no more"
+    wrong = []
+    for item in built["labels"]:
+        row = rows[item.path]
+        if row.decision != item.decision:
+            wrong.append(f"{item.path}: {row.decision} (want {item.decision}): {row.reasons}")
+        elif item.signal is None and row.signals:
+            wrong.append(f"{item.path}: unexpected signals {row.signals}")
+        elif item.signal is not None and item.signal not in row.signals:
+            wrong.append(f"{item.path}: {item.signal} not among {row.signals}")
+    assert not wrong, "\n".join(wrong)
+    for row in rows.values():  # every exclusion says why, in words; an allowed row says nothing
+        assert bool(row.reasons) == (row.decision != "allowed"), row
+        assert len(row.reasons) == len(row.signals)
+
+
+def test_rows_carry_the_verify_facts(built, scanned) -> None:
+    rows = {Path(r.path).name: r for r in scanned["rows"]}
+    cawg = rows["c2pa_cawg_not_allowed.jpg"]
+    assert (cawg.c2pa_state, cawg.c2pa_training, cawg.training) == (
+        "trusted",
+        "notAllowed",
+        "notAllowed",
+    )
+    assert cawg.xmp_data_mining.endswith("DMI-PROHIBITED-AIMLTRAINING")
+    legacy = rows["c2pa_legacy_not_allowed.jpg"]
+    assert legacy.c2pa_legacy_training == "notAllowed" and legacy.c2pa_training is None
+    stripped = rows["guard_marked_stripped.jpg"]
+    assert stripped.c2pa_state == "absent" and stripped.watermark_found is True
+    assert stripped.ledger_match is True and stripped.digital_source_type.endswith(
+        "trainedAlgorithmicMedia"
+    )
+    bound = rows["c2pa_photo_allowed.jpg"]  # marked, and its own manifest names the mark
+    assert bound.watermark_found is True and "watermark_unresolved" not in bound.signals
+    assert rows["clean_photo.jpg"].watermark_found is False
+    assert rows["comfyui.png"].generator == "ComfyUI"
+    assert rows["sdxl_marked.png"].third_party_marks == [
+        "Stable Diffusion XL (diffusers / Stability AI)"
+    ]
+    tar_row = rows["00000.tar#000000001.jpg"]
+    assert tar_row.key == "000000001" and tar_row.shard.endswith("00000.tar")
+    assert tar_row.x_robots_tag == "noai, noimageai"
+    clean = rows["clean_photo.jpg"]
+    assert (clean.format, clean.width, clean.height) == ("JPEG", corpus.W, corpus.H)
+    assert clean.sha256 == hashlib.sha256(Path(clean.path).read_bytes()).hexdigest()
+
+
+def test_corrupt_files_are_unverifiable_never_allowed(built, scanned) -> None:
+    broken = {
+        "truncated.jpg",
+        "garbage.png",
+        "empty.jpg",
+        "bomb.png",
+        "00000.tar#000000002.jpg",
+    }
+    rows = {Path(r.path).name: r for r in scanned["rows"]}
+    for name in broken:
+        assert rows[name].decision == "unverifiable", rows[name]
+        assert rows[name].error, "the reason a file could not be read is in the report"
+    # no policy file can let them through
+    with pytest.raises(policy.PolicyError, match="always excludes"):
+        policy.from_mapping({"signals": {"unreadable": "tag"}})
+    assert policy.PERMISSIVE.decide([policy.Found("unreadable", "x")])[0] == "unverifiable"
+
+
+def test_scan_never_modifies_an_input(built, scanned) -> None:
+    assert _digests(built["folder"]) == scanned["before"]
+
+
+def test_report_is_the_documented_parquet(scanned) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(scanned["report"])
+    for column in (
+        "path",
+        "sha256",
+        "decision",
+        "reasons",
+        "c2pa_state",
+        "digital_source_type",
+        "training",
+        "watermark_found",
+    ):
+        assert column in table.column_names
+    assert table.num_rows == len(scanned["rows"])
+    assert not report_mod.staging_dir(scanned["report"]).exists(), "parts merged and removed"
+    doc = (ROOT / "docs" / "scan.md").read_text()
+    missing = [c for c in table.column_names if f"`{c}`" not in doc]
+    assert not missing, f"columns not documented in docs/scan.md: {missing}"
+    summary = report_mod.summarize(scanned["report"])
+    assert summary.total == table.num_rows
+    assert sum(summary.decisions.values()) == summary.total
+
+
+def test_guard_classifies_the_corpus_where_datadiligence_fails_open(built, scanned) -> None:
+    pytest.importorskip("datadiligence")
+    table = corpus.side_by_side(built["labels"], scanned["rows"])
+    assert all(line["guard_correct"] for line in table), [
+        line for line in table if not line["guard_correct"]
+    ]
+    said = {line["file"]: line["datadiligence"] for line in table}
+    # what it does read: the legacy label and the X-Robots-Tag header
+    assert said["c2pa_legacy_not_allowed.jpg"] == "not allowed"
+    assert said["00000.tar#000000001.jpg"] == "not allowed"
+    # fails open: a file it cannot read counts as allowed
+    assert said["truncated.jpg"] == "allowed"
+
+
+# -- policies ---------------------------------------------------------------------------------
+
+
+def test_permissive_keeps_ai_but_honours_an_explicit_opt_out() -> None:
+    ai = [policy.Found("generator_metadata", "ComfyUI metadata")]
+    assert policy.STRICT.decide(ai)[0] == "ai_generated"
+    decision, reasons, codes = policy.PERMISSIVE.decide(ai)
+    assert decision == "allowed" and reasons == ["ComfyUI metadata"]  # kept, and tagged
+    assert policy.PERMISSIVE.decide([policy.Found("xmp_training_constrained", "c")])[0] == "allowed"
+    optout = [policy.Found("xmp_training_not_allowed", "no"), *ai]
+    assert policy.PERMISSIVE.decide(optout)[0] == "opted_out"
+    # the owner's word decides first, whatever else is found
+    both = [*ai, policy.Found("c2pa_invalid", "x"), policy.Found("robots_noai", "noai")]
+    decision, reasons, codes = policy.STRICT.decide(both)
+    assert decision == "opted_out" and codes[0] == "robots_noai"
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml"])
+def test_policy_file_weighs_signals(tmp_path: Path, suffix: str) -> None:
+    text = {
+        ".toml": 'base = "strict"\n[signals]\ngenerator_metadata = "tag"\nc2pa_ai_source = "ignore"\n',
+        ".yaml": "base: strict\nsignals:\n  generator_metadata: tag\n  c2pa_ai_source: ignore\n",
+    }[suffix]
+    path = tmp_path / f"policy{suffix}"
+    path.write_text(text)
+    p = policy.load(path)
+    decision, reasons, codes = p.decide(
+        [policy.Found("generator_metadata", "web UI"), policy.Found("c2pa_ai_source", "AI")]
+    )
+    assert decision == "allowed" and reasons == ["web UI"] and "c2pa_ai_source" in codes
+    assert p.decide([policy.Found("xmp_ai_source", "AI")])[0] == "ai_generated"  # base: strict
+
+
+def test_policy_file_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "p.toml"
+    bad.write_text('[signals]\nno_such_signal = "tag"\n')
+    with pytest.raises(policy.PolicyError, match="unknown signal"):
+        policy.load(bad)
+    bad.write_text('[signals]\nxmp_ai_source = "maybe"\n')
+    with pytest.raises(policy.PolicyError, match="exclude, tag or ignore"):
+        policy.load(bad)
+    bad.write_text("not = [valid")
+    with pytest.raises(policy.PolicyError, match="not valid TOML"):
+        policy.load(bad)
+    with pytest.raises(policy.PolicyError, match="not a policy"):
+        policy.load("lenient")
+
+
+# -- resume, exports --------------------------------------------------------------------------
+
+
+def _small_set(folder: Path, n: int = 6) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        path = folder / f"img{i:02d}.jpg"
+        corpus.picture(100 + i, 96, 64).save(path, quality=85)
+        out.append(path)
+    return out
+
+
+def test_interrupted_scan_resumes_and_skips_finished_files(tmp_path: Path, monkeypatch) -> None:
+    from guard.scan import local
+
+    monkeypatch.setattr(local, "FLUSH_ROWS", 1)  # write every finished file at once
+    files = _small_set(tmp_path / "data")
+    report = tmp_path / "report.parquet"
+    first = guard.scan([tmp_path / "data"], report=report, workers=0, watermark=False)
+    done = [next(first).path for _ in range(3)]
+    first.close()  # interrupted: the generator is dropped after three images
+    assert not report.exists() and report_mod.staging_dir(report).is_dir()
+    seen = [
+        r.path for r in guard.scan([tmp_path / "data"], report=report, workers=0, watermark=False)
+    ]
+    assert seen == [str(p) for p in files[3:]], "the three finished files are not scanned again"
+    rows = report_mod.read(report)
+    assert sorted(r.path for r in rows) == sorted(str(p) for p in files)
+    assert sorted(done) == [str(p) for p in files[:3]]
+    # a finished report: nothing left to do, and a rerun adds no duplicate
+    assert list(guard.scan([tmp_path / "data"], report=report, workers=0, watermark=False)) == []
+    assert len(report_mod.read(report)) == len(files)
+
+
+def test_resume_refuses_a_report_made_with_other_settings(tmp_path: Path) -> None:
+    _small_set(tmp_path / "data", 2)
+    report = tmp_path / "r.parquet"
+    list(guard.scan([tmp_path / "data"], report=report, workers=0, watermark=False))
+    with pytest.raises(report_mod.ReportError, match="other settings"):
+        list(
+            guard.scan(
+                [tmp_path / "data"], report=report, workers=0, policy="permissive", watermark=False
+            )
+        )
+    rows = list(
+        guard.scan(
+            [tmp_path / "data"],
+            report=report,
+            workers=0,
+            policy="permissive",
+            watermark=False,
+            fresh=True,
+        )
+    )
+    assert len(rows) == 2
+
+
+def test_copy_clean_holds_exactly_the_allowed_images(built, scanned, tmp_path: Path) -> None:
+    out = tmp_path / "clean"
+    result = export.copy_clean(scanned["report"], out)
+    allowed = [r for r in scanned["rows"] if r.decision == "allowed"]
+    copied = {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file()}
+    assert result.copied == len(allowed) == len(copied) and not result.skipped
+    digests = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in copied.values())
+    assert digests == sorted(r.sha256 for r in allowed), "byte-identical copies of the allowed"
+    assert "img2dataset/00000/000000000.jpg" in copied  # shard samples go under their shard
+    again = export.copy_clean(scanned["report"], out)  # a second run overwrites nothing
+    assert again.copied == 0 and again.already_there == len(allowed)
+    keep = tmp_path / "keep.txt"
+    assert export.keep_list(scanned["report"], keep) == len(allowed)
+    assert keep.read_text().splitlines() == [r.path for r in allowed]
+
+
+def test_copy_clean_skips_a_file_changed_since_the_scan(tmp_path: Path) -> None:
+    files = _small_set(tmp_path / "data", 2)
+    report = tmp_path / "r.parquet"
+    list(guard.scan([tmp_path / "data"], report=report, workers=0, watermark=False))
+    corpus.picture(999, 96, 64).save(files[0], quality=85)  # replaced after the scan
+    result = export.copy_clean(report, tmp_path / "clean")
+    assert result.copied == 1 and "changed since it was scanned" in result.skipped[0]
+
+
+# -- sources, fail closed ---------------------------------------------------------------------
+
+
+def test_sources_folders_lists_and_shards(built, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = built["folder"]
+    walked = list(units([folder]))
+    assert any(u.kind == "shard" for u in walked) and all(".parquet" not in u.id for u in walked)
+    listing = tmp_path / "list.txt"
+    listing.write_text(
+        f"# two files\n{folder / 'webui.png'}\n\n{folder / 'img2dataset/00000.tar'}\n"
+    )
+    assert [(Path(u.id).name, u.kind) for u in units([listing])] == [
+        ("webui.png", "file"),
+        ("00000.tar", "shard"),
+    ]
+    relative = folder / "rel.txt"  # entries relative to the list's folder
+    relative.write_text("webui.png\n")
+    assert [u.id for u in units([relative])] == [str(folder / "webui.png")]
+    relative.unlink()
+    table = tmp_path / "list.parquet"
+    pq.write_table(pa.table({"path": [str(folder / "novelai.png")], "score": [0.3]}), table)
+    assert [Path(u.id).name for u in units([table])] == ["novelai.png"]
+    with pytest.raises(guard.GuardError, match="no such file"):
+        list(units([tmp_path / "missing"]))
+
+
+def test_a_damaged_shard_gives_rows_and_an_unverifiable_row(built, tmp_path: Path) -> None:
+    shard = built["folder"] / "img2dataset" / "00000.tar"
+    cut = tmp_path / "cut.tar"
+    import tarfile
+
+    with tarfile.open(shard) as tar:
+        torn = tar.getmember("000000002.jpg").offset_data + 100
+    cut.write_bytes(shard.read_bytes()[:torn])  # the last sample's image is torn mid-way
+    rows = list(guard.scan([cut], workers=0, watermark=False))
+    assert rows[0].decision == "allowed"
+    assert rows[-1].decision == "unverifiable" and rows[-1].path.endswith("#")
+    assert any("could not be read to the end" in r for r in rows[-1].reasons)
+
+
+def test_a_file_over_the_size_limit_is_not_read(tmp_path: Path) -> None:
+    (path,) = _small_set(tmp_path, 1)
+    (row,) = guard.scan([path], workers=0, max_bytes=100)
+    assert row.decision == "unverifiable" and row.signals == ["too_large"]
+    assert row.sha256 is None  # never read
+
+
+def test_unsupported_image_files_are_listed_as_unverifiable(tmp_path: Path) -> None:
+    corpus.picture(5, 64, 64).save(tmp_path / "anim.gif")
+    (row,) = guard.scan([tmp_path], workers=0, watermark=False)
+    assert row.path.endswith("anim.gif") and row.decision == "unverifiable"
+
+
+# -- library and CLI --------------------------------------------------------------------------
+
+
+def test_guard_scan_is_callable_after_its_submodules_load(tmp_path: Path) -> None:
+    import guard.scan.policy  # binds the package to the name guard.scan
+
+    _small_set(tmp_path, 1)
+    assert [r.decision for r in guard.scan([tmp_path], workers=0, watermark=False)] == ["allowed"]
+
+
+def test_importing_guard_scan_loads_neither_ray_nor_pyarrow() -> None:
+    code = (
+        "import sys, guard, guard.scan, guard.scan.api, guard.cli.scan\n"
+        "print(sorted(m for m in ('ray', 'pyarrow', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_cli_scan_keep_list_json_and_summary_chart(tmp_path: Path) -> None:
+    from guard.cli import main
+
+    files = _small_set(tmp_path / "data", 3)
+    (tmp_path / "data" / "broken.jpg").write_bytes(files[0].read_bytes()[:200])
+    runner = CliRunner()
+    report, keep = tmp_path / "r.parquet", tmp_path / "keep.txt"
+    result = runner.invoke(
+        main,
+        [
+            "scan",
+            str(tmp_path / "data"),
+            "--report",
+            str(report),
+            "--keep-list",
+            str(keep),
+            "--workers",
+            "0",
+            "--no-watermark",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{") :])
+    assert out["decisions"] == {"allowed": 3, "opted_out": 0, "ai_generated": 0, "unverifiable": 1}
+    assert keep.read_text().splitlines() == [str(p) for p in files]
+    chart = tmp_path / "chart.png"
+    result = runner.invoke(main, ["scan", "--summary", str(report), "--chart", str(chart)])
+    assert result.exit_code == 0, result.output
+    assert "unverifiable" in result.output and "unreadable" in result.output
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_scan_usage_errors(tmp_path: Path) -> None:
+    from guard.cli import main
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["scan"]).exit_code == 2
+    bad = runner.invoke(main, ["scan", str(tmp_path), "--policy", "lenient"])
+    assert bad.exit_code == 2 and "not a policy" in bad.output
+    missing = runner.invoke(main, ["scan", "--summary", str(tmp_path / "none.parquet")])
+    assert missing.exit_code == 2 and "no such report" in missing.output
+
+
+# -- the readers in core ----------------------------------------------------------------------
+
+
+def test_generator_tags_need_the_tools_own_format() -> None:
+    from guard.provenance.generator_tags import find
+
+    assert find({"parameters": corpus.WEBUI_PARAMETERS})[0].generator == "Stable Diffusion web UI"
+    assert find({"prompt": json.dumps(corpus.COMFY_PROMPT)})[0].generator == "ComfyUI"
+    assert find({"Comment": json.dumps(corpus.NOVELAI_COMMENT)})[0].generator == "NovelAI"
+    assert find({}, software="NovelAI")[0].key == "EXIF Software"
+    assert find({"parameters": json.dumps({"sui_image_params": {}})})[0].generator == "SwarmUI"
+    assert find({"invokeai_metadata": "{}"})[0].generator == "InvokeAI"
+    # the same keys holding ordinary text are not generator metadata
+    assert find({"parameters": "exposure +1, contrast: low"}) == []
+    assert find({"prompt": "say cheese", "workflow": "raw -> jpeg", "Comment": "holiday"}) == []
+    assert find({}, software="Adobe Photoshop 25.0") == []
+
+
+def test_robots_tag_directives_as_img2dataset_reads_them() -> None:
+    from guard.provenance import robots_tag
+
+    assert robots_tag.opt_out({"headers": {"x-robots-tag": "noindex, noimageai"}})
+    assert robots_tag.opt_out({"X-Robots-Tag": "noindex, nofollow"}) is None
+    scoped = {"X-Robots-Tag": ["img2dataset: noai"]}
+    assert robots_tag.opt_out(scoped) is None  # scoped to another crawler than ours
+    assert robots_tag.opt_out(scoped, user_agent="img2dataset")
+    refused = {"error_message": "Use of image disallowed by X-Robots-Tag directive"}
+    assert "refused" in robots_tag.opt_out(refused)

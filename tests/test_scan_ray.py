@@ -1,0 +1,67 @@
+"""The Ray engine gives the local engine's report, row for row (a local Ray instance, 2 CPUs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import guard
+from guard.scan import corpus
+from guard.scan import report as report_mod
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=256 * 2**20,
+        configure_logging=False,
+    )
+    yield
+    ray.shutdown()
+
+
+def _rows(report: Path) -> dict[str, dict]:
+    return {r.path: r.to_dict() for r in report_mod.read(report)}
+
+
+def test_ray_engine_equals_local_engine(tmp_path: Path, local_ray, monkeypatch) -> None:
+    monkeypatch.setenv("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    labels = corpus.build(tmp_path / "corpus")
+    local_report, ray_report = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    options = dict(watermark=False, trust_files=())
+    list(guard.scan([tmp_path / "corpus"], report=local_report, workers=2, **options))
+    from guard.scan.api import scan_on_ray
+
+    scan_on_ray([tmp_path / "corpus"], ray_report, **options)
+    local_rows, ray_rows = _rows(local_report), _rows(ray_report)
+    assert set(ray_rows) == {x.path for x in labels}
+    assert ray_rows == local_rows  # every column of every row
+    assert not report_mod.staging_dir(ray_report).exists()
+    # resuming a finished Ray report scans nothing again and keeps every row once
+    scan_on_ray([tmp_path / "corpus"], ray_report, **options)
+    assert _rows(ray_report) == local_rows
+
+
+def test_scan_dataset_maps_a_ray_dataset(tmp_path: Path, local_ray) -> None:
+    import ray.data
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(3):
+        corpus.picture(i, 96, 64).save(folder / f"{i}.jpg")
+    (folder / "3.jpg").write_bytes(b"not an image")
+    ds = ray.data.read_binary_files(str(folder), include_paths=True)
+    rows = {Path(r["path"]).name: r for r in guard.scan_dataset(ds, watermark=False).take_all()}
+    assert {n: r["decision"] for n, r in rows.items()} == {
+        "0.jpg": "allowed",
+        "1.jpg": "allowed",
+        "2.jpg": "allowed",
+        "3.jpg": "unverifiable",
+    }
+    assert list(rows["3.jpg"]["signals"]) == ["unreadable"]
