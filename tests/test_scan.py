@@ -454,3 +454,27 @@ def test_robots_tag_directives_as_img2dataset_reads_them() -> None:
     assert robots_tag.opt_out(scoped, user_agent="img2dataset")
     refused = {"error_message": "Use of image disallowed by X-Robots-Tag directive"}
     assert "refused" in robots_tag.opt_out(refused)
+
+
+def test_the_report_describes_the_data_set_as_given(tmp_path: Path) -> None:
+    files = _small_set(tmp_path / "data", 3)
+    report = tmp_path / "r.parquet"
+    list(guard.scan([tmp_path / "data"], report=report, workers=0, watermark=False))
+    files[0].unlink()  # gone since the last scan
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{files[1]}\n{files[2]}\n{tmp_path / 'never-there.jpg'}\n")
+    new = list(guard.scan([listing], report=report, workers=0, watermark=False))
+    assert [Path(r.path).name for r in new] == ["never-there.jpg"]  # the others were done
+    assert new[0].decision == "unverifiable" and "cannot be read" in new[0].reasons[0]
+    names = sorted(Path(r.path).name for r in report_mod.read(report))
+    assert names == ["img01.jpg", "img02.jpg", "never-there.jpg"]
+
+
+def test_a_json_beside_an_image_that_is_not_sample_metadata_is_ignored(tmp_path: Path) -> None:
+    (path,) = _small_set(tmp_path, 1)
+    path.with_suffix(".json").write_text('[{"bbox": [1, 2, 3, 4]}]')  # an annotation list
+    (row,) = guard.scan([path], workers=0, watermark=False)
+    assert row.decision == "allowed"
+    path.with_suffix(".json").write_text("{not json")
+    (row,) = guard.scan([path], workers=0, watermark=False)
+    assert row.decision == "unverifiable" and "not valid JSON" in row.reasons[0]

@@ -84,7 +84,7 @@ def scan(
         todo, settings, workers=workers, writer=writer, progress=progress, total=total
     )
     if writer is not None:
-        writer.finish()
+        writer.finish(writer.units)
 
 
 def plan(
@@ -102,6 +102,7 @@ def plan(
         from guard.scan.report import ReportWriter
 
         writer = ReportWriter(Path(report), fingerprint(settings), fresh=fresh)
+        writer.units = {u.id for u in all_units}
         done = writer.previous.done_units
         todo = [u for u in all_units if u.id not in done]
     else:

@@ -100,12 +100,16 @@ def _scan(item: Item, settings: Settings, row: ScanRow, found: list[Found]) -> N
     data, sidecar, meta = item.data, item.sidecar, item.meta
     problem = item.problem
     if item.file is not None:
-        size = os.path.getsize(item.file)
-        if size > settings.max_bytes:
-            item.size = size
+        try:
+            size = os.path.getsize(item.file)
+            if size > settings.max_bytes:
+                item.size = size
+            else:
+                with open(item.file, "rb") as fh:
+                    data = fh.read()
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror or exc})"
         else:
-            with open(item.file, "rb") as fh:
-                data = fh.read()
             sidecar, meta, problem = read_beside(item.file)
     _robots(meta, settings, row, found)
     if data is None:

@@ -157,7 +157,7 @@ def run(
                     writer.add(row)
                 if finished is not None:
                     writer.unit_done(finished)
-        return writer.finish()
+        return writer.finish(writer.units)
     finally:
         if started:
             ray.shutdown()

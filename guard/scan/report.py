@@ -89,6 +89,7 @@ class ReportWriter:
         if not self.report.parent.is_dir():
             raise ReportError(f"{self.report}: the folder {self.report.parent} does not exist")
         self.settings = settings
+        self.units: set[str] | None = None  # every unit of the run, when the caller knows them
         self.staging = staging_dir(self.report)
         if fresh:
             shutil.rmtree(self.staging, ignore_errors=True)
@@ -175,13 +176,18 @@ class ReportWriter:
             self._seq += 1
         _atomic_write(tbl, self.staging / name)
 
-    def finish(self) -> Path:
-        """Merge the earlier report and every part into the report, then drop the staging folder."""
+    def finish(self, units: set[str] | None = None) -> Path:
+        """Merge the earlier report and every part into the report, then drop the staging folder.
+
+        With `units` (every unit of this run's data sets), rows of anything else (files since
+        deleted, another data set scanned into the same report) are left out: the report
+        describes the data sets as given.
+        """
         self.flush()
         sources = ([self.report] if self.report.exists() else []) + sorted(
             self.staging.glob("part-*.parquet"), key=_part_number
         )
-        merge(sources, self.report, self.settings)
+        merge(sources, self.report, self.settings, units)
         shutil.rmtree(self.staging, ignore_errors=True)
         return self.report
 
@@ -206,8 +212,9 @@ def _part_number(path: Path) -> int:
         return 0
 
 
-def merge(sources: list[Path], out: Path, settings: str) -> None:
-    """Stream the row groups of `sources` into `out` (atomically), cast to the report schema."""
+def merge(sources: list[Path], out: Path, settings: str, units: set[str] | None = None) -> None:
+    """Stream the row groups of `sources` into `out` (atomically), cast to the report schema;
+    a part contributes the rows of the units it completed; `units` limits every source."""
     meta = {META_SCHEMA: str(SCHEMA_VERSION).encode(), META_SETTINGS: settings.encode()}
     schema = SCHEMA.with_metadata(meta)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -217,10 +224,12 @@ def merge(sources: list[Path], out: Path, settings: str) -> None:
             if pf is None:
                 continue
             raw = (pf.schema_arrow.metadata or {}).get(META_DONE)
-            done = set(json.loads(raw)) if raw is not None else None
+            keep = set(json.loads(raw)) if raw is not None else None
+            if units is not None:
+                keep = units if keep is None else keep & units
             for i in range(pf.num_row_groups):
                 tbl = pf.read_row_group(i, columns=list(COLUMNS)).cast(schema)
-                writer.write_table(tbl if done is None else _only_units(tbl, done))
+                writer.write_table(tbl if keep is None else _only_units(tbl, keep))
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, out)

@@ -252,8 +252,8 @@ def parse_meta(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
         value = json.loads(raw)
     except (ValueError, RecursionError):
         return None, "the sample's .json metadata is not valid JSON"
-    if not isinstance(value, dict):
-        return None, "the sample's .json metadata is not a JSON object"
+    if not isinstance(value, dict):  # not img2dataset's (an annotation list, say): not ours
+        return None, None
     return value, None
 
 
