@@ -150,9 +150,11 @@ class TextSide:
             next_chunk()
         return chunks
 
-    def encode(self, batch: list[list[Chunk]], clip_skip: int) -> tuple[Any, Any]:
+    def encode(
+        self, batch: list[list[Chunk]], clip_skip: int, repeats: list[int] | None = None
+    ) -> tuple[Any, Any]:
         """Hidden states (texts, 77 x chunks, dim) and, for a pooled side, the first chunk's
-        pooled vectors."""
+        pooled vectors. `repeats`: how often each text stands in web UI's batch (for the mean)."""
         import torch
 
         device = self.encoder.device
@@ -168,14 +170,19 @@ class TextSide:
             if i == 0:
                 pooled = p
             weights = torch.tensor([r.multipliers for r in rows], dtype=z.dtype, device=z.device)
-            zs.append(emphasize(z, weights))
+            counts = None
+            if repeats is not None and any(n > 1 for n in repeats):
+                counts = torch.tensor(repeats, dtype=z.dtype, device=z.device)
+            zs.append(emphasize(z, weights, counts))
         return torch.cat(zs, dim=1), pooled
 
     def _forward(self, ids: Any, clip_skip: int) -> tuple[Any, Any]:
-        out = self.encoder(ids, output_hidden_states=True)
+        skip = clip_skip > 1 and self.end == self.pad
+        # hidden states only when used: asking for them costs time in transformers 5
+        out = self.encoder(ids, output_hidden_states=self.sdxl or skip)
         if self.sdxl:
             z = out.hidden_states[-2]
-        elif clip_skip > 1 and self.end == self.pad:  # OpenAI CLIP (SD 1.x) only, as web UI
+        elif skip:  # OpenAI CLIP (SD 1.x) only, as web UI
             # transformers 5's CLIPTextModel holds the norm itself; 4.x under .text_model
             norm = getattr(self.encoder, "final_layer_norm", None)
             norm = norm or self.encoder.text_model.final_layer_norm
@@ -185,15 +192,23 @@ class TextSide:
         return z, (out.text_embeds if self.pooled else None)
 
 
-def emphasize(z: Any, weights: Any) -> Any:
+def emphasize(z: Any, weights: Any, counts: Any = None) -> Any:
     """web UI's "Original" emphasis: scale each token's vector, then restore the original mean.
 
+    The mean is over web UI's whole batch: `counts` says how many times each row stands in it (a
+    prompt alternating `[a|b]` over 20 steps is 20 texts, 2 of them different; guard encodes the 2).
     A mean of exactly zero (only seen in untrained test encoders) has nothing to restore; web UI
     would divide 0 by 0 there.
     """
-    original = z.mean()
+
+    def mean(x: Any) -> Any:
+        if counts is None:
+            return x.mean()
+        return (x.mean(dim=(1, 2)) * counts).sum() / counts.sum()
+
+    original = mean(z)
     z = z * weights.unsqueeze(-1)
-    scaled = z.mean()
+    scaled = mean(z)
     return z if scaled == 0 else z * (original / scaled)
 
 
@@ -234,12 +249,13 @@ class PromptEncoder:
         prompt's schedule: the emphasis mean is taken over the whole batch, repeats included."""
         import torch
 
+        unique = list(dict.fromkeys(texts))  # each text once; the mean still counts repeats
+        repeats = [texts.count(t) for t in unique]
         parts, pooled = [], None
         with torch.no_grad():
             for side in self.sides:
-                lines: dict[str, list[Chunk]] = {}
-                chunks = [lines.setdefault(t, side.tokenize_line(t)) for t in texts]
-                z, p = side.encode(chunks, self.clip_skip)
+                chunks = [side.tokenize_line(t) for t in unique]
+                z, p = side.encode(chunks, self.clip_skip, repeats)
                 parts.append(z)
                 pooled = p if p is not None else pooled
         if len({z.shape[1] for z in parts}) > 1:
@@ -250,7 +266,8 @@ class PromptEncoder:
         z = torch.cat(parts, dim=-1)
         if self.sdxl and negative and all(t == "" for t in texts):
             z, pooled = z * 0, (pooled * 0 if pooled is not None else None)
-        return z, pooled
+        order = [unique.index(t) for t in texts]
+        return z[order], (pooled[order] if pooled is not None else None)
 
     def schedule(
         self, prompt: str, steps: int, hires_steps: int | None = None, negative: bool = False

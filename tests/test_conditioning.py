@@ -107,6 +107,10 @@ def test_the_mean_is_restored_over_the_whole_schedule_batch(sd):
     # encoded alone, the first text comes out differently
     alone, _ = PromptEncoder(sd).encode(["(red:1.3)"])
     assert (alone[0] - z[0]).abs().max() > 1e-4
+    # repeated texts (alternation over many steps) count in the mean as often as they appear
+    expected = encode_rows(sd.text_encoder, [rows[0], rows[1], rows[1]], [*mults, mults[1]])
+    z, _ = PromptEncoder(sd).encode(["(red:1.3)", "blue", "blue"])
+    torch.testing.assert_close(z, expected)
 
 
 # ---- chunks -------------------------------------------------------------------------------------
