@@ -14,7 +14,7 @@ from skimage import data as skdata
 
 from guard import watermark as wm
 from guard.cli import main
-from guard.watermark import code
+from guard.watermark import code, convolutional, stats
 
 PAYLOAD = bytes.fromhex("9f3a0c1e5b7d2468")
 
@@ -95,6 +95,50 @@ def test_ecc_gives_up_on_noise() -> None:
     assert sum(h is not None for h in hits) <= 2  # pure noise almost never decodes at all
 
 
+def test_v2_code_decodes_where_v1_code_fails() -> None:
+    """Soft Viterbi on the convolutional code reads chips whose signs agree only ~64% of the
+    time (the v1 code needs ~69%): the margin v2 spends on invisibility."""
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        payload = bytes(rng.integers(0, 256, 8, dtype=np.uint8))
+        chips = convolutional.encode(payload)
+        assert chips.shape == (convolutional.N_CHIPS,) and set(np.unique(chips)) == {-1.0, 1.0}
+        soft = 0.37 * chips + rng.normal(size=chips.shape)
+        assert 0.58 < np.mean(np.sign(soft) == chips) < 0.70
+        assert convolutional.decode(soft).payload == payload
+
+
+def test_v2_code_free_distance() -> None:
+    """The generators are the ones the docstring names: free distance 24 (shortest detour from
+    the all-zero path in the trellis, by Dijkstra)."""
+    import heapq
+
+    out = (1 - convolutional._OUT) / 2  # output bits per (state, input)
+    weight = out.sum(-1)
+    start = int(convolutional._NEXT[0, 1])
+    dist, queue = {start: weight[0, 1]}, [(weight[0, 1], start)]
+    while queue:
+        d, state = heapq.heappop(queue)
+        if state == 0:
+            break
+        for bit in (0, 1):
+            nxt, nd = int(convolutional._NEXT[state, bit]), d + weight[state, bit]
+            if nd < dist.get(nxt, np.inf):
+                dist[nxt] = nd
+                heapq.heappush(queue, (nd, nxt))
+    assert d == 24
+
+
+def test_p_value_bound_holds_for_random_signs() -> None:
+    """Hoeffding's bound on a weighted sum of fair signs: never below the observed tail."""
+    rng = np.random.default_rng(6)
+    values = rng.standard_t(3, size=(20000, 64))  # heavy-tailed magnitudes
+    codeword = np.where(rng.random(64) < 0.5, -1.0, 1.0)
+    log10_p = np.array([stats.log10_signed_sum_tail(v, codeword) for v in values])
+    for level in (1e-1, 1e-2, 1e-3):
+        assert np.mean(log10_p <= np.log10(level)) <= level
+
+
 # ---- false positives -------------------------------------------------------------------------
 def _unmarked_images() -> list[Image.Image]:
     rng = np.random.default_rng(3)
@@ -115,6 +159,94 @@ def test_no_false_positives_on_unmarked_images() -> None:
         for variant in (im, _jpeg(im.convert("RGB"), 75)):
             hit = wm.detect(variant)
             assert not hit.found and hit.p_value > 1e-6
+
+
+def test_many_unmarked_images_under_many_keys_stay_far_from_the_threshold() -> None:
+    """The p-value is a bound, so unmarked images should not even come close to 1e-6."""
+    keys = [None, b"k1", b"platform key", b"another"]
+    p_values = [
+        wm.detect(variant, key=key).p_value
+        for im in _unmarked_images()
+        for variant in (im, im.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+        for key in keys[:2]
+    ]
+    assert len(p_values) == 40 and min(p_values) > 1e-3
+
+
+# ---- security: what an attacker who has read this file can do -----------------------------------
+KEY = b"platform private key"
+
+
+def _period_attack(im: Image.Image, alpha: float = 1.5) -> Image.Image:
+    """Fold the median residual over the mark's public 128-px period (at its working
+    resolution) and subtract the estimate: removes a mark that repeats (v1)."""
+    import cv2
+
+    a = np.asarray(im, np.float32)
+    luma = a @ np.array([0.299, 0.587, 0.114], np.float32)
+    w, h = im.size
+    scale = 512 / min(w, h)
+    ww, wh = round(w * scale), round(h * scale)
+    work = cv2.resize(luma, (ww, wh), interpolation=cv2.INTER_AREA)
+    r = work - cv2.medianBlur(np.clip(work + 0.5, 0, 255).astype(np.uint8), 5)
+    ny, nx = wh // 128, ww // 128
+    tile = r[: ny * 128, : nx * 128].reshape(ny, 128, nx, 128).mean((0, 2))
+    estimate = np.tile(tile, (ny + 1, nx + 1))[:wh, :ww]
+    full = cv2.resize(estimate, (w, h), interpolation=cv2.INTER_LINEAR)
+    return Image.fromarray(np.clip(np.rint(a - alpha * full[..., None]), 0, 255).astype(np.uint8))
+
+
+def _psnr(a: Image.Image, b: Image.Image) -> float:
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    return float(10 * np.log10(255**2 / np.mean(diff**2)))
+
+
+def test_v1_marks_are_still_found_and_reported_as_v1(photo: Image.Image) -> None:
+    old = wm.embed(photo, PAYLOAD, version=1, strength=1.3)  # as guard 0.1 wrote them
+    for copy in (old, _jpeg(old, 75), old.crop((40, 60, 440, 460))):
+        hit = wm.detect(copy)
+        assert hit.found and hit.payload == PAYLOAD and hit.scheme == wm.ALGORITHM_V1
+
+
+def test_single_image_period_attack_removes_v1_but_not_v2(photo: Image.Image) -> None:
+    old = wm.embed(photo, PAYLOAD, key=KEY, version=1, strength=1.3)
+    new = wm.embed(photo, PAYLOAD, key=KEY)
+    attacked_old, attacked_new = _period_attack(old), _period_attack(new)
+    assert _psnr(attacked_old, old) > 35 and _psnr(attacked_new, new) > 35
+    assert not wm.detect(attacked_old, key=KEY).found
+    hit = wm.detect(attacked_new, key=KEY)
+    assert hit.found and hit.payload == PAYLOAD
+
+
+def test_perfect_collusion_estimate_does_not_remove_v2() -> None:
+    """The averaging attack at its best: the exact mean of 12 marks made under one private key
+    (what averaging thousands of images converges to), subtracted from one of them. It holds the
+    sync and pilots, never the payload, which is random per image and scrambled per tile."""
+    rng = np.random.default_rng(7)
+    pictures = [
+        Image.fromarray(getattr(skdata, n)()).convert("RGB").resize((512, 512))
+        for n in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "cat")
+    ]
+    pictures += [p.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for p in pictures]
+    for version in (1, 2):
+        marks, marked_all = [], []
+        for p in pictures:
+            payload = bytes(rng.integers(0, 256, 8, dtype=np.uint8))
+            strength = 1.3 if version == 1 else None  # each as guard writes it
+            marked = wm.embed(p, payload, key=KEY, version=version, strength=strength)
+            marks.append(np.asarray(marked, np.float32) - np.asarray(p, np.float32))
+            marked_all.append((marked, payload))
+        mean_mark = np.mean(marks, axis=0)
+        target, payload = marked_all[0]
+        attacked = Image.fromarray(
+            np.clip(np.rint(np.asarray(target, np.float32) - mean_mark), 0, 255).astype(np.uint8)
+        )
+        assert _psnr(attacked, target) > 40  # a cheap attack
+        hit = wm.detect(attacked, key=KEY)
+        if version == 1:
+            assert not hit.found  # v1: sync and pilots gone, nothing left to register on
+        else:
+            assert hit.found and hit.payload == payload
 
 
 # ---- attacks ---------------------------------------------------------------------------------

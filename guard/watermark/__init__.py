@@ -14,8 +14,10 @@ from __future__ import annotations
 from guard.errors import TooSmallError
 from guard.watermark.engine import (
     ALGORITHM,
+    ALGORITHM_V1,
     DEFAULT_KEY,
     THRESHOLD,
+    Alignment,
     Detection,
     detect,
     embed,
@@ -26,9 +28,11 @@ from guard.watermark.thirdparty import ThirdPartyMark, detect_third_party
 
 __all__ = [
     "ALGORITHM",
+    "ALGORITHM_V1",
     "DEFAULT_KEY",
     "MIN_SIDE",
     "THRESHOLD",
+    "Alignment",
     "Detection",
     "ThirdPartyMark",
     "TooSmallError",
