@@ -48,7 +48,11 @@ _ADDRESS = re.compile(r"^(auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d+)$")
     help="Run on Ray: alone, a local Ray instance; with ADDRESS (auto, ray://host:10001, "
     "host:6379), join that cluster.",
 )
-@click.option("--no-watermark", is_flag=True, help="Metadata only: skip the pixel checks.")
+@click.option(
+    "--no-watermark",
+    is_flag=True,
+    help="Metadata only: skip guard's and third-party watermark checks (faster).",
+)
 @click.option(
     "--trust",
     "trust_files",
