@@ -82,7 +82,7 @@ def test_multiline_prompts_and_lora_tags():
     assert info.get("Denoising strength") == 0.45
     assert info.get("Clip skip") == 2
     assert info.get("TI hashes") == {"EasyNegative": "c74b4e810b03", "bad-hands-5": "aa7651be154c"}
-    assert info.to_dict()["extra"]["Hires upscaler"] == "R-ESRGAN 4x+ Anime6B"
+    assert info.to_dict()["hires_upscaler"] == "R-ESRGAN 4x+ Anime6B"  # typed: a hires fix field
 
 
 def test_quoted_values_are_unquoted():
