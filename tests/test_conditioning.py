@@ -237,3 +237,23 @@ def test_clip_skip_takes_an_earlier_layer_through_the_final_norm(sd):
         )
         expected = norm(out.hidden_states[-2])
     torch.testing.assert_close(PromptEncoder(sd, clip_skip=2).encode(["a blue bird"])[0], expected)
+
+
+def test_sd2_openclip_padding_and_no_clip_skip(tmp_path):
+    """SD 2.x's OpenCLIP tokenizer pads with '!' after the end token; web UI pads the same way
+    (id_pad) and ignores Clip skip for OpenCLIP."""
+    pipe = _realistic(tm.tiny_sd_pipeline(tmp_path))
+    pipe.tokenizer.pad_token = "!"
+    tok = pipe.tokenizer
+    assert tok.pad_token_id != tok.eos_token_id
+    enc = PromptEncoder(pipe)
+    ref, _ = pipe.encode_prompt("a blue bird", "cpu", 1, False)
+    torch.testing.assert_close(enc.encode(["a blue bird"])[0], ref)  # diffusers pads alike
+    torch.testing.assert_close(PromptEncoder(pipe, clip_skip=2).encode(["a blue bird"])[0], ref)
+    # a second chunk: start, tokens, end, then pads
+    chunks = enc.sides[0].tokenize_line("a blue bird BREAK red")
+    body = ids(tok, "red")
+    assert chunks[1].tokens == [tok.bos_token_id, *body] + [tok.eos_token_id] * (76 - len(body))
+    z, _ = enc.encode(["a blue bird BREAK red"])
+    padded = [tok.bos_token_id, *body, tok.eos_token_id] + [tok.pad_token_id] * (75 - len(body))
+    torch.testing.assert_close(z[:, 77:], encode_rows(pipe.text_encoder, [padded]))
