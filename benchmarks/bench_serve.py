@@ -1,0 +1,303 @@
+"""`guard serve` under load, on loopback, against a real `guard serve` process.
+
+1. verify: N requests (default 200) of 1024x1024 JPEGs to /api/verify from C concurrent clients
+   (default 8): half are signed JPEGs (C2PA + watermark + ledger), half are stripped re-encodes
+   of them (watermark -> ledger match, no C2PA). Throughput, p50/p95/max latency, errors, and the
+   server's resident memory over the run (flat memory: no growth once warm).
+2. byBinding: a ledger of R records (default 100,000, each with a real ~12 KB manifest store and
+   thumbnail), then L lookups (default 2,000) of random existing IDs through GET
+   /matches/byBinding, from 1 client and from C clients; and GET /manifests/{id}.
+
+Targets (issue 12): verify p95 <= 1 s on a 2-core machine with 0 errors and flat memory;
+byBinding p95 <= 20 ms at 100,000 records.
+
+    python benchmarks/bench_serve.py                   # both parts (about 5 minutes on 2 cores)
+    python benchmarks/bench_serve.py --only verify --requests 200 --clients 8
+    python benchmarks/bench_serve.py --only binding --records 100000 --lookups 2000
+
+Images: ../shared/datasets (cset14, cbsd68) resized to 1024x1024.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+HOST = "127.0.0.1"
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Server:
+    """`guard serve --read-only` in its own process, as a user would run it."""
+
+    def __init__(self, home: Path, ledger: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        env = {**os.environ, "GUARD_HOME": str(home)}
+        cmd = [sys.executable, "-m", "guard", "serve", "--read-only", "--port", str(self.port)]
+        self.proc = subprocess.Popen([*cmd, "--ledger", str(ledger)], env=env)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.url + "/api/info", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.close()
+        raise RuntimeError("guard serve did not start")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def pictures(n: int) -> list[Image.Image]:
+    files = sorted((SHARED / "cset14").glob("*.png")) + sorted((SHARED / "cbsd68").glob("*.png"))
+    out = []
+    for f in files:
+        im = Image.open(f)
+        if im.mode not in ("RGB", "RGBA"):
+            continue  # colour pictures, as people share them
+        out.append(im.convert("RGB").resize((1024, 1024), Image.BICUBIC))
+        if len(out) == n:
+            break
+    return out
+
+
+def prepare(folder: Path, ledger_path: Path, n: int) -> list[tuple[str, bytes]]:
+    """n signed 1024^2 JPEGs and their stripped re-encodes, as (name, bytes)."""
+    import guard
+
+    bodies = []
+    with guard.Ledger(ledger_path) as ledger:
+        for i, im in enumerate(pictures(n)):
+            src = folder / f"p{i}.png"
+            im.save(src)
+            pub = guard.sign(src, folder / f"p{i}.jpg", ledger=ledger)
+            bodies.append((f"p{i}.jpg", pub.path.read_bytes()))
+            buf = io.BytesIO()
+            Image.open(pub.path).save(buf, "JPEG", quality=85)
+            bodies.append((f"p{i}.stripped.jpg", buf.getvalue()))
+    return bodies
+
+
+def run_load(url: str, work: list, clients: int, send) -> tuple[list[float], list[str], float]:
+    """`work` items sent by `clients` threads; returns latencies, errors and wall time."""
+    lock = threading.Lock()
+    todo = list(enumerate(work))
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=120) as c:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    _, item = todo.pop(0)
+                t0 = time.perf_counter()
+                try:
+                    r = send(c, item)
+                    ok = r.status_code == 200
+                    problem = None if ok else f"{r.status_code} {r.text[:120]}"
+                except httpx.HTTPError as exc:
+                    problem = f"{type(exc).__name__}: {exc}"
+                dt = time.perf_counter() - t0
+                with lock:
+                    latencies.append(dt)
+                    if problem:
+                        errors.append(problem)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, errors, time.perf_counter() - t0
+
+
+def bench_verify(tmp: Path, requests: int, clients: int) -> None:
+    home, ledger = tmp / "home", tmp / "ledger.sqlite3"
+    os.environ["GUARD_HOME"] = str(home)
+    bodies = prepare(tmp, ledger, 8)
+    server = Server(home, ledger)
+    try:
+
+        def send(c: httpx.Client, body: tuple[str, bytes]) -> httpx.Response:
+            name, data = body
+            r = c.post("/api/verify", files=[("files", (name, data, "image/jpeg"))])
+            if r.status_code == 200 and "error" in r.json()["results"][0]:
+                return httpx.Response(500, text=r.json()["results"][0]["error"])
+            return r
+
+        run_load(server.url, bodies[:8], clients, send)  # warm-up: libraries, caches
+        work = [bodies[i % len(bodies)] for i in range(requests)]
+        samples: list[tuple[float, float]] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            t0 = time.perf_counter()
+            while not stop.is_set():
+                samples.append((time.perf_counter() - t0, rss_mb(server.proc.pid)))
+                stop.wait(0.25)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        latencies, errors, wall = run_load(server.url, work, clients, send)
+        stop.set()
+        sampler.join()
+    finally:
+        server.close()
+    rss = [m for _, m in samples]
+    quarter = max(1, len(rss) // 4)
+    print(
+        f"\n### verify: {requests} requests of 1024x1024 JPEGs, {clients} concurrent clients "
+        f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} after the run)\n"
+    )
+    print("| throughput | p50 | p95 | max | errors | RSS first quarter | RSS last quarter | RSS peak |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {requests / wall:.1f} req/s | {statistics.median(latencies) * 1000:.0f} ms | "
+        f"{pct(latencies, 95) * 1000:.0f} ms | {max(latencies) * 1000:.0f} ms | {len(errors)} | "
+        f"{statistics.median(rss[:quarter]):.0f} MB | {statistics.median(rss[-quarter:]):.0f} MB | "
+        f"{max(rss):.0f} MB |"
+    )
+    for e in errors[:5]:
+        print("error:", e)
+
+
+def fill_ledger(path: Path, records: int, tmp: Path) -> list:
+    """`records` records, each with a real manifest store and thumbnail, in one transaction.
+
+    Bulk loading uses the ledger's own insert inside one transaction: the public add() commits
+    (and fsyncs) every record, which is right for signing and far too slow for 100,000 rows."""
+    import guard
+    from guard.ledger import Ledger, Record
+
+    im = pictures(1)[0]
+    src = tmp / "one.png"
+    im.save(src)
+    with Ledger(path) as book:
+        pub = guard.sign(src, tmp / "one.signed.jpg", ledger=book)
+        real = book.get(pub.watermark_id)
+        rng = random.Random(0)
+        made = [real]
+        book._db.execute("BEGIN")
+        for _ in range(records - 1):
+            rec = Record(
+                watermark_id=f"{rng.getrandbits(64):016x}",
+                signer=real.signer,
+                sha256=f"{rng.getrandbits(256):064x}",
+                file_name=real.file_name,
+                manifest_label=f"urn:c2pa:{uuid.UUID(int=rng.getrandbits(128), version=4)}",
+                manifest=real.manifest,
+                summary=real.summary,
+                thumbnail=real.thumbnail,
+            )
+            book._insert("INSERT OR IGNORE", rec, None)
+            made.append(rec)
+        book._db.execute("COMMIT")
+        assert len(book) >= records * 0.999
+    return made
+
+
+def bench_binding(tmp: Path, records: int, lookups: int, clients: int) -> None:
+    from guard import watermark
+
+    home, ledger = tmp / "bhome", tmp / "big.sqlite3"
+    os.environ["GUARD_HOME"] = str(home)
+    t0 = time.perf_counter()
+    made = fill_ledger(ledger, records, tmp)
+    built = time.perf_counter() - t0
+    size = ledger.stat().st_size / 2**20
+    rng = random.Random(1)
+    picks = [rng.choice(made) for _ in range(lookups)]
+    server = Server(home, ledger)
+    rows = []
+    try:
+
+        def by_binding(c: httpx.Client, rec) -> httpx.Response:
+            value = base64.b64encode(bytes.fromhex(rec.watermark_id)).decode()
+            r = c.get("/matches/byBinding", params={"alg": watermark.ALGORITHM, "value": value})
+            if r.status_code == 200 and r.json()["matches"][0]["manifestId"] != rec.manifest_label:
+                return httpx.Response(500, text="wrong match")
+            return r
+
+        def manifest(c: httpx.Client, rec) -> httpx.Response:
+            r = c.get(f"/manifests/{rec.manifest_label}")
+            return r if r.content == rec.manifest else httpx.Response(500, text="wrong store")
+
+        run_load(server.url, picks[:50], 1, by_binding)  # warm-up
+        for label, send, n_clients in (
+            ("GET /matches/byBinding", by_binding, 1),
+            ("GET /matches/byBinding", by_binding, clients),
+            ("GET /manifests/{id}", manifest, 1),
+        ):
+            lat, errors, wall = run_load(server.url, picks, n_clients, send)
+            rows.append((label, n_clients, lat, errors, wall))
+    finally:
+        server.close()
+    print(
+        f"\n### lookups: {records:,} ledger records ({size:.0f} MiB, built in {built:.0f} s), "
+        f"{lookups:,} random existing IDs (load average {os.getloadavg()[0]:.1f})\n"
+    )
+    print("| request | clients | throughput | p50 | p95 | max | errors |")
+    print("|---|---|---|---|---|---|---|")
+    for label, n, lat, errors, wall in rows:
+        print(
+            f"| {label} | {n} | {len(lat) / wall:.0f} req/s | {statistics.median(lat) * 1000:.1f} ms | "
+            f"{pct(lat, 95) * 1000:.1f} ms | {max(lat) * 1000:.1f} ms | {len(errors)} |"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--only", choices=("verify", "binding"))
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--lookups", type=int, default=2_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        if args.only in (None, "verify"):
+            bench_verify(Path(tmp), args.requests, args.clients)
+        if args.only in (None, "binding"):
+            bench_binding(Path(tmp), args.records, args.lookups, args.clients)
+
+
+if __name__ == "__main__":
+    main()
