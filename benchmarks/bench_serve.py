@@ -188,7 +188,9 @@ def bench_verify(tmp: Path, requests: int, clients: int) -> None:
         f"\n### verify: {requests} requests of 1024x1024 JPEGs, {clients} concurrent clients "
         f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} after the run)\n"
     )
-    print("| throughput | p50 | p95 | max | errors | RSS first quarter | RSS last quarter | RSS peak |")
+    print(
+        "| throughput | p50 | p95 | max | errors | RSS first quarter | RSS last quarter | RSS peak |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     print(
         f"| {requests / wall:.1f} req/s | {statistics.median(latencies) * 1000:.0f} ms | "
