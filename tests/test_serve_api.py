@@ -603,3 +603,22 @@ def test_ledger_lookups_that_serve_makes_use_indexes(ledger_path, signed):
         }
     for sql, plan in plans.items():
         assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (sql, plan)
+
+
+def test_a_streamed_body_without_length_is_cut_off_at_the_limit(ledger_path):
+    limits = Limits(max_upload_bytes=50_000, max_files=1)
+
+    def chunks():
+        yield b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        for _ in range(400):
+            yield b"\0" * 4096  # 1.6 MB, more than any request may be (1 file of 50 KB + 1 MiB)
+
+    with client_for(ServeSettings(ledger=ledger_path, limits=limits)) as c:
+        r = c.post(
+            "/api/verify",
+            content=chunks(),
+            headers={"content-type": "multipart/form-data; boundary=x"},
+        )
+        assert r.status_code == 413 and r.json()["error"]
+        r = c.post("/matches/byContent", content=chunks(), headers={"content-type": "image/png"})
+        assert r.status_code == 413 and r.json()["error"]
