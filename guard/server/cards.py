@@ -77,7 +77,7 @@ def _signer(c2pa: dict[str, Any], match: dict[str, Any] | None) -> dict[str, Any
     sig = c2pa.get("signer") or {}
     if c2pa.get("state") != "absent" and sig.get("subject"):
         return {"name": sig["subject"], "issuer": sig.get("issuer"), "from": "manifest"}
-    if match and match.get("content_match") is not False and match.get("signer"):
+    if match and match.get("signer"):  # verify names a signer only when the record applies
         return {"name": match["signer"], "issuer": None, "from": "ledger record"}
     return None
 
@@ -137,12 +137,27 @@ def _watermark(w: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _ledger(match: dict[str, Any], ledger: Ledger) -> dict[str, Any]:
+    """The record the watermark leads to. Its claims are this file's only when verify applied
+    them (its manifest verified and the picture is the record's picture); otherwise the card
+    says why not, and shows no claim."""
     record = ledger.get(match["watermark_id"])
     content = match.get("content_match")
-    if content is False:
+    if match.get("verified") is False:
+        words = (
+            "The watermark leads to a record whose manifest does not verify"
+            + (f" ({match['problem']})" if match.get("problem") else "")
+            + ": its claims are not applied to this file."
+        )
+    elif content is False:
         words = (
             "The watermark belongs to another picture: it was copied onto this one, so the "
             "record's claims do not apply to this file."
+        )
+    elif content is None and "content_match" in match:
+        why = match.get("content_problem")
+        words = (
+            "The watermark leads to a record, but this picture could not be compared with the "
+            "record's" + (f" ({why})" if why else "") + ": its claims are not applied."
         )
     else:
         facts = [match.get("digital_source"), vocab.TRAINING_WORDS.get(match.get("training") or "")]
@@ -151,6 +166,8 @@ def _ledger(match: dict[str, Any], ledger: Ledger) -> dict[str, Any]:
         )
         said = ", ".join(f for f in facts if f)
         words += f"; the record says: {said}." if said else "."
+        if content is True:
+            words += " The picture is the record's picture."
         if not match.get("file_matches_record"):
             words += " This copy is not the signed file (metadata stripped or re-encoded)."
     return {

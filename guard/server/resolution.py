@@ -172,14 +172,21 @@ async def upload_file(
     verdict = await state.admission.run(
         lambda: verify_upload(upload, state.settings, state.ledgers.get())
     )
-    match = verdict.to_dict().get("ledger") or {}
-    if not match.get("match") or match.get("content_match") is False:
+    found = verdict.to_dict()
+    match = found.get("ledger") or {}
+    # only a record verify applies to this picture: its manifest verified, and the picture is
+    # the record's picture (a mark copied onto another picture resolves to nothing)
+    if not match.get("match") or match.get("verified") is False:
+        return {"matches": []}
+    if "content_match" in match and match["content_match"] is not True:
         return {"matches": []}
     record = state.ledgers.get().get(match["watermark_id"])
     if record is None or not _resolvable(record):
         return {"matches": []}
-    w = verdict.to_dict().get("watermark") or {}
-    score = round(100 * float(w.get("bit_accuracy") or 0))
+    if match.get("content_score") is not None:  # how alike the pictures are, -1..1
+        score = round(100 * min(1.0, max(0.0, float(match["content_score"]))))
+    else:
+        score = round(100 * float((found.get("watermark") or {}).get("bit_accuracy") or 0))
     return {"matches": [_match(record, score)][:max_results]}
 
 
