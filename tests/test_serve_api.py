@@ -139,6 +139,12 @@ def test_by_content_does_not_resolve_a_transplanted_mark(client, signed):
         "/matches/byContent", content=buf.getvalue(), headers={"content-type": "image/png"}
     )
     assert r.status_code == 200 and r.json() == {"matches": []}
+    (card,) = client.post(
+        "/api/verify", files=[("files", ("forged.png", buf.getvalue(), "image/png"))]
+    ).json()["results"]
+    assert card["ledger"]["content_match"] is False and card["card"]["signer"] is None
+    assert "belongs to another picture" in card["card"]["ledger"]["words"]
+    assert card["card"]["ai"]["answer"] == "unknown" and card["training"] is None
 
 
 def test_manifest_is_served_as_a_store_that_c2pa_validates(client, signed):
