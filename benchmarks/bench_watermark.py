@@ -137,7 +137,7 @@ LIMITS = {
     "rotate90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
 }
 if (_TAEF2 / "taef2_encoder.pt2").is_file():
-    LIMITS["regenerate-taef2"] = _regenerate
+    ATTACKS["regenerate-taef2"] = _regenerate  # the issue's benign suite: a VAE round trip
 
 
 # ---- methods -------------------------------------------------------------------------------------
@@ -157,6 +157,7 @@ class Guard:
 
     def detect(self, im: Image.Image, msg: bytes | None):
         d = gw.detect(im)
+        self.last = d
         return d.found, d.found and d.payload == msg
 
 
@@ -221,6 +222,11 @@ def make_methods(names: list[str]):
 
 
 # ---- one image -----------------------------------------------------------------------------------
+def _score(d) -> float:
+    """-log10 p: the detector's evidence, for ROC figures (TPR at a fixed FPR)."""
+    return float(-math.log10(max(d.p_value, 1e-300)))
+
+
 def run_image(job: dict) -> dict:
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -240,11 +246,24 @@ def run_image(job: dict) -> dict:
             "exact": {},
             "false_positive": {},
         }
+        if name == "guard":
+            from guard import fingerprint
+
+            reference = fingerprint.compute(marked)
+            res.update(score={}, unmarked_score={}, content_match={})
         for attack, fn in attacks.items():
-            found, exact = method.detect(fn(marked), msg)
+            copy = fn(marked)
+            found, exact = method.detect(copy, msg)
             res["detected"][attack], res["exact"][attack] = bool(found), bool(exact)
+            if name == "guard":  # -log10 p for the ROC, and verify's content check
+                res["score"][attack] = _score(method.last)
+                if exact:
+                    match = fingerprint.compare(reference, copy, method.last.alignment).match
+                    res["content_match"][attack] = bool(match)
             if attack in ATTACKS:  # false positives are counted on the target suite
                 res["false_positive"][attack] = bool(method.detect(fn(cover), None)[0])
+                if name == "guard":
+                    res["unmarked_score"][attack] = _score(method.last)
         out["methods"][name] = res
     return out
 
@@ -297,6 +316,10 @@ def summarise(results: list[dict], methods: list[str]) -> dict:
                 g["det:" + attack].append(res["detected"][attack])
                 g["exact:" + attack].append(res["exact"][attack])
             g["fp"].extend(res["false_positive"].values())
+            for attack, ok in res.get("content_match", {}).items():
+                g["match:" + attack].append(ok)
+            g["scores"].extend(res.get("score", {}).values())
+            g["unmarked_scores"].extend(res.get("unmarked_score", {}).values())
     summary = {}
     for group, per_method in groups.items():
         summary[group] = {}
@@ -313,7 +336,26 @@ def summarise(results: list[dict], methods: list[str]) -> dict:
                 "detected": {a: float(np.mean(g["det:" + a])) for a in attacks},
                 "exact": {a: float(np.mean(g["exact:" + a])) for a in attacks},
             }
+            if g["scores"]:
+                summary[group][m].update(_roc(g, attacks))
     return summary
+
+
+def _roc(g: dict, attacks: list[str]) -> dict:
+    """WAVES-style: TPR at 0.1% FPR (threshold from the unmarked variants' scores) and at the
+    analytic 1e-6 (guard's own p-value threshold), plus the content-check rate per attack."""
+    scores, null = np.array(g["scores"]), np.array(g["unmarked_scores"])
+    at_01 = float(np.quantile(null, 0.999)) if len(null) else math.inf
+    return {
+        "tpr_at_0.1pct_fpr": float(np.mean(scores > at_01)),
+        "threshold_0.1pct_fpr": at_01,
+        "tpr_at_1e-6": float(np.mean(scores >= 6)),
+        "scored": len(scores),
+        "unmarked_scored": len(null),
+        "content_match": {
+            a: float(np.mean(g["match:" + a])) for a in attacks if g.get("match:" + a)
+        },
+    }
 
 
 def print_tables(summary: dict, methods: list[str], speed: dict) -> None:
@@ -341,6 +383,22 @@ def print_tables(summary: dict, methods: list[str], speed: dict) -> None:
         ]
         for label, fmt in rows:
             print(f"| {label} | " + " | ".join(fmt(per_method[m]) for m in present) + " |")
+        g = per_method.get("guard", {})
+        if "tpr_at_1e-6" in g:
+            print(
+                f"\nguard, all attacks pooled ({g['scored']} marked copies, {g['unmarked_scored']} "
+                f"unmarked variants): TPR {g['tpr_at_0.1pct_fpr']:.3f} at 0.1% FPR (empirical "
+                f"threshold -log10 p > {g['threshold_0.1pct_fpr']:.2f}), TPR {g['tpr_at_1e-6']:.3f} "
+                "at FPR 1e-6 (the analytic bound)"
+            )
+            cm = g["content_match"]
+            worst = min(cm.items(), key=lambda kv: kv[1]) if cm else None
+            if worst:
+                pooled = np.mean(list(cm.values()))
+                print(
+                    f"content check on detected copies: mean {pooled:.3f} match, weakest "
+                    f"{worst[0]} {worst[1]:.3f}"
+                )
         if group in speed:
             e, d = speed[group]
             print(f"\nguard on one core: median embed {e:.0f} ms, median detect {d:.0f} ms")
@@ -429,7 +487,22 @@ def main(argv: list[str] | None = None) -> int:
         "--figures", action="store_true", help="only write the docs/img/watermark_* figures"
     )
     p.add_argument("--report", type=Path, help="only print the tables of a saved --json file")
+    p.add_argument(
+        "--security",
+        action="store_true",
+        help="the attacks of an attacker who has read the source (removal, collusion, forgery)",
+    )
+    p.add_argument(
+        "--collusion",
+        default="100,1000",
+        help="with --security: how many images each averaging attack pools",
+    )
+    p.add_argument(
+        "--security-targets", type=int, default=24, help="with --security: images attacked"
+    )
     args = p.parse_args(argv)
+    if args.security:
+        return _security(args)
     if args.figures:
         make_figures(DOCS_IMG)
         return 0
@@ -474,6 +547,23 @@ def main(argv: list[str] | None = None) -> int:
     print_tables(summary, methods, speed)
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "speed_ms": speed, "images": results}))
+    return 0
+
+
+def _security(args: argparse.Namespace) -> int:
+    import watermark_security as ws
+
+    if args.report:
+        result = json.loads(args.report.read_text())
+    else:
+        args.collusion = [int(n) for n in str(args.collusion).split(",") if n]
+        images = [(n, im) for _, n, im in load_images(args.limit, None, [ws.WORK])]
+        sources = [Image.open(f).convert("RGB") for f in sorted(DATASETS.glob("*/*.png"))]
+        result = ws.run(images, sources, args)
+        if args.json:
+            args.json.write_text(json.dumps(result))
+    ws.print_security(result)
+    ws.plot_security(result, DOCS_IMG / "watermark_security.png")
     return 0
 
 

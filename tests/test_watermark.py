@@ -202,14 +202,14 @@ def _psnr(a: Image.Image, b: Image.Image) -> float:
 
 
 def test_v1_marks_are_still_found_and_reported_as_v1(photo: Image.Image) -> None:
-    old = wm.embed(photo, PAYLOAD, version=1, strength=1.3)  # as guard 0.1 wrote them
+    old = wm.embed(photo, PAYLOAD, version=1)  # as guard 0.1 wrote them
     for copy in (old, _jpeg(old, 75), old.crop((40, 60, 440, 460))):
         hit = wm.detect(copy)
         assert hit.found and hit.payload == PAYLOAD and hit.scheme == wm.ALGORITHM_V1
 
 
 def test_single_image_period_attack_removes_v1_but_not_v2(photo: Image.Image) -> None:
-    old = wm.embed(photo, PAYLOAD, key=KEY, version=1, strength=1.3)
+    old = wm.embed(photo, PAYLOAD, key=KEY, version=1)
     new = wm.embed(photo, PAYLOAD, key=KEY)
     attacked_old, attacked_new = _period_attack(old), _period_attack(new)
     assert _psnr(attacked_old, old) > 35 and _psnr(attacked_new, new) > 35
@@ -232,8 +232,7 @@ def test_perfect_collusion_estimate_does_not_remove_v2() -> None:
         marks, marked_all = [], []
         for p in pictures:
             payload = bytes(rng.integers(0, 256, 8, dtype=np.uint8))
-            strength = 1.3 if version == 1 else None  # each as guard writes it
-            marked = wm.embed(p, payload, key=KEY, version=version, strength=strength)
+            marked = wm.embed(p, payload, key=KEY, version=version)
             marks.append(np.asarray(marked, np.float32) - np.asarray(p, np.float32))
             marked_all.append((marked, payload))
         mean_mark = np.mean(marks, axis=0)

@@ -18,7 +18,8 @@ ALGORITHM = "org.guard.watermark.v2"
 ALGORITHM_V1 = "org.guard.watermark.v1"
 SCHEMES = {1: ALGORITHM_V1, 2: ALGORITHM}
 DEFAULT_KEY = b"guard public watermark key v1"  # the public key's bytes never change
-STRENGTH = 1.0  # luma offset scale at strength 1.0 (mean PSNR about 43 dB on photos)
+STRENGTH = 0.95  # luma offset scale at strength 1.0 (mean PSNR about 43 dB on photos)
+STRENGTH_V1 = 1.3  # what guard 0.1 wrote v1 marks with (about 41 dB)
 MIN_GAIN_RMS, MAX_LIFT = 1.15, 2.0  # energy floor: ~44 dB PSNR at most, from flat images
 THRESHOLD = 1e-6  # a detection is reported only below this false-positive probability
 CANDIDATES = 3  # poses from the sync search that are registered and decoded
@@ -70,7 +71,8 @@ def embed(
     # Flat or dark images would get almost no mark; lift them to a minimum energy (bounded).
     rms = float(np.sqrt(np.mean(gain * gain)))
     gain *= min(MAX_LIFT, max(1.0, MIN_GAIN_RMS / max(rms, 1e-6)))
-    delta = (STRENGTH * (strength or 1.0)) * gain * pattern
+    base = STRENGTH if version == 2 else STRENGTH_V1
+    delta = (base * (strength or 1.0)) * gain * pattern
     return pixels.add_luma_delta(planes, delta.astype(np.float32))
 
 

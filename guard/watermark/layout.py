@@ -40,7 +40,10 @@ _ky, _kx = _ky[_half], _kx[_half]
 
 # --- the sync template: fixed, public, not symmetric under quarter turns -----------------------
 N_SYNC = 16
-SYNC_AMPLITUDE = 4.0  # relative to a data bin; ~20% of the mark's energy
+SYNC_AMPLITUDE_V1 = 4.0  # relative to a data bin; ~20% of a v1 mark's energy
+# v2: ~25%. The mark is fainter overall (43 dB), and finding the geometry of a crop of a densely
+# textured photo is what fails first; a copy read in place has margin to spare.
+SYNC_AMPLITUDE = 5.5
 # v2 pilot chips are louder than payload chips: the payload has margin to spare on every copy
 # read in place, while crops and turns fail at registration, which only the pilots drive.
 PILOT_GAIN = 1.6
@@ -118,7 +121,8 @@ class KeyedLayout:
         chips = self.chips(payload_chips)
         spec = np.zeros((TILE, TILE), complex)
         spec[BIN_Y, BIN_X] = chips[:N_BIN] + 1j * chips[N_BIN:]
-        sync = SYNC_AMPLITUDE * np.sqrt(2) * np.exp(1j * SYNC_PHASE)
+        amplitude = SYNC_AMPLITUDE if self.version == 2 else SYNC_AMPLITUDE_V1
+        sync = amplitude * np.sqrt(2) * np.exp(1j * SYNC_PHASE)
         sy, sx = SYNC_K[:, 1] % TILE, SYNC_K[:, 0] % TILE
         spec[sy, sx] = sync
         # Hermitian completion makes the tile real.
