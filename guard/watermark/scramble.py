@@ -74,8 +74,39 @@ def fold_slots(
     u = m·x − offset, so the grid slot of a pixel is floor(u / TILE), known up to a whole-tile
     shift that `delta` resolves later.
     """
+    if np.array_equal(inverse_map, np.eye(2)) and np.abs(offset).max() <= 1.0:
+        folded, counts = _fold_in_place(r)
+    else:
+        folded, counts = _fold_mapped(r, inverse_map, offset)
+    spec = np.fft.fft2(folded.reshape(N_SLOT, TILE, TILE))[:, BIN_Y, BIN_X]
+    phase = np.exp(2j * np.pi * (BIN_KY * offset[0] + BIN_KX * offset[1]) / TILE)
+    return SlotFold(spec * phase / np.sqrt(ring_power[BIN_CLASS]), counts)
+
+
+def _fold_in_place(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The identity pose: the grid is the image's own, so folding is summing whole blocks."""
     h, w = r.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ny, nx = -(-h // TILE), -(-w // TILE)
+    padded = np.zeros((ny * TILE, nx * TILE), np.float64)
+    padded[:h, :w] = r
+    blocks = padded.reshape(ny, TILE, nx, TILE).transpose(0, 2, 1, 3)
+    slots = slot_of(np.arange(ny)[:, None], np.arange(nx)[None, :]).ravel()
+    folded = np.zeros((N_SLOT, TILE, TILE))
+    np.add.at(folded, slots, blocks.reshape(-1, TILE, TILE))
+    ones = np.zeros((ny * TILE, nx * TILE))
+    ones[:h, :w] = 1
+    counts = np.bincount(
+        slots, weights=ones.reshape(ny, TILE, nx, TILE).sum((1, 3)).ravel(), minlength=N_SLOT
+    )
+    return folded.ravel(), counts
+
+
+def _fold_mapped(
+    r: np.ndarray, inverse_map: np.ndarray, offset: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    from guard.watermark.sync import grid
+
+    ys, xs = grid(r.shape)
     m = inverse_map
     ux = m[0, 0] * xs + m[0, 1] * ys
     uy = m[1, 0] * xs + m[1, 1] * ys
@@ -87,10 +118,7 @@ def fold_slots(
     )
     idx = (slot * TILE * TILE + b * TILE + a).ravel()
     folded = np.bincount(idx, weights=r.ravel(), minlength=N_SLOT * TILE * TILE)
-    counts = np.bincount(slot.ravel(), minlength=N_SLOT)
-    spec = np.fft.fft2(folded.reshape(N_SLOT, TILE, TILE))[:, BIN_Y, BIN_X]
-    phase = np.exp(2j * np.pi * (BIN_KY * offset[0] + BIN_KX * offset[1]) / TILE)
-    return SlotFold(spec * phase / np.sqrt(ring_power[BIN_CLASS]), counts)
+    return folded, np.bincount(slot.ravel(), minlength=N_SLOT)
 
 
 def payload_candidates(

@@ -16,6 +16,7 @@ from the pilot chips, then the soft value of every chip.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -251,12 +252,20 @@ class Registration:
         return float(math.degrees(math.atan2(m[0, 1] - m[1, 0], m[0, 0] + m[1, 1])))
 
 
+@functools.lru_cache(maxsize=4)
+def grid(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (y, x) of a working-resolution image; read-only, shared."""
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    ys.flags.writeable = xs.flags.writeable = False
+    return ys, xs
+
+
 class _Folder:
     """Folds (a region of) the residual modulo the tile under a given affine map."""
 
     def __init__(self, r: np.ndarray) -> None:
         self.r = r
-        self.ys, self.xs = np.mgrid[0 : r.shape[0], 0 : r.shape[1]].astype(np.float32)
+        self.ys, self.xs = grid(r.shape)
 
     def index(self, m: np.ndarray) -> np.ndarray:
         """Tile position (row-major) of every residual pixel under inverse map m."""
