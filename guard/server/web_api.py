@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from guard import __version__
+from guard.errors import GuardError
 from guard.provenance.vocab import SOURCE_TYPES, TRAINING_VALUES, TRAINING_WORDS
 from guard.server.cards import card
 from guard.server.jobs import DONE, Job, QueueFull
@@ -79,13 +80,7 @@ async def verify(request: Request) -> dict[str, Any]:
 
         try:
             results.append(await state.admission.run(one))
-        except HTTPException:
-            raise
-        except Exception as exc:  # a GuardError: this file's problem, the others still count
-            from guard.errors import GuardError
-
-            if not isinstance(exc, GuardError):
-                raise
+        except GuardError as exc:  # this file's problem, in its words; the others still count
             results.append({"file": upload.name, "error": state.workspace.scrub(str(exc))})
     return {"results": results}
 
