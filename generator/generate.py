@@ -204,15 +204,9 @@ def validate(s: Settings) -> Sampler:
             raise GenerationError(f"{label} {path}: no such file")
     if not math.isfinite(s.cfg_scale):
         raise GenerationError(f"--cfg {s.cfg_scale}: use a finite number, e.g. 7")
-    from guard import imageio
-    from guard.errors import GuardError
-
     for label, path in (("--init-image", s.init_image), ("--mask", s.mask)):
         if path is not None:
-            try:  # decoded now, so a broken file costs no model load
-                imageio.load(path)
-            except GuardError as exc:
-                raise GenerationError(f"{label}: {exc}") from None
+            load_input(label, path)  # decoded now, so a broken file costs no model load
     for path, _ in s.loras:
         if not path.is_file():
             raise GenerationError(f"--lora {path}: no such file")
@@ -220,6 +214,18 @@ def validate(s: Settings) -> Sampler:
         if not path.is_file():
             raise GenerationError(f"--embedding {path}: no such file")
     return sampler
+
+
+def load_input(label: str, path: Path) -> Any:
+    """An --init-image or --mask through guard's one safe loader (text-chunk and pixel limits,
+    mode policy, EXIF orientation), its problems as a GenerationError naming the option."""
+    from guard import imageio
+    from guard.errors import GuardError
+
+    try:
+        return imageio.load(path)
+    except GuardError as exc:
+        raise GenerationError(f"{label}: {exc}") from None
 
 
 # ---- the generator --------------------------------------------------------------------------------
@@ -257,10 +263,9 @@ class Generator:
         if (width is None) != (height is None):
             raise GenerationError("give both width and height (--size WxH)")
         if width is None and s.init_image is not None:
-            from PIL import Image as PILImage
-
-            with PILImage.open(s.init_image) as im:
-                width, height = im.size[0] // 8 * 8, im.size[1] // 8 * 8
+            # the upright size (EXIF orientation applied), as _inputs will resize the picture
+            w, h = load_input("--init-image", s.init_image).image.size
+            width, height = w // 8 * 8, h // 8 * 8
         if width is None:
             width = height = self.model.native_size
         assert width is not None and height is not None
@@ -537,15 +542,13 @@ class Generator:
             return None, None
         from PIL import Image as PILImage
 
-        from guard import imageio
-
         size = (s.width, s.height)
-        init = imageio.load(s.init_image).image.convert("RGB")
+        init = load_input("--init-image", s.init_image).image.convert("RGB")
         if init.size != size:
             init = init.resize(size, PILImage.Resampling.LANCZOS)
         mask = None
         if s.mask is not None:
-            loaded = imageio.load(s.mask).image
+            loaded = load_input("--mask", s.mask).image
             # white = repaint (web UI and diffusers agree); transparency counts as "keep"
             if loaded.mode in ("RGBA", "LA"):
                 bg = PILImage.new("RGBA", loaded.size, (0, 0, 0, 255))

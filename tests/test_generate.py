@@ -196,6 +196,17 @@ def test_img2img_size_defaults_to_the_init_image(gen, files):
     assert made.infotext.params["Size"] == "72x64"
 
 
+def test_img2img_size_follows_the_init_images_exif_orientation(gen, files):
+    """A phone photo stores its pixels sideways and says so in EXIF: the output takes the upright
+    size, as the picture is shown and as it is fed to the pipeline (it was 96x64 before)."""
+    src = files["root"] / "portrait.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    Image.new("RGB", (96, 64), "gray").save(src, exif=exif.tobytes())
+    _, checked = gen.check(Settings("x", steps=2, init_image=src, seed=1))
+    assert (checked.width, checked.height) == (64, 96)
+
+
 def test_inpaint_keeps_pixels_outside_the_mask(gen, tmp_path, init_and_mask):
     init, mask = init_and_mask
     original = np.asarray(Image.open(init).convert("RGB"), dtype=np.int16)

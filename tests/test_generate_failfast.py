@@ -56,6 +56,27 @@ def test_a_mask_that_does_not_decode_fails_before_the_model(
     assert no_model == [] and not out.exists()
 
 
+@pytest.mark.parametrize("option", ["--init-image", "--mask"])
+def test_an_input_with_an_oversized_text_chunk_is_one_clear_line(
+    tmp_path: Path, no_model: list[str], option: str
+) -> None:
+    """Issue 9 item 4: a PNG whose zTXt chunk inflates past 1 MB goes through guard's loader."""
+    from tests.helpers import png_bytes
+    from tests.test_verify_hardening import with_big_text
+
+    big = tmp_path / "big.png"
+    big.write_bytes(with_big_text(png_bytes(art(64, 64)), b"zTXt"))
+    init = big if option == "--init-image" else write(art(64, 64), tmp_path / "init.png")
+    extra = ["--mask", big] if option == "--mask" else []
+    out = tmp_path / "outputs"
+    code, _, err = run("generate", "a cat", "--init-image", init, *extra, "-o", out)
+    assert code == 2 and "Traceback" not in err
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"guard: error: {option}: {big}")
+    assert "text chunk 'workflow'" in line
+    assert no_model == [] and not out.exists()
+
+
 @pytest.mark.parametrize("cfg", ["nan", "inf", "-inf"])
 def test_cfg_must_be_finite(tmp_path: Path, no_model: list[str], cfg: str) -> None:
     out = tmp_path / "outputs"
