@@ -95,12 +95,14 @@ class JobQueue:
 
     def submit(self, job: Job, work: Work) -> Job:
         self.expire()
+        with self._lock:
+            self._jobs[job.id] = job  # known before any worker can pick it up
         try:
             self._queue.put_nowait((job, work))
         except queue.Full:
+            with self._lock:
+                del self._jobs[job.id]
             raise QueueFull from None
-        with self._lock:
-            self._jobs[job.id] = job
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -134,6 +136,8 @@ class JobQueue:
             job.state, job.stage = RUNNING, "starting"
             try:
                 work(job)
+                if job.result and job.result.get("notes"):
+                    job.result["notes"] = [self._scrub(str(n)) for n in job.result["notes"]]
                 job.state, job.stage = DONE, "finished"
             except GuardError as exc:  # a problem with the input: say which, in its words
                 job.state, job.stage, job.error = FAILED, "failed", self._scrub(str(exc))
