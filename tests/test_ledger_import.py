@@ -150,6 +150,51 @@ def test_a_real_manifest_under_another_id_is_refused(tmp_path: Path) -> None:
         ledger.import_(path)
 
 
+def with_statement_changed(manifest: bytes) -> bytes:
+    """The stored manifest with one signed statement edited (training notAllowed -> NOTALLOWED)."""
+    at = manifest.find(b"notAllowed")
+    assert at > 0
+    return manifest[:at] + b"NOTALLOWED" + manifest[at + 10 :]
+
+
+def test_a_tampered_manifest_is_refused_for_the_reason_verify_gives(tmp_path: Path) -> None:
+    """Import asks the same standalone validation as verify's ledger match (c2pa_io.read_store)
+    and says why in its plain words; trust is the verifier's business, never a reason here."""
+    from guard.provenance import c2pa_io
+
+    record = signed_record(tmp_path)
+    edited = with_statement_changed(record.manifest)
+    line = {**record.to_json(), "manifest": base64.b64encode(edited).decode()}
+    path = write_lines(tmp_path / "in.jsonl", line)
+    with Ledger(tmp_path / "l.db") as ledger, pytest.raises(LedgerError) as refused:
+        ledger.import_(path)
+    report = c2pa_io.read_store(edited, trust_pem=None)
+    assert report.state == "invalid"
+    [altered] = [f for f in report.failures if f.code == "assertion.hashedURI.mismatch"]
+    assert f"does not verify ({altered.meaning})" in str(refused.value)
+    assert "trusted CA" not in str(refused.value)
+
+
+def test_import_keeps_as_verified_exactly_what_verify_believes(tmp_path: Path) -> None:
+    """A record imported as verified is one whose manifest verify's ledger match validates."""
+    from guard.provenance import c2pa_io
+
+    record = signed_record(tmp_path)
+    stores = {
+        "genuine": record.manifest,
+        "edited": with_statement_changed(record.manifest),
+        "truncated": record.manifest[: len(record.manifest) // 2],
+    }
+    for i, (name, store) in enumerate(stores.items()):
+        line = {**record.to_json(), "manifest": base64.b64encode(store).decode()}
+        with Ledger(tmp_path / f"{name}.db") as ledger:
+            ledger.import_(write_lines(tmp_path / f"{name}.jsonl", line), keep_unverified=True)
+            imported = ledger.get(record.watermark_id)
+        believed = c2pa_io.read_store(store, trust_pem=None).state in ("trusted", "valid")
+        assert imported.verified is believed, name
+        assert believed is (i == 0), name
+
+
 def test_ledger_show_marks_unverified_records(tmp_path: Path) -> None:
     db = tmp_path / "l.db"
     path = write_lines(tmp_path / "in.jsonl", {**good(7), "signer": "Adobe Inc."})
