@@ -45,7 +45,6 @@ def client(ledger_path: Path):
 def binding_of(path: Path) -> tuple[str, str]:
     """The (alg, value) guard wrote into the file's c2pa.soft-binding assertion."""
     import guard
-
     from guard.server.resolution import algorithms
 
     report = guard.verify(path, watermark=False).c2pa
@@ -634,3 +633,24 @@ def test_a_streamed_body_without_length_is_cut_off_at_the_limit(ledger_path):
         assert r.status_code == 413 and r.json()["error"]
         r = c.post("/matches/byContent", content=chunks(), headers={"content-type": "image/png"})
         assert r.status_code == 413 and r.json()["error"]
+
+
+def test_finished_jobs_expire_with_their_files(tmp_path):
+    from guard.server.jobs import DONE, Job, JobQueue
+
+    removed: list[str] = []
+    q = JobQueue(workers=1, size=4, ttl=3600, keep=2, on_expire=lambda j: removed.append(j.name))
+    jobs = []
+    for i in range(3):
+        folder = tmp_path / f"j{i}"
+        folder.mkdir()
+        job = q.submit(Job(kind="sign", name=f"j{i}", folder=folder), lambda job: None)
+        while job.finished is None:
+            time.sleep(0.01)
+        assert job.state == DONE
+        jobs.append(job)
+    assert q.get(jobs[0].id) is None and removed == ["j0"]  # beyond the 2 most recent
+    assert q.get(jobs[2].id) is jobs[2]
+    jobs[1].finished -= 7200  # older than the ttl
+    assert q.get(jobs[1].id) is None and removed == ["j0", "j1"]
+    q.close()

@@ -3,7 +3,8 @@
 A job has an unguessable ID; its state, progress and finished result live on the server, so a
 browser tab that was closed finds its results again. A full queue refuses new work at once
 (QueueFull -> 503 with Retry-After) instead of piling up uploads until memory runs out.
-Finished jobs and their files are dropped after `ttl` seconds.
+Finished jobs and their files are dropped after `ttl` seconds, and beyond the `keep` most
+recent ones.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class JobQueue:
         workers: int,
         size: int,
         ttl: float,
+        keep: int = 256,
         scrub: Callable[[str], str] = str,
         on_expire: Callable[[Job], None] | None = None,
     ) -> None:
@@ -81,6 +83,7 @@ class JobQueue:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._ttl = ttl
+        self._keep = keep
         self._scrub = scrub
         self._on_expire = on_expire
         self._threads = [
@@ -113,7 +116,14 @@ class JobQueue:
     def expire(self) -> None:
         now = time.time()
         with self._lock:
-            old = [j for j in self._jobs.values() if j.finished and now - j.finished > self._ttl]
+            finished = sorted(
+                (j for j in self._jobs.values() if j.finished), key=lambda j: j.finished or 0
+            )
+            # past their time, and the oldest beyond `keep`, so finished files cannot fill the disk
+            excess = max(0, len(finished) - self._keep)
+            old = finished[:excess] + [
+                j for j in finished[excess:] if now - (j.finished or now) > self._ttl
+            ]
             for j in old:
                 del self._jobs[j.id]
         for j in old:
