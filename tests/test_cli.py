@@ -218,3 +218,43 @@ def test_a_batch_never_overwrites_its_own_inputs(tmp_path: Path) -> None:
     code, _, err = run("sign", pic, other, "--force", "--no-watermark")
     assert code == 2 and "input" in err and str(other) in err
     assert sha256(other) == before
+
+
+def test_watermark_embed_never_replaces_its_input(tmp_path: Path) -> None:
+    """The output named as a hard link of the input is the input: refused even with --force
+    (it was replaced before: only a path comparison guarded it)."""
+    import os
+
+    pic = write(art(), tmp_path / "pic.png")
+    link = tmp_path / "link.png"
+    os.link(pic, link)
+    before = sha256(pic)
+    code, _, err = run("watermark", "embed", pic, "-o", link, "--force")
+    assert code == 2 and "is an input of this run" in err and "Traceback" not in err
+    assert link.samefile(pic) and sha256(pic) == before
+    code, _, err = run("watermark", "embed", pic, "-o", tmp_path / "." / "pic.png", "--force")
+    assert code == 2 and sha256(pic) == before
+
+
+def test_verify_and_info_report_each_file_of_a_batch(tmp_path: Path) -> None:
+    """The shared per-file loop: a bad file is one line (or its JSON entry) and the rest go on;
+    exit 2 when a file failed, else as documented (verify 0/1, info 1 when one has none)."""
+    good = write(art(), tmp_path / "good.png")
+    run("sign", good, "--no-watermark")
+    signed = tmp_path / "good.signed.png"
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a picture" * 20)
+    code, out, err = run("verify", signed, bad, "--no-watermark")
+    assert code == 2 and "TRUSTED" in out.upper()
+    assert [line for line in err.splitlines() if line.startswith("guard: error:")] == [
+        line for line in err.splitlines() if str(bad) in line
+    ]
+    code, out, _ = run("verify", bad, "--json")
+    assert code == 2 and json.loads(out) == [
+        {"file": str(bad), "error": json.loads(out)[0]["error"]}
+    ]
+    assert str(bad) in json.loads(out)[0]["error"]
+    code, out, err = run("info", bad, good, "--json")
+    assert code == 2 and json.loads(out) == [{"file": str(good), "found": False}]
+    assert err.strip().startswith("guard: error:") and str(bad) in err
+    assert run("info", good)[0] == 1

@@ -307,6 +307,45 @@ def test_cli_refuses_to_overwrite_a_single_output(sd, tmp_path):
     assert (tmp_path / "art.protected.png").read_bytes() == b"keep"
 
 
+def test_cli_batch_outputs_never_collide(sd, tmp_path):
+    """Two artworks with one output name: refused before any work, --force or not (the second
+    overwrote the first before, leaving its ledger record pointing at another picture)."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        art(64, 64, seed=len(folder)).save(tmp_path / folder / "art.png")
+    out = tmp_path / "out"
+    sources = [tmp_path / "a" / "art.png", tmp_path / "b" / "art.png"]
+    for force in ([], ["--force"]):
+        code, _, err = run(
+            "protect", *sources, "--out-dir", out, "--model", sd, "--steps", "1", *force
+        )
+        assert code == 2 and "Traceback" not in err
+        assert str(out / "art.protected.png") in err and all(str(s) in err for s in sources)
+        assert not (out / "art.protected.png").exists()
+
+
+def test_cli_force_never_overwrites_the_input(sd, tmp_path):
+    src = tmp_path / "art.png"
+    art(64, 64).save(src)
+    before = sha256(src)
+    code, _, err = run("protect", src, "-o", src, "--force", "--model", sd, "--steps", "1")
+    assert code == 2 and "input" in err
+    assert sha256(src) == before
+
+
+def test_cli_one_bad_artwork_does_not_stop_the_batch(sd, tmp_path):
+    folder = tmp_path / "arts"
+    folder.mkdir()
+    (folder / "a0.png").write_bytes(b"")  # sorted first
+    art(64, 64, seed=1).save(folder / "a1.png")
+    code, out, err = run("protect", folder, "--model", sd, "--steps", "1", "--json")
+    assert code == 2
+    [line] = [line for line in err.splitlines() if line.startswith("guard: error:")]
+    assert line.startswith("guard: error:") and str(folder / "a0.png") in line
+    assert [Path(r["input"]).name for r in json.loads(out)] == ["a1.png"]
+    assert (folder / "a1.protected.png").exists() and not (folder / "a0.protected.png").exists()
+
+
 # -- the real effect, on the trained taef2 stand-in ----------------------------------------------
 
 

@@ -7,7 +7,8 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -173,7 +174,7 @@ def check_collisions(plan: Sequence[tuple[Path, Sequence[Path]]]) -> None:
             if k in owners:
                 raise OutputCollisionError(
                     f"{out}: both {owners[k]} and {src} would be written here; nothing was "
-                    "done. Rename one, or sign them into different --out-dir folders"
+                    "done. Rename one, or write them into different --out-dir folders"
                 )
             owners[k] = src
 
@@ -188,29 +189,58 @@ class PerFile:
 
         batch = PerFile(len(items))
         for item in items:
-            with batch.file():
+            with batch.file() as outcome:
                 ...
-        batch.finish()   # exit 2 if any file failed
+            # outcome.error: the failed file's one line, else None
+        batch.finish()   # exit 2 if any file failed, else `otherwise` (0)
+
+    `echo` prints a failure line (default: stderr; a progress bar's own writer); `quiet` prints
+    none, when the failures go into JSON instead. `raise_single=False` reports a single input
+    like any other (verify's JSON has an entry for it).
     """
 
-    def __init__(self, count: int) -> None:
-        self.single = count == 1
+    def __init__(
+        self,
+        count: int,
+        *,
+        echo: Callable[[str], None] | None = None,
+        quiet: bool = False,
+        raise_single: bool = True,
+    ) -> None:
+        self.single = count == 1 and raise_single
+        self.echo = None if quiet else echo or _to_stderr
         self.failed = 0
 
     @contextlib.contextmanager
-    def file(self):
+    def file(self) -> Iterator[Outcome]:
+        outcome = Outcome()
         try:
-            yield
+            yield outcome
         except (GuardError, OSError) as exc:
             if self.single:
                 raise
             self.failed += 1
-            line = os_error_line(exc) if isinstance(exc, OSError) else str(exc)
-            click.echo(f"guard: error: {line}", err=True)
+            outcome.error = os_error_line(exc) if isinstance(exc, OSError) else str(exc)
+            if self.echo is not None:
+                self.echo(f"guard: error: {outcome.error}")
 
-    def finish(self) -> None:
+    def finish(self, otherwise: int = 0) -> None:
+        """Exit 2 when a file failed, else with `otherwise` when it is not 0."""
         if self.failed:
             raise SystemExit(2)
+        if otherwise:
+            raise SystemExit(otherwise)
+
+
+def _to_stderr(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@dataclass
+class Outcome:
+    """What became of one file of a batch: `error` is its one line when it failed."""
+
+    error: str | None = None
 
 
 def read_key(path: Path | None) -> bytes | None:

@@ -18,18 +18,15 @@ def command(images: tuple[Path, ...], as_json: bool) -> None:
 
     Exit status 1 when an image holds no parameters.
     """
-    from guard.errors import GuardError
+    from guard.cli._common import PerFile
     from guard.infotext import read_file
 
-    reports, missing, failed = [], 0, 0
+    reports, missing = [], 0
+    batch = PerFile(len(images))
     for path in images:
-        try:
+        with batch.file() as outcome:
             info, where = read_file(path)
-        except GuardError as exc:
-            if len(images) == 1:
-                raise
-            failed += 1
-            click.echo(f"guard: error: {exc}", err=True)
+        if outcome.error is not None:
             continue
         if info is None:
             missing += 1
@@ -46,7 +43,4 @@ def command(images: tuple[Path, ...], as_json: bool) -> None:
             click.echo(info.to_text())
     if as_json:
         emit_json(reports[0] if len(images) == 1 and reports else reports)
-    if failed:
-        raise SystemExit(2)
-    if missing:
-        raise SystemExit(1)
+    batch.finish(1 if missing else 0)

@@ -91,6 +91,8 @@ def command(
     (or in --out-dir); a folder runs as a batch and skips outputs that already exist, so an
     interrupted batch resumes where it stopped.
     """
+    from guard.cli._common import PerFile, check_collisions
+    from guard.protection import load_model
     from guard.protection.workflow import artworks, lossy_warning, output_for, protect_files
 
     files = artworks(art)
@@ -100,38 +102,48 @@ def command(
     if output is not None and len(files) > 1:
         raise click.UsageError("-o/--output takes one input; use --out-dir for several")
     jobs = [(src, output or output_for(src, out_dir)) for src in files]
+    # before any work: two artworks never share an output, --force never replaces an input
+    check_collisions([(src, [dst]) for src, dst in jobs])
     for _, dst in jobs:
         warning = lossy_warning(dst)
         if warning:
             click.echo(f"guard: warning: {warning}", err=True)
     if not batch and jobs[0][1].exists() and not force:
         raise OutputExistsError(f"{jobs[0][1]} exists; pass --force to overwrite it")
-    results = [
-        r.to_dict()
-        for r in protect_files(
-            jobs,
-            resume=batch,
-            force=force,
-            model=model,
-            mode=mode,  # type: ignore[arg-type]
-            device=device,
-            strength=strength,
-            eps=_eps(eps),
-            steps=steps,
-            robust=not no_robust,
-            identity=identity.resolve,  # resolved only once an input has been protected
-            progress=not as_json,
-        )
-    ]
-    if as_json:
+    shared: Any = model  # loaded once, by the first file that is not skipped (as protect_files)
+    results, per_file = [], PerFile(len(jobs))
+    for src, dst in jobs:
+        if isinstance(shared, str | Path | None) and not (batch and dst.exists() and not force):
+            # outside the per-file loop: a model that cannot load stops the batch
+            shared = load_model(model, mode=mode, device=device)  # type: ignore[arg-type]
+        with per_file.file():
+            for r in protect_files(
+                [(src, dst)],
+                resume=batch,
+                force=force,
+                model=shared,
+                mode=mode,  # type: ignore[arg-type]
+                device=device,
+                strength=strength,
+                eps=_eps(eps),
+                steps=steps,
+                robust=not no_robust,
+                identity=identity.resolve,  # resolved only once an input has been protected
+                progress=not as_json,
+            ):
+                results.append(r.to_dict())
+                if not as_json:
+                    click.echo(_line(results[-1]))
+    if as_json and results:
         emit_json(results if batch else results[0])
-        return
-    for r in results:
-        if r.get("skipped"):
-            click.echo(f"{r['output']}: already protected, skipped")
-        else:
-            click.echo(
-                f"{r['output']}: protected ({r['protection']['mode']}, eps "
-                f"{r['protection']['eps_255']}/255, {r['protection']['steps']} steps, "
-                f"{r['seconds']:.1f}s), signed" + (", watermarked" if r["watermark_id"] else "")
-            )
+    per_file.finish()
+
+
+def _line(r: dict[str, Any]) -> str:
+    if r.get("skipped"):
+        return f"{r['output']}: already protected, skipped"
+    return (
+        f"{r['output']}: protected ({r['protection']['mode']}, eps "
+        f"{r['protection']['eps_255']}/255, {r['protection']['steps']} steps, "
+        f"{r['seconds']:.1f}s), signed" + (", watermarked" if r["watermark_id"] else "")
+    )

@@ -44,8 +44,7 @@ def command(
     """
     from tqdm import tqdm
 
-    from guard.cli._common import expand_images, read_key
-    from guard.errors import GuardError
+    from guard.cli._common import PerFile, expand_images, read_key
     from guard.ledger import Ledger
     from guard.verdict import verify
 
@@ -56,8 +55,15 @@ def command(
         bar = tqdm(
             files, desc="verifying", unit="file", disable=len(files) < 5 or None, leave=False
         )
+        # every file gets a result, a single one too: an input error is its JSON entry
+        batch = PerFile(
+            len(files),
+            echo=lambda line: bar.write(line, file=sys.stderr),
+            quiet=as_json,
+            raise_single=False,
+        )
         for path in bar:
-            try:
+            with batch.file() as outcome:
                 v = verify(
                     path,
                     trust_files=trust_files,
@@ -65,11 +71,8 @@ def command(
                     watermark_key=key,
                     ledger=ledger,
                 )
-            except GuardError as exc:
-                worst = 2
-                out.append({"file": str(path), "error": str(exc)})
-                if not as_json:
-                    bar.write(f"guard: error: {exc}", file=sys.stderr)
+            if outcome.error is not None:
+                out.append({"file": str(path), "error": outcome.error})
                 continue
             worst = max(worst, 0 if v.ok else 1)
             out.append(v.to_dict())
@@ -77,4 +80,4 @@ def command(
                 bar.write("\n".join(v.summary()))
     if as_json:
         emit_json(out)
-    raise SystemExit(worst)
+    batch.finish(worst)

@@ -51,13 +51,12 @@ def embed_command(
     """Write a watermarked copy of IN to OUTPUT (format from its extension)."""
     from guard import carried, imageio
     from guard import watermark as wm
-    from guard.cli._common import read_key
+    from guard.cli._common import check_collisions, read_key
 
     data = _parse_payload(payload) if payload else wm.new_payload()
     key = read_key(key_file)
     fmt = imageio.format_for(output)
-    if output.exists() and input_path.exists() and output.resolve() == input_path.resolve():
-        raise click.UsageError("the output would overwrite the input; choose another output name")
+    check_collisions([(input_path, [output])])  # --force never replaces the input
     loaded = imageio.load(input_path)
     marked = wm.embed(loaded.image, data, key=key, strength=strength)
     encoded, notes = carried.reencode(marked, fmt, loaded, packet=carried.xmp_packet(loaded))
