@@ -6,13 +6,20 @@ given. What other tools put in the file must come out as they wrote it and where
   tEXt/zTXt/iTXt chunks are copied as they are, so compression, language and translated-keyword
   tags stay exactly as written (Pillow's PngInfo would re-encode them and lose the flags);
 - EXIF: the input's block is kept as it is, only the orientation reset to 1 because the pixels
-  are now upright. Pillow and exiv2 re-serialise EXIF and turn web UI's UserComment (UNDEFINED,
-  "UNICODE\\0" prefix) into int8u bytes that web UI cannot read, so after exiv2 has placed the
-  XMP, the original block is spliced back in (`restore`);
-- a JPEG comment (COM segment). ICC and XMP go through imageio.encode and guard.provenance.xmp.
+  are now upright (guard.exif_block). Pillow and exiv2 re-serialise EXIF and turn web UI's
+  UserComment (UNDEFINED, "UNICODE\\0" prefix) into int8u bytes that web UI cannot read, so after
+  exiv2 has placed the XMP, the original block is spliced back in (`restore`). A TIFF's EXIF
+  sub-directories, which Pillow cannot write, are placed by exiv2 (exif_block.into_tiff);
+- JPEG APPn segments of other tools (APP13 Photoshop/IPTC-IIM, XMP extension segments, FlashPix,
+  maker segments, ...) and the comment (COM), as raw segments. Not carried: what guard writes
+  itself from the decoded picture (JFIF, EXIF, the main XMP packet, ICC, Adobe's colour transform
+  flag, a C2PA store) and what describes data the new file no longer has (MPF's images after the
+  first, a JFXX thumbnail, JPEG XT extensions): those are named in a note.
+ICC and XMP go through imageio.encode and guard.provenance.xmp.
 
 The byte surgery is hand-written because no library keeps these bytes untouched: Pillow and
-piexif rebuild the EXIF directory, and piexif.insert replaces a JPEG's JFIF segment.
+piexif rebuild the EXIF directory, piexif.insert replaces a JPEG's JFIF segment, and Pillow and
+exiv2 drop or rewrite the JPEG segments they do not know.
 """
 
 from __future__ import annotations
@@ -23,17 +30,30 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from guard import exif_block, jpeg_segments
+from guard.exif_block import EXIF_HEADER, reset_orientation, set_user_comment, user_comment
+
 if TYPE_CHECKING:
     from PIL import Image
 
     from guard.imageio import LoadedImage
 
-EXIF_HEADER = b"Exif\x00\x00"
 TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 XMP_KEYWORD = b"XML:com.adobe.xmp"
-ORIENTATION = 0x0112
-USER_COMMENT = 0x9286
-EXIF_IFD = 0x8769
+# JPEG segments guard writes itself from the decoded picture: carrying them would duplicate them
+_WRITTEN_BY_GUARD = (
+    (0xE0, b"JFIF\x00"),  # the encoder's header
+    (0xE1, EXIF_HEADER),  # the EXIF block, carried with its orientation reset
+    (0xE1, b"http://ns.adobe.com/xap/1.0/\x00"),  # the XMP packet, merged with guard's fields
+    (0xE2, b"ICC_PROFILE\x00"),  # the ICC profile, handed to the encoder
+    (0xEE, b"Adobe"),  # the encoder's colour transform: it describes the old encoding
+)
+# JPEG segments that describe data the re-encoded file no longer has
+_STALE = (
+    (0xE2, b"MPF\x00", "it indexes images stored after this one"),
+    (0xE0, b"JFXX\x00", "a thumbnail of the old encoding"),
+    (0xEB, b"", "JPEG XT / JUMBF data of the old encoding"),  # a C2PA store is never named
+)
 
 
 @dataclass
@@ -43,6 +63,7 @@ class Carried:
     exif: bytes | None = None  # "Exif\0\0" + TIFF structure
     png_chunks: list[bytes] = field(default_factory=list)  # complete raw chunks
     comment: bytes | None = None  # JPEG COM
+    jpeg_segments: list[bytes] = field(default_factory=list)  # other tools' raw APPn segments
     notes: list[str] = field(default_factory=list)
 
 
@@ -68,34 +89,50 @@ def carry(loaded: LoadedImage | None, fmt: str, own_text: dict[str, str]) -> Car
             )
     if fmt == "JPEG" and isinstance(info.get("comment"), bytes):
         out.comment = info["comment"]
-    if fmt == "TIFF" and out.exif:
-        out.exif = _without_sub_directories(out.exif, out.notes)
+    if loaded.format == "JPEG":
+        _carry_jpeg_segments(out, loaded.data, fmt)
     return out
 
 
-SUB_DIRECTORIES = {0x8769: "EXIF", 0x8825: "GPS", 0xA005: "interoperability"}
+def foreign_jpeg_segments(data: bytes) -> tuple[list[bytes], list[str]]:
+    """Other tools' APPn segments of a JPEG, raw and in order, and the reasons for the ones that
+    describe data a re-encoded file no longer has."""
+    from guard.provenance.c2pa_io import STORE_UUID
+
+    segments = jpeg_segments.segments(data)
+    # APP11 boxes span segments ("JP", box instance, sequence): a C2PA store's UUID is in the
+    # first only. The input's store is not stale: it becomes the parent ingredient.
+    c2pa_boxes = {g.payload[2:4] for g in segments if g.marker == 0xEB and STORE_UUID in g.payload}
+    kept: list[bytes] = []
+    stale: list[str] = []
+    for seg in segments:
+        if not seg.is_app or any(
+            seg.marker == m and seg.payload.startswith(h) for m, h in _WRITTEN_BY_GUARD
+        ):
+            continue
+        why = next((w for m, h, w in _STALE if seg.marker == m and seg.payload.startswith(h)), None)
+        if why is None:
+            kept.append(seg.raw)
+        elif not (seg.marker == 0xEB and seg.payload[2:4] in c2pa_boxes):
+            stale.append(f"{seg.name} ({why})")
+    return kept, list(dict.fromkeys(stale))
 
 
-def _without_sub_directories(exif: bytes, notes: list[str]) -> bytes | None:
-    """Pillow's TIFF writer cannot write EXIF sub-directories (libtiff refuses the pointer, the
-    plain writer retypes UserComment), so a re-encoded TIFF keeps IFD0's tags only; say so."""
-    from PIL import Image
-
-    ex = Image.Exif()
-    try:
-        ex.load(exif)
-    except Exception:
-        return None
-    dropped = [name for tag, name in SUB_DIRECTORIES.items() if tag in ex and ex.get_ifd(tag)]
-    for tag in SUB_DIRECTORIES:
-        ex.pop(tag, None)
-    if dropped:
-        notes.append(
-            f"EXIF {', '.join(dropped)} data not carried: guard cannot yet re-encode TIFF "
-            "sub-directories; IFD0 tags, ICC and XMP are kept (write .png, .jpg or .webp to keep "
-            "all EXIF)"
+def _carry_jpeg_segments(out: Carried, data: bytes, fmt: str) -> None:
+    kept, stale = foreign_jpeg_segments(data)
+    if fmt == "JPEG":
+        out.jpeg_segments = kept
+    elif kept:
+        names = ", ".join(dict.fromkeys(jpeg_segments.Segment(r[1], r, 0).name for r in kept))
+        out.notes.append(
+            f"JPEG segments {names} not carried: a {fmt} file has no place for them; "
+            "write a .jpg to keep them"
         )
-    return ex.tobytes()
+    if stale:
+        out.notes.append(
+            f"JPEG segments not carried, they describe what the new file no longer has: "
+            f"{'; '.join(stale)}"
+        )
 
 
 def reencode(
@@ -116,21 +153,34 @@ def reencode(
 
     text = dict(text or {})
     kept = carry(loaded, fmt, text)
+    exif = full_exif = kept.exif
+    if fmt == "TIFF":  # Pillow writes IFD0; exiv2 then places the whole block
+        if "parameters" in text:
+            full_exif = set_user_comment(full_exif, text.pop("parameters"))
+        exif = exif_block.ifd0_only(full_exif) if full_exif else None
     data = imageio.encode(
         pixels,
         fmt,
         icc_profile=loaded.icc_profile if loaded else None,
-        exif=kept.exif,
+        exif=exif,
         xmp=packet,
         text=text,
         lossless=lossless,
         chunks=kept.png_chunks,
         comment=kept.comment,
     )
+    if fmt == "TIFF" and exif_block.has_sub_directories(full_exif):
+        assert full_exif is not None
+        with_exif = exif_block.into_tiff(data, full_exif)
+        if with_exif is None:
+            kept.notes.append("EXIF sub-directories (EXIF, GPS) could not be placed in the TIFF")
+        data = with_exif or data
     if packet and fmt in xmp.EXIV2_WRITES:
         before = placed(data, fmt)
         data = xmp.embed(data, packet)
         data = restore(data, fmt, before)
+    if kept.jpeg_segments:  # last: no rewriter sees them
+        data = jpeg_segments.insert(data, kept.jpeg_segments)
     return data, kept.notes
 
 
@@ -183,66 +233,14 @@ def _raw_exif(loaded: LoadedImage, info: dict) -> bytes | None:
     raw = info.get("exif")
     if isinstance(raw, bytes) and raw:
         return raw if raw.startswith(EXIF_HEADER) else EXIF_HEADER + raw
-    if loaded.exif:  # TIFF: the directory is the file itself; Pillow's rebuilt copy
+    if loaded.format == "TIFF":  # the directory is the file itself: its values as written
+        return exif_block.from_tiff(loaded.data)
+    if loaded.exif:  # Pillow's rebuilt copy, for formats whose EXIF Pillow does not hand over
         return loaded.exif if loaded.exif.startswith(EXIF_HEADER) else EXIF_HEADER + loaded.exif
     return None
 
 
-# ---- EXIF ----------------------------------------------------------------------------------------
-def _tiff(exif: bytes) -> tuple[bytes, str] | None:
-    body = exif[6:] if exif.startswith(EXIF_HEADER) else exif
-    order = {b"II": "<", b"MM": ">"}.get(body[:2])
-    return (body, order) if order else None
-
-
-def reset_orientation(exif: bytes | None) -> bytes | None:
-    """Set IFD0 Orientation to 1 in place (the pixels were turned upright); nothing else moves."""
-    if not exif or not (parsed := _tiff(exif)):
-        return exif
-    body, e = parsed
-    offset = len(exif) - len(body)
-    try:
-        ifd = struct.unpack_from(e + "I", body, 4)[0]
-        for i in range(struct.unpack_from(e + "H", body, ifd)[0]):
-            pos = ifd + 2 + 12 * i
-            tag, kind, count = struct.unpack_from(e + "HHI", body, pos)
-            if tag == ORIENTATION and kind == 3 and count == 1:
-                patched = bytearray(exif)
-                struct.pack_into(e + "H", patched, offset + pos + 8, 1)
-                return bytes(patched)
-    except struct.error:
-        pass
-    return exif
-
-
-def user_comment(exif: bytes | None) -> bytes | None:
-    if not exif:
-        return None
-    import piexif
-
-    try:
-        value = piexif.load(exif).get("Exif", {}).get(piexif.ExifIFD.UserComment)
-    except Exception:  # piexif raises many types on odd EXIF; unreadable means absent here
-        return None
-    return value if value else None
-
-
-def set_user_comment(exif: bytes | None, text: str) -> bytes:
-    """EXIF with `text` as UserComment exactly as web UI writes it (piexif, "unicode")."""
-    import piexif
-    import piexif.helper
-
-    comment = piexif.helper.UserComment.dump(text, encoding="unicode")
-    if exif:
-        try:
-            data = piexif.load(exif)
-            data.setdefault("Exif", {})[piexif.ExifIFD.UserComment] = comment
-            return piexif.dump(data)
-        except Exception:  # an EXIF piexif cannot rebuild: web UI's own minimal block instead
-            pass
-    return piexif.dump({"Exif": {piexif.ExifIFD.UserComment: comment}})
-
-
+# ---- after a rewriter ---------------------------------------------------------------------
 @dataclass
 class Placed:
     """The carried metadata as the encoder placed it, before a rewriter (exiv2) touches it."""
@@ -250,6 +248,7 @@ class Placed:
     exif: bytes | None
     text_chunks: list[bytes]
     comment: bytes | None
+    jpeg_segments: list[bytes] = field(default_factory=list)
 
 
 def placed(data: bytes, fmt: str) -> Placed:
@@ -260,41 +259,45 @@ def placed(data: bytes, fmt: str) -> Placed:
         exif = raw if raw.startswith(EXIF_HEADER) else EXIF_HEADER + raw
     comment = info.get("comment") if fmt == "JPEG" else None
     chunks = png_text_chunks(data) if fmt == "PNG" else []
-    return Placed(exif, chunks, comment if isinstance(comment, bytes) else None)
+    segments = foreign_jpeg_segments(data)[0] if fmt == "JPEG" else []
+    return Placed(exif, chunks, comment if isinstance(comment, bytes) else None, segments)
 
 
 def restore(data: bytes, fmt: str, before: Placed) -> bytes:
     """Put back, byte for byte, what exiv2 re-serialised while placing the XMP packet: it
-    retypes EXIF UserComment, rewrites a PNG `Description` chunk without its iTXt tags, and
-    appends a NUL to a JPEG comment."""
+    retypes EXIF UserComment, rewrites a PNG `Description` chunk without its iTXt tags, appends
+    a NUL to a JPEG comment, and may rebuild a JPEG's APP13 (Photoshop/IPTC) segment."""
     now = placed(data, fmt)
     if fmt == "PNG" and now.text_chunks != before.text_chunks:
         data = insert_png_chunks(_png_without_text(data), before.text_chunks)
+    if fmt == "JPEG" and sorted(now.jpeg_segments) != sorted(before.jpeg_segments):
+        data = _restore_segments(data, now.jpeg_segments, before.jpeg_segments)
     if before.exif and now.exif != before.exif:
         if fmt == "JPEG":
-            data = _jpeg_replace(data, 0xE1, EXIF_HEADER, before.exif)
+            data = jpeg_segments.replace(data, 0xE1, EXIF_HEADER, before.exif)
         elif fmt == "WEBP":
             data = _riff_replace(data, b"EXIF", before.exif[6:])
         elif fmt == "PNG":
             data = _png_replace(data, b"eXIf", before.exif[6:])
     if fmt == "JPEG" and before.comment and now.comment != before.comment:
-        data = _jpeg_replace(data, 0xFE, b"", before.comment)
+        data = jpeg_segments.replace(data, 0xFE, b"", before.comment)
     return data
 
 
-def _jpeg_replace(data: bytes, marker: int, header: bytes, payload: bytes) -> bytes:
-    """Replace the first segment with this marker (and payload header) up to the scan."""
-    pos = 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        kind = data[pos + 1]
-        if kind in (0xDA, 0xD9):  # start of scan: metadata segments all come before it
-            break
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        if kind == marker and data[pos + 4 : pos + 4 + len(header)] == header:
-            segment = bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
-            return data[:pos] + segment + data[pos + 2 + length :]
-        pos += 2 + length
-    return data
+def _restore_segments(data: bytes, now: list[bytes], before: list[bytes]) -> bytes:
+    """Each segment a rewriter changed goes back, in place, as it was (paired by marker and
+    identifier); one it dropped is inserted again, one it added is removed."""
+    changed = [r for r in now if r not in before]
+    missing = [r for r in before if r not in now]
+    for raw in changed:
+        name = jpeg_segments.Segment(raw[1], raw, 0).name
+        twin = next((m for m in missing if jpeg_segments.Segment(m[1], m, 0).name == name), None)
+        if twin is None:
+            data = jpeg_segments.remove(data, [raw])
+        else:
+            missing.remove(twin)
+            data = jpeg_segments.swap(data, raw, twin)
+    return jpeg_segments.insert(data, missing)
 
 
 def _riff_replace(data: bytes, kind: bytes, payload: bytes) -> bytes:
