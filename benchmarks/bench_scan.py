@@ -260,13 +260,13 @@ def false_positives(size: int | None, workers: int) -> dict:
 def compare(chart: Path | None) -> list[dict]:
     import guard
     from guard.scan import chart as chart_mod
-    from guard.scan import corpus
+    from guard.scan import compare, corpus
     from guard.scan import report as report_mod
 
     with tempfile.TemporaryDirectory(prefix="bench-scan-corpus-") as tmp:
         labels = corpus.build(Path(tmp) / "corpus")
         rows = list(guard.scan([Path(tmp) / "corpus"], workers=2))
-        table = corpus.side_by_side(labels, rows)
+        table = compare.side_by_side(labels, rows)
         print("| file | carries | right answer | guard | datadiligence |")
         print("|---|---|---|---|---|")
         for line in table:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import guard
-from guard.scan import corpus, export, policy
+from guard.scan import compare, corpus, export, policy
 from guard.scan import report as report_mod
 from guard.scan.sources import units
 
@@ -164,7 +164,7 @@ def test_report_is_the_documented_parquet(scanned) -> None:
 
 def test_guard_classifies_the_corpus_where_datadiligence_fails_open(built, scanned) -> None:
     pytest.importorskip("datadiligence")
-    table = corpus.side_by_side(built["labels"], scanned["rows"])
+    table = compare.side_by_side(built["labels"], scanned["rows"])
     assert all(line["guard_correct"] for line in table), [
         line for line in table if not line["guard_correct"]
     ]

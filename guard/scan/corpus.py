@@ -22,24 +22,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
-W, H = 320, 256
-WEBUI_PARAMETERS = (
-    "a lighthouse at dusk, oil painting\n"
-    "Negative prompt: blurry\n"
-    "Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1234, "
-    "Size: 512x512, Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Version: v1.10.1"
+from guard.scan.corpus_parts import (
+    COMFY_PROMPT,
+    COMFY_WORKFLOW,
+    NOVELAI_COMMENT,
+    WEBUI_PARAMETERS,
+    H,
+    W,
+    declared_size,
+    flip_scan_byte,
+    jpeg,
+    legacy_c2pa,
+    picture,
+    png,
+    sdxl_marked,
+    xmp_only,
 )
-# ComfyUI's SaveImage: the API graph as `prompt`, the editor graph as `workflow`
-COMFY_PROMPT = {
-    "3": {"class_type": "KSampler", "inputs": {"seed": 5, "steps": 20, "cfg": 8.0}},
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
-    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI"}},
-}
-COMFY_WORKFLOW = {"last_node_id": 9, "nodes": [{"id": 3, "type": "KSampler"}], "links": []}
-NOVELAI_COMMENT = {"prompt": "a cat", "steps": 28, "sampler": "k_euler", "scale": 5, "uc": "bad"}
-SDXL_BITS = [int(b) for b in bin(0xB3EC907BB19E)[2:]]
+
+__all__ = ["COMFY_PROMPT", "NOVELAI_COMMENT", "WEBUI_PARAMETERS", "Labelled", "build", "picture"]
 
 
 @dataclass(frozen=True)
@@ -51,101 +53,6 @@ class Labelled:
     decision: str
     signal: str | None  # the signal that must be among the row's signals (None: none at all)
     headers: dict[str, str] | None = None  # HTTP headers the downloader recorded (for comparison)
-
-
-def picture(seed: int, width: int = W, height: int = H) -> Image.Image:
-    """A textured, photo-like test picture (gradients, edges and grain), deterministic."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    fx, fy, phase = rng.uniform(8, 40), rng.uniform(8, 40), rng.uniform(0, 6.28)
-    r = 120 + 90 * np.sin(x / fx + phase) * np.cos(y / fy)
-    g = 128 + 80 * np.sin((x + y) / (fx + fy) * 2 + phase)
-    b = 60 + 150 * (x / width) * (y / height)
-    rgb = np.stack([r, g, b], -1) + rng.normal(0, 7, (height, width, 3))
-    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
-
-
-def _jpeg(im: Image.Image, **params: object) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=90, **params)
-    return buf.getvalue()
-
-
-def _png(im: Image.Image, text: dict[str, str] | None = None) -> bytes:
-    info = PngImagePlugin.PngInfo()
-    for key, value in (text or {}).items():
-        info.add_text(key, value)
-    buf = io.BytesIO()
-    im.save(buf, "PNG", pnginfo=info)
-    return buf.getvalue()
-
-
-def _sdxl_marked(im: Image.Image) -> Image.Image:
-    from imwatermark import WatermarkEncoder  # the encoder diffusers' SDXL watermarker uses
-
-    enc = WatermarkEncoder()
-    enc.set_watermark("bits", SDXL_BITS)
-    bgr = np.ascontiguousarray(np.asarray(im)[:, :, ::-1])
-    return Image.fromarray(np.ascontiguousarray(enc.encode(bgr, "dwtDct")[:, :, ::-1]))
-
-
-def _legacy_c2pa(data: bytes) -> bytes:
-    """A manifest with only the deprecated c2pa.training-mining assertion (C2PA 1.x tools)."""
-    from guard.identity import Identity
-    from guard.provenance import c2pa_io, vocab
-
-    definition = {
-        "claim_generator_info": [{"name": "legacy-camera-app", "version": "1.0"}],
-        "title": "legacy.jpg",
-        "format": "image/jpeg",
-        "assertions": [
-            {
-                "label": "c2pa.actions",
-                "data": {
-                    "actions": [
-                        {"action": "c2pa.created", "digitalSourceType": vocab.source_uri("photo")}
-                    ]
-                },
-            },
-            {
-                "label": "c2pa.training-mining",
-                "data": {
-                    "entries": {
-                        f"c2pa.{use}": {"use": "notAllowed"}
-                        for use in ("ai_generative_training", "ai_inference", "ai_training")
-                    }
-                    | {"c2pa.data_mining": {"use": "notAllowed"}}
-                },
-            },
-        ],
-    }
-    signed, _ = c2pa_io.sign(definition, data, "image/jpeg", Identity.default())
-    return signed
-
-
-def _flip_scan_byte(jpeg: bytes) -> bytes:
-    """Change one byte of entropy-coded data just before EOI: still decodes, hash no longer."""
-    data = bytearray(jpeg)
-    i = data.rindex(b"\xff\xd9") - 64
-    while data[i] == 0xFF or data[i - 1] == 0xFF:
-        i -= 1
-    data[i] ^= 0x10
-    return bytes(data)
-
-
-def _declared_size(png: bytes, width: int, height: int) -> bytes:
-    """The same PNG with IHDR claiming another size (CRC fixed, so only the size lies)."""
-    import struct
-    import zlib
-
-    body = struct.pack(">II", width, height) + png[24:29]
-    return png[:16] + body + struct.pack(">I", zlib.crc32(b"IHDR" + body)) + png[33:]
-
-
-def _xmp_only(data: bytes, fields: dict[str, object]) -> bytes:
-    from guard.provenance import xmp
-
-    return xmp.embed(data, xmp.merged_packet(None, fields))
 
 
 def _ensure_identity() -> None:
@@ -191,13 +98,13 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
         return out
 
     # -- clean pictures: nothing to say, nothing excluded
-    put("clean_photo.jpg", _jpeg(picture(1)), "a plain JPEG photo", "allowed", None)
-    put("clean_photo.png", _png(picture(2)), "a plain PNG", "allowed", None)
+    put("clean_photo.jpg", jpeg(picture(1)), "a plain JPEG photo", "allowed", None)
+    put("clean_photo.png", png(picture(2)), "a plain PNG", "allowed", None)
     camera = Image.Exif()
     camera.update({0x010F: "Canon", 0x0110: "EOS R5", 0x0131: "Adobe Photoshop 25.0"})
     put(
         "clean_camera_exif.jpg",
-        _jpeg(picture(3), exif=camera.tobytes()),
+        jpeg(picture(3), exif=camera.tobytes()),
         "a photo with camera EXIF (Make, Model, Software)",
         "allowed",
         None,
@@ -207,7 +114,7 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
         "C2PA (cawg): photo, training allowed; guard's watermark bound by the manifest",
         "allowed",
         None,
-        data=_jpeg(picture(4)),
+        data=jpeg(picture(4)),
         source="photo",
         training="allowed",
     )
@@ -217,7 +124,7 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
         "C2PA cawg.training-mining notAllowed (and PLUS in XMP)",
         "opted_out",
         "c2pa_training_not_allowed",
-        data=_jpeg(picture(5)),
+        data=jpeg(picture(5)),
         source="photo",
         training="notAllowed",
         watermark=False,
@@ -227,7 +134,7 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
         "C2PA in a .c2pa sidecar: cawg notAllowed",
         "opted_out",
         "c2pa_training_not_allowed",
-        data=_png(picture(6)),
+        data=png(picture(6)),
         source="digital-art",
         training="notAllowed",
         watermark=False,
@@ -235,14 +142,14 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
     )
     put(
         "c2pa_legacy_not_allowed.jpg",
-        _legacy_c2pa(_jpeg(picture(7))),
+        legacy_c2pa(jpeg(picture(7))),
         "C2PA legacy c2pa.training-mining notAllowed",
         "opted_out",
         "c2pa_legacy_training_not_allowed",
     )
     put(
         "xmp_plus_opt_out.jpg",
-        _xmp_only(_jpeg(picture(8)), {xmp.DATA_MINING: vocab.PLUS_DATA_MINING["notAllowed"]}),
+        xmp_only(jpeg(picture(8)), {xmp.DATA_MINING: vocab.PLUS_DATA_MINING["notAllowed"]}),
         "IPTC PLUS DataMining prohibited in XMP, no C2PA",
         "opted_out",
         "xmp_training_not_allowed",
@@ -263,7 +170,7 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
     )
     put(
         "xmp_ai_source.png",
-        _xmp_only(_png(picture(10)), {xmp.DIGITAL_SOURCE_TYPE: vocab.source_uri("ai")}),
+        xmp_only(png(picture(10)), {xmp.DIGITAL_SOURCE_TYPE: vocab.source_uri("ai")}),
         "IPTC DigitalSourceType trainedAlgorithmicMedia in XMP, no C2PA",
         "ai_generated",
         "xmp_ai_source",
@@ -289,7 +196,7 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
         stripped = imageio.load(marked).image  # the pixels only: metadata gone, re-encoded
         put(
             name,
-            _jpeg(stripped),
+            jpeg(stripped),
             f"guard-signed ({'AI' if training == 'allowed' else 'art, ' + training}), "
             "metadata stripped, JPEG re-encoded: watermark -> ledger",
             decision,
@@ -297,14 +204,14 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
         )
     put(
         "sdxl_marked.png",
-        _png(_sdxl_marked(picture(13))),
+        png(sdxl_marked(picture(13))),
         "SDXL invisible watermark (dwtDct, 48 bits), no metadata",
         "ai_generated",
         "third_party_ai_mark",
     )
     put(
         "webui.png",
-        _png(picture(14), {"parameters": WEBUI_PARAMETERS}),
+        png(picture(14), {"parameters": WEBUI_PARAMETERS}),
         "Stable Diffusion web UI `parameters` PNG chunk",
         "ai_generated",
         "generator_metadata",
@@ -318,7 +225,7 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
     )
     put(
         "comfyui.png",
-        _png(
+        png(
             picture(16),
             {"prompt": json.dumps(COMFY_PROMPT), "workflow": json.dumps(COMFY_WORKFLOW)},
         ),
@@ -328,7 +235,7 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
     )
     put(
         "novelai.png",
-        _png(
+        png(
             picture(17),
             {
                 "Title": "AI generated image",
@@ -343,7 +250,7 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
     )
     # -- claims that cannot be checked, and files that cannot be read
     src = scratch / "tampered-src.jpg"
-    src.write_bytes(_jpeg(picture(18)))
+    src.write_bytes(jpeg(picture(18)))
     guard_sign(
         src,
         src.with_name("tampered.jpg"),
@@ -354,12 +261,12 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
     )
     put(
         "c2pa_tampered.jpg",
-        _flip_scan_byte(src.with_name("tampered.jpg").read_bytes()),
+        flip_scan_byte(src.with_name("tampered.jpg").read_bytes()),
         "C2PA (training allowed), one byte of image data changed after signing",
         "unverifiable",
         "c2pa_invalid",
     )
-    whole = _jpeg(picture(19))
+    whole = jpeg(picture(19))
     put(
         "truncated.jpg",
         whole[: len(whole) // 2],
@@ -377,7 +284,7 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
     put("empty.jpg", b"", "an empty file", "unverifiable", "unreadable")
     put(
         "bomb.png",
-        _declared_size(_png(picture(23, 64, 64)), 40000, 40000),
+        declared_size(png(picture(23, 64, 64)), 40000, 40000),
         "a PNG declaring 40000x40000 pixels (a decompression bomb)",
         "unverifiable",
         "unreadable",
@@ -390,10 +297,10 @@ def _shard(path: Path) -> list[Labelled]:
     """An img2dataset WebDataset shard: KEY.jpg + KEY.json (+ KEY.txt) per sample."""
     path.parent.mkdir(parents=True, exist_ok=True)
     samples = [
-        ("000000000", _jpeg(picture(20)), {}, "allowed", None, "a downloaded photo"),
+        ("000000000", jpeg(picture(20)), {}, "allowed", None, "a downloaded photo"),
         (
             "000000001",
-            _jpeg(picture(21)),
+            jpeg(picture(21)),
             {"headers": {"X-Robots-Tag": "noai, noimageai"}},
             "opted_out",
             "robots_noai",
@@ -401,7 +308,7 @@ def _shard(path: Path) -> list[Labelled]:
         ),
         (
             "000000002",
-            _jpeg(picture(22))[:900],
+            jpeg(picture(22))[:900],
             {},
             "unverifiable",
             "unreadable",
@@ -442,60 +349,6 @@ def _shard(path: Path) -> list[Labelled]:
                 )
             )
     return labels
-
-
-def datadiligence_says(item: Labelled) -> str:
-    """What Spawning's datadiligence answers for one corpus file: 'allowed', 'not allowed', or
-    'error: ...'. Files go through its FileEvaluator (C2PA), recorded headers through its
-    header rules (X-Robots-Tag, TDM-Rep), as a pipeline using it would call them."""
-    import contextlib
-    import logging
-    import os
-
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints a note about its API key
-        import datadiligence as dd
-
-    logging.getLogger().setLevel(logging.CRITICAL)  # it logs every failure it then ignores
-    try:
-        allowed = True
-        if item.headers:
-            allowed = dd.is_allowed(headers=item.headers)
-        if "#" in item.path:  # a shard member: give it the file an extraction would give
-            shard, member = item.path.split("#", 1)
-            with tarfile.open(shard) as tar, tempfile.TemporaryDirectory() as tmp:
-                fh = tar.extractfile(member)
-                local = os.path.join(tmp, os.path.basename(member))
-                with open(local, "wb") as out:
-                    out.write(fh.read() if fh else b"")
-                allowed = allowed and dd.is_allowed(path=local)
-        else:
-            allowed = allowed and dd.is_allowed(path=item.path)
-    except Exception as exc:  # report whatever it raises, as a user would meet it
-        return f"error: {type(exc).__name__}"
-    return "allowed" if allowed else "not allowed"
-
-
-def side_by_side(labels: list[Labelled], rows) -> list[dict[str, str]]:
-    """One line per corpus file: what it carries, the right answer, guard's and datadiligence's."""
-    by_path = {r.path: r for r in rows}
-    table = []
-    for item in labels:
-        row = by_path.get(item.path)
-        theirs = datadiligence_says(item)
-        table.append(
-            {
-                "file": item.path.rsplit("/", 1)[-1],
-                "carries": item.carries,
-                "expected": item.decision,
-                "guard": row.decision if row else "(no row)",
-                "guard_reason": (row.reasons[0] if row and row.reasons else ""),
-                "guard_correct": bool(row and row.decision == item.decision),
-                "datadiligence": theirs,
-                # a gatekeeper is right when it keeps out exactly what should be kept out
-                "datadiligence_correct": (theirs == "allowed") == (item.decision == "allowed"),
-            }
-        )
-    return table
 
 
 if __name__ == "__main__":
