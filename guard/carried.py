@@ -123,7 +123,7 @@ def _carry_jpeg_segments(out: Carried, data: bytes, fmt: str) -> None:
     if fmt == "JPEG":
         out.jpeg_segments = kept
     elif kept:
-        names = ", ".join(dict.fromkeys(jpeg_segments.Segment(r[1], r, 0).name for r in kept))
+        names = ", ".join(dict.fromkeys(jpeg_segments.name(r) for r in kept))
         out.notes.append(
             f"JPEG segments {names} not carried: a {fmt} file has no place for them; "
             "write a .jpg to keep them"
@@ -290,8 +290,8 @@ def _restore_segments(data: bytes, now: list[bytes], before: list[bytes]) -> byt
     changed = [r for r in now if r not in before]
     missing = [r for r in before if r not in now]
     for raw in changed:
-        name = jpeg_segments.Segment(raw[1], raw, 0).name
-        twin = next((m for m in missing if jpeg_segments.Segment(m[1], m, 0).name == name), None)
+        name = jpeg_segments.name(raw)
+        twin = next((m for m in missing if jpeg_segments.name(m) == name), None)
         if twin is None:
             data = jpeg_segments.remove(data, [raw])
         else:

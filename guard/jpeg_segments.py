@@ -43,6 +43,11 @@ class Segment:
         return f"{label} {text}".strip()
 
 
+def name(raw: bytes) -> str:
+    """The name of one raw segment (see Segment.name)."""
+    return Segment(raw[1], raw, 0).name
+
+
 def segments(data: bytes) -> list[Segment]:
     """Every segment from after SOI up to the start of scan (metadata all comes before it)."""
     out: list[Segment] = []
