@@ -1,4 +1,4 @@
-"""embed / detect: the orchestration of layout, code, mask and sync."""
+"""embed / detect: the orchestration of layout, code, mask, scramble, sync and register."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from guard.watermark import code, convolutional, pixels, scramble, stats, sync
+from guard.watermark import code, convolutional, pixels, register, scramble, stats, sync
 from guard.watermark.layout import N_CHIP, TILE, KeyedLayout, keyed
 from guard.watermark.mask import strength_mask
 
@@ -141,12 +141,12 @@ def detect(image: Image.Image, *, key: bytes | None = None) -> Detection:
     search = _Search()
     # The identity pose first: a copy whose geometry was left alone (re-encoded, resized,
     # filtered, or stripped of its sync and pilots) is read on the working grid as it is.
-    search.try_v2(r, sync.identity(r, layouts[2]), layouts[2], identity=True)
+    search.try_v2(r, register.identity(r, layouts[2]), layouts[2], identity=True)
     if not search.found:
         for pose in sync.sync_candidates(r, CANDIDATES, layouts[2].lattice_bins):
             # One fold per pose; the stronger pilot says which version to register and read.
-            reg = sync.register(r, pose, list(layouts.values()))
-            if reg.z < sync.POSE_Z:
+            reg = register.register(r, pose, list(layouts.values()))
+            if reg.z < register.POSE_Z:
                 continue
             if reg.layout.version == 2:
                 search.try_v2(r, reg, reg.layout)
@@ -163,7 +163,7 @@ class _Search:
     log10_trials = math.log10(TRIALS) + code.VALID_CODEWORDS_LOG2 * math.log10(2)
 
     def __init__(self) -> None:
-        self.best: tuple[float, Any, sync.Registration, int, int, tuple[int, int]] | None = None
+        self.best: tuple[float, Any, register.Registration, int, int, tuple[int, int]] | None = None
 
     @property
     def found(self) -> bool:
@@ -172,7 +172,7 @@ class _Search:
     def _consider(
         self,
         soft: np.ndarray,
-        reg: sync.Registration,
+        reg: register.Registration,
         version: int,
         delta: tuple[int, int] = (0, 0),
     ) -> None:
@@ -184,15 +184,17 @@ class _Search:
         if self.best is None or log10_p < self.best[0]:
             self.best = (log10_p, decoded, reg, agree, version, delta)
 
-    def try_v1(self, reg: sync.Registration, layout: KeyedLayout) -> None:
-        self._consider(layout.payload_soft(sync.soft_chips(reg, layout)), reg, 1)
+    def try_v1(self, reg: register.Registration, layout: KeyedLayout) -> None:
+        self._consider(layout.payload_soft(register.soft_chips(reg, layout)), reg, 1)
 
     def try_v2(
-        self, r: np.ndarray, reg: sync.Registration, layout: KeyedLayout, identity: bool = False
+        self, r: np.ndarray, reg: register.Registration, layout: KeyedLayout, identity: bool = False
     ) -> None:
         # Ring weights come from the pilot; a copy stripped of it (or with it inverted, to
         # skew them) is read with every ring weighted alike.
-        weights = sync.chip_weights(reg, layout) if reg.z >= sync.PILOT_Z else np.ones(N_CHIP)
+        weights = (
+            register.chip_weights(reg, layout) if reg.z >= register.PILOT_Z else np.ones(N_CHIP)
+        )
         fold = scramble.fold_slots(r, reg.inverse_map, reg.offset, reg.ring_power)
         ranked = scramble.payload_candidates(fold, layout, weights)
         if identity:  # the grid origin is the image's: only the zero alignment is tried
@@ -225,7 +227,7 @@ class _Search:
         )
 
 
-def _alignment(reg: sync.Registration, version: int, delta: tuple[int, int]) -> Alignment:
+def _alignment(reg: register.Registration, version: int, delta: tuple[int, int]) -> Alignment:
     """Tile coordinates are m·x − offset; v2's slot alignment adds whole tiles."""
     m = reg.inverse_map
     dy, dx = (delta[0] * TILE, delta[1] * TILE) if version == 2 else (0, 0)

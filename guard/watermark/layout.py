@@ -1,11 +1,12 @@
 """Where every chip of the mark lives.
 
-The mark is one small tile, `TILE` × `TILE` working pixels, repeated over the whole image. The tile
+The mark is made of small tiles, `TILE` × `TILE` working pixels, laid over the whole image. A tile
 is defined by its discrete Fourier spectrum: every bin in a mid-frequency annulus carries two
 chips (its real and imaginary parts), and a handful of bins carry a strong, fixed *sync template*.
 
-* Because the tile repeats, any crop holds whole periods, and folding the image modulo the period
-  adds up every repetition coherently.
+* What repeats from tile to tile (the sync and the pilots; in v1 the whole tile) lets any crop be
+  folded modulo the period so every repetition adds up coherently. v2 scrambles the payload per
+  tile (see `scramble`), so only the sync and pilots repeat.
 * Because chips are Fourier coefficients of the folded tile, they are orthogonal (no chip leaks
   into another) and the detector can weight each frequency ring by how much image noise it holds.
 * The sync bins form a sparse constellation of spectral peaks that survives crops, rescales and

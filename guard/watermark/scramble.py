@@ -70,7 +70,7 @@ def fold_slots(
 ) -> SlotFold:
     """Fold the residual modulo the tile, separately for each of the N_SLOT grid slots.
 
-    `inverse_map` and `offset` are a registration's (sync.Registration): tile coordinates are
+    `inverse_map` and `offset` are a registration's (register.Registration): tile coordinates are
     u = m·x − offset, so the grid slot of a pixel is floor(u / TILE), known up to a whole-tile
     shift that `delta` resolves later.
     """
@@ -104,7 +104,7 @@ def _fold_in_place(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _fold_mapped(
     r: np.ndarray, inverse_map: np.ndarray, offset: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    from guard.watermark.sync import grid
+    from guard.watermark.register import grid
 
     ys, xs = grid(r.shape)
     m = inverse_map
