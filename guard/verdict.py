@@ -131,16 +131,21 @@ class Verdict:
 
     @property
     def training(self) -> str | None:
-        """What the file says about AI training, from the strongest source that says anything."""
+        """What the file says about AI training, from the strongest source that says anything.
+
+        A manifest counts only when it matches these bytes (an invalid one describes the file as
+        it was signed, not this one); a ledger record only when verified and its picture matches.
+        """
         if self.c2pa.state in OK_STATES and self.c2pa.training:
             return self.c2pa.training
         if self.ledger and self.ledger.training:
             return self.ledger.training
-        return self.xmp.training or self.c2pa.training
+        return self.xmp.training
 
     @property
     def digital_source_type(self) -> str | None:
-        if self.c2pa.digital_source_type:
+        """Likewise: a valid manifest, else a matching verified record, else the file's XMP."""
+        if self.c2pa.state in OK_STATES and self.c2pa.digital_source_type:
             return self.c2pa.digital_source_type
         if self.ledger and self.ledger.digital_source_type:
             return self.ledger.digital_source_type

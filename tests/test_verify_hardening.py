@@ -572,3 +572,34 @@ def test_every_json_field_is_documented(tmp_path: Path) -> None:
     parts = [d, d["c2pa"], d["xmp"], d["watermark"], d["ledger"], d["ledger"]["manifest"]]
     missing = {k for part in parts for k in part if f'"{k}"' not in doc}
     assert not missing, f"fields missing from docs/verify-json.md: {sorted(missing)}"
+
+
+def _drop_xmp_chunk(data: bytes) -> bytes:
+    """The PNG without its XMP iTXt chunk; the C2PA store stays (and no longer matches)."""
+    import struct
+
+    out, pos = [data[:8]], 8
+    while pos < len(data):
+        length = struct.unpack(">I", data[pos : pos + 4])[0]
+        chunk = data[pos : pos + 12 + length]
+        if not (chunk[4:8] == b"iTXt" and chunk[8:].startswith(b"XML:com.adobe.xmp")):
+            out.append(chunk)
+        pos += 12 + length
+    return b"".join(out)
+
+
+def test_an_invalid_manifest_states_nothing_about_this_file(tmp_path: Path) -> None:
+    """A manifest that no longer matches the bytes speaks of the file as it was signed, not of
+    this one: its source and training claims stay in the c2pa report, never at top level."""
+    published = guard.sign(
+        write(art(), tmp_path / "a.png"), source="ai", training="allowed", watermark=False
+    )
+    tampered = tmp_path / "tampered.png"
+    tampered.write_bytes(_drop_xmp_chunk(published.path.read_bytes()))
+    v = guard.verify(tampered)
+    assert v.state == "invalid" and v.xmp.training is None
+    assert v.c2pa.training == "allowed" and v.c2pa.digital_source_type  # reported, as history
+    assert v.training is None and v.digital_source_type is None
+    report = v.to_dict()
+    assert report["training"] is None and report["digital_source_type"] is None
+    assert "training: no statement" in "\n".join(v.summary())
