@@ -508,11 +508,10 @@ def test_a_forged_ledger_record_is_shown_unverified_and_none_of_its_claims_used(
 
 def test_a_record_with_a_trusted_manifest_for_its_id_is_believed(tmp_path: Path) -> None:
     """The other side of the forgery test: a record passes on its manifest, not on its text."""
-    from guard.identity import Identity
-
     from PIL import Image
 
     from guard import fingerprint
+    from guard.identity import Identity
 
     published = guard.sign(write(art(), tmp_path / "a.png"), training="notAllowed")
     wid = published.watermark_id
