@@ -428,13 +428,13 @@ def encode(
     that read it look. `chunks` are raw PNG chunks carried from an input (guard.carried);
     `comment` a JPEG COM segment.
     """
-    from guard import carried
+    from guard import exif_block, png_chunks
 
     if fmt not in MIME:
         raise ImageInputError(f"cannot write {fmt}; guard writes {', '.join(MIME)}")
     text = dict(text or {})
     if fmt != "PNG" and "parameters" in text:
-        exif = carried.set_user_comment(exif, text["parameters"])
+        exif = exif_block.set_user_comment(exif, text["parameters"])
     params: dict[str, object] = {}
     if icc_profile:
         params["icc_profile"] = icc_profile
@@ -465,7 +465,7 @@ def encode(
     image.save(buf, fmt, **params)
     data = buf.getvalue()
     if fmt == "PNG" and chunks:
-        data = carried.insert_png_chunks(data, chunks)
+        data = png_chunks.insert(data, chunks)
     return data
 
 

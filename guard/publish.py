@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from guard import __version__, carried, imageio
+from guard import __version__, carried, imageio, reencoding
 from guard.errors import ImageInputError, TooSmallError
 from guard.provenance import c2pa_io, vocab, xmp
 from guard.provenance import manifest as manifest_mod
@@ -107,9 +107,9 @@ def publish(
     )
     if passthrough:
         assert loaded is not None
-        before = carried.placed(loaded.data, fmt)
+        before = reencoding.placed(loaded.data, fmt)
         data = xmp.embed(loaded.data, packet)  # original pixels bit for bit, 16-bit kept
-        data = carried.restore(data, fmt, before)
+        data = reencoding.restore(data, fmt, before)
     else:
         notes.extend(loaded.notes if loaded else [])  # conversions only matter when re-encoding
         if fmt == "JPEG" and pixels.mode in ("RGBA", "LA"):
@@ -118,7 +118,7 @@ def publish(
                 "or .avif instead"
             )
         # other tools' text chunks, EXIF (web UI's UserComment included), ICC, XMP, as written
-        data, kept_notes = carried.reencode(
+        data, kept_notes = reencoding.reencode(
             pixels,
             fmt,
             loaded,

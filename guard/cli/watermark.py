@@ -49,7 +49,7 @@ def embed_command(
     as_json: bool,
 ) -> None:
     """Write a watermarked copy of IN to OUTPUT (format from its extension)."""
-    from guard import carried, imageio
+    from guard import carried, imageio, reencoding
     from guard import watermark as wm
     from guard.cli._common import check_collisions, read_key
 
@@ -59,7 +59,7 @@ def embed_command(
     check_collisions([(input_path, [output])])  # --force never replaces the input
     loaded = imageio.load(input_path)
     marked = wm.embed(loaded.image, data, key=key, strength=strength)
-    encoded, notes = carried.reencode(marked, fmt, loaded, packet=carried.xmp_packet(loaded))
+    encoded, notes = reencoding.reencode(marked, fmt, loaded, packet=carried.xmp_packet(loaded))
     for note in notes:
         click.echo(f"guard: {input_path}: {note}", err=True)
     imageio.save_atomic(output, encoded, force=force)
