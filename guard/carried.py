@@ -15,9 +15,9 @@ given. What other tools put in the file must come out as they wrote it and where
   itself from the decoded picture (JFIF, EXIF, the main XMP packet, ICC, Adobe's colour transform
   flag, a C2PA store) and what describes data the new file no longer has (MPF's images after the
   first, a JFXX thumbnail, JPEG XT extensions): those are named in a note.
-ICC and XMP go through imageio.encode and guard.provenance.xmp. guard.reencoding encodes with
-what this module chose and undoes exiv2's rewrites; guard.png_chunks and guard.jpeg_segments move
-the bytes.
+ICC and XMP go through guard.image_encoding and guard.provenance.xmp. guard.reencoding encodes
+with what this module chose and undoes exiv2's rewrites; guard.png_chunks and
+guard.jpeg_segments move the bytes.
 
 The byte surgery is hand-written because no library keeps these bytes untouched: Pillow and
 piexif rebuild the EXIF directory, piexif.insert replaces a JPEG's JFIF segment, and Pillow and
@@ -54,7 +54,7 @@ _STALE = (
 
 @dataclass
 class Carried:
-    """What the output must carry from the input, ready for imageio.encode."""
+    """What the output must carry from the input, ready for image_encoding.encode."""
 
     exif: bytes | None = None  # "Exif\0\0" + TIFF structure
     png_chunks: list[bytes] = field(default_factory=list)  # complete raw chunks

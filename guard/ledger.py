@@ -171,7 +171,7 @@ class Ledger:
         file never appeared is removed, so the ledger never points at a file that was not
         written. Records of writers still running are left alone.
         """
-        from guard.imageio import pid_alive
+        from guard.atomic_write import pid_alive
 
         rows = self._db.execute(
             "SELECT watermark_id, sha256, pending_path, pending_pid FROM records "
@@ -311,7 +311,7 @@ class Ledger:
 
     def export(self, path: str | os.PathLike[str]) -> int:
         """JSON Lines, one record per line: diffable, mergeable, readable without guard."""
-        from guard.imageio import save_atomic
+        from guard.atomic_write import save_atomic
 
         lines = [json.dumps(r.to_json(), sort_keys=True) for r in self]
         save_atomic(path, ("\n".join(lines) + "\n" if lines else "").encode(), force=True)

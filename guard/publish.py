@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from guard import __version__, carried, imageio, reencoding
+from guard.atomic_write import save_atomic
 from guard.errors import ImageInputError, TooSmallError
+from guard.image_formats import EXTENSIONS, MIME, SUFFIX, format_for
 from guard.provenance import c2pa_io, vocab, xmp
 from guard.provenance import manifest as manifest_mod
 from guard.provenance.spec import Ingredient, ManifestSpec, Training
@@ -71,7 +73,7 @@ def publish(
     from guard.identity import Identity
 
     out = Path(out)
-    fmt = imageio.format_for(out)
+    fmt = format_for(out)
     loaded = image if isinstance(image, imageio.LoadedImage) else None
     pixels = loaded.image if loaded else image
     _check_output(out, force, sidecar, [i.path for i in spec.ingredients], loaded)
@@ -133,7 +135,7 @@ def publish(
     definition = manifest_mod.build(
         spec,
         title=out.name,
-        mime=imageio.MIME[fmt],
+        mime=MIME[fmt],
         watermark_id=watermark_id,
         watermark_alg=_watermark_algorithm() if watermark_id else None,
         fingerprint=fingerprint,
@@ -141,7 +143,7 @@ def publish(
     signed, store = c2pa_io.sign(
         definition,
         data,
-        imageio.MIME[fmt],
+        MIME[fmt],
         identity,
         thumbnail=thumbnail,
         ingredients=[_ingredient_bytes(i, loaded) for i in spec.ingredients],
@@ -158,9 +160,9 @@ def publish(
     )
     sidecar_path = out.with_suffix(".c2pa") if sidecar else None
     try:
-        imageio.save_atomic(out, signed, force=force)
+        save_atomic(out, signed, force=force)
         if sidecar_path is not None:
-            imageio.save_atomic(sidecar_path, store, force=force)
+            save_atomic(sidecar_path, store, force=force)
     except BaseException:
         if record is not None:
             _withdraw(ledger, record.watermark_id)
@@ -213,9 +215,7 @@ def sign(
 
 def default_output(src: Path, fmt: str, tag: str, folder: Path | None = None) -> Path:
     """`art.png` → `art.signed.png`; keeps the user's extension when it matches the content."""
-    suffix = (
-        src.suffix if imageio.EXTENSIONS.get(src.suffix.lower()) == fmt else imageio.SUFFIX[fmt]
-    )
+    suffix = src.suffix if EXTENSIONS.get(src.suffix.lower()) == fmt else SUFFIX[fmt]
     return (folder or src.parent) / f"{src.stem}{tag}{suffix}"
 
 

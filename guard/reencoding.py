@@ -35,7 +35,7 @@ def reencode(
     guard's `text` and XMP `packet`; returns the bytes and notes on what could not be kept.
 
     The one re-encode path for publish and `guard watermark embed`."""
-    from guard import imageio
+    from guard.image_encoding import encode
     from guard.provenance import xmp
 
     text = dict(text or {})
@@ -45,7 +45,7 @@ def reencode(
         if "parameters" in text:
             full_exif = set_user_comment(full_exif, text.pop("parameters"))
         exif = exif_block.ifd0_only(full_exif) if full_exif else None
-    data = imageio.encode(
+    data = encode(
         pixels,
         fmt,
         icc_profile=loaded.icc_profile if loaded else None,

@@ -36,7 +36,7 @@ def anchors_pem(extra: Iterable[str | os.PathLike[str]] = ()) -> str:
 
 def add(path: str | os.PathLike[str]) -> Path:
     """Copy a CA certificate into the configured list (validated first)."""
-    from guard.imageio import save_atomic
+    from guard.atomic_write import save_atomic
 
     src = Path(path)
     text = _read_pem(src)

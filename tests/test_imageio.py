@@ -11,7 +11,9 @@ import pytest
 from PIL import Image, ImageCms
 
 from guard import imageio
+from guard.atomic_write import save_atomic
 from guard.errors import ImageInputError, OutputExistsError, OutputWriteError
+from guard.image_encoding import encode
 from tests.helpers import art, png_bomb, write
 
 
@@ -128,9 +130,9 @@ def test_save_atomic_refuses_to_overwrite(tmp_path: Path) -> None:
     target = tmp_path / "out.png"
     target.write_bytes(b"precious")
     with pytest.raises(OutputExistsError, match="--force"):
-        imageio.save_atomic(target, b"new")
+        save_atomic(target, b"new")
     assert target.read_bytes() == b"precious"
-    imageio.save_atomic(target, b"new", force=True)
+    save_atomic(target, b"new", force=True)
     assert target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temp file left behind
 
@@ -141,14 +143,14 @@ def test_save_atomic_leaves_nothing_when_the_write_fails(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OutputWriteError, match="disk full"):
-        imageio.save_atomic(tmp_path / "out.png", b"data")
+        save_atomic(tmp_path / "out.png", b"data")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_save_atomic_respects_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
-        path = imageio.save_atomic(tmp_path / "f.png", b"x")
+        path = save_atomic(tmp_path / "f.png", b"x")
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
@@ -157,5 +159,5 @@ def test_save_atomic_respects_umask(tmp_path: Path) -> None:
 def test_encode_writes_parameters_where_web_ui_reads_them() -> None:
     text = "a cat\nSteps: 20, Sampler: Euler a"
     for fmt in ("PNG", "JPEG", "WEBP"):
-        data = imageio.encode(art(32, 32), fmt, text={"parameters": text})
+        data = encode(art(32, 32), fmt, text={"parameters": text})
         assert imageio.decode(data).text["parameters"] == text

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from guard import imageio
+from guard.atomic_write import save_atomic
 from guard.cli import main
 from guard.errors import GuardError
 from guard.ledger import Ledger
@@ -55,7 +55,7 @@ def test_save_atomic_turns_write_failures_into_guard_errors(
     FAILURES[failure](monkeypatch)
     target = tmp_path / "out.png"
     with pytest.raises(GuardError) as err:
-        imageio.save_atomic(target, b"data")
+        save_atomic(target, b"data")
     assert str(target) in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
@@ -138,14 +138,14 @@ def test_an_unusable_out_dir_is_one_line(tmp_path: Path) -> None:
 
 _KILLED_SIGN = """
 import importlib, os, signal, sys
-imageio = importlib.import_module("guard.imageio")
+atomic_write = importlib.import_module("guard.atomic_write")
 ledger = importlib.import_module("guard.ledger")
 from guard.publish import sign
 point = sys.argv[1]
 if point == "during-save":
     def die(src, dst):  # the temp file is complete, the final name not yet there
         os.kill(os.getpid(), signal.SIGKILL)
-    imageio.os.link = die
+    atomic_write.os.link = die
 else:
     def die(self, *a, **k):  # the file is in place, the ledger not yet told
         os.kill(os.getpid(), signal.SIGKILL)
@@ -182,5 +182,5 @@ def test_a_process_killed_while_saving_leaves_a_consistent_ledger(
     if point == "during-save":
         leftovers = list(out.parent.iterdir())
         assert leftovers and all(p.name.endswith(".tmp") for p in leftovers)
-        imageio.save_atomic(out.parent / "next.png", b"x")  # the next run cleans up
+        save_atomic(out.parent / "next.png", b"x")  # the next run cleans up
         assert [p.name for p in out.parent.iterdir()] == ["next.png"]

@@ -130,7 +130,7 @@ class _LazyIdentity:
 
 def expand_images(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
     """Files as given; folders walked (sorted) for files with an image extension."""
-    from guard.imageio import EXTENSIONS
+    from guard.image_formats import EXTENSIONS
 
     files: list[Path] = []
     for path in paths:

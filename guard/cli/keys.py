@@ -59,9 +59,9 @@ def show(as_json: bool) -> None:
 @handle_errors
 def export_ca(output: Path | None, force: bool) -> None:
     """Print (or write) your CA certificate, for verifiers to trust with --trust."""
+    from guard.atomic_write import save_atomic
     from guard.errors import IdentityError
     from guard.identity import local_ca_pem
-    from guard.imageio import save_atomic
 
     pem = local_ca_pem()
     if pem is None:

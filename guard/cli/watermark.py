@@ -51,18 +51,20 @@ def embed_command(
     """Write a watermarked copy of IN to OUTPUT (format from its extension)."""
     from guard import carried, imageio, reencoding
     from guard import watermark as wm
+    from guard.atomic_write import save_atomic
     from guard.cli._common import check_collisions, read_key
+    from guard.image_formats import format_for
 
     data = _parse_payload(payload) if payload else wm.new_payload()
     key = read_key(key_file)
-    fmt = imageio.format_for(output)
+    fmt = format_for(output)
     check_collisions([(input_path, [output])])  # --force never replaces the input
     loaded = imageio.load(input_path)
     marked = wm.embed(loaded.image, data, key=key, strength=strength)
     encoded, notes = reencoding.reencode(marked, fmt, loaded, packet=carried.xmp_packet(loaded))
     for note in notes:
         click.echo(f"guard: {input_path}: {note}", err=True)
-    imageio.save_atomic(output, encoded, force=force)
+    save_atomic(output, encoded, force=force)
     result = {
         "input": str(input_path),
         "output": str(output),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard import imageio
 from guard.errors import ImageInputError, OutputExistsError
+from guard.image_formats import EXTENSIONS
 from guard.protection.params import ASSERTION_LABEL, DEFAULT_STRENGTH, Mode, Protection, preset
 from guard.publish import Published
 
@@ -79,9 +80,7 @@ def artworks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             files += sorted(
                 p
                 for p in art.iterdir()
-                if p.is_file()
-                and p.suffix.lower() in imageio.EXTENSIONS
-                and not p.name.endswith(SUFFIX)
+                if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.endswith(SUFFIX)
             )
         elif art.exists():
             files.append(art)
