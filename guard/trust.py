@@ -23,7 +23,7 @@ def configured() -> list[Path]:
 
 
 def anchors_pem(extra: Iterable[str | os.PathLike[str]] = ()) -> str:
-    from guard.identity import local_ca_pem
+    from guard.local_ca import local_ca_pem
 
     chunks: list[str] = []
     local = local_ca_pem()

@@ -41,7 +41,7 @@ def draw(size: int = 512, seed: int = 7) -> Image.Image:
 
 def main() -> None:
     import guard
-    from guard.identity import init_local
+    from guard.local_ca import init_local
 
     artwork = HERE / "artwork.png"
     draw().save(artwork, optimize=True)

@@ -116,7 +116,8 @@ class _LazyIdentity:
 
     def resolve(self):
         from guard import config
-        from guard.identity import Identity, init_local
+        from guard.identity import Identity
+        from guard.local_ca import init_local
 
         cert, key, name, org, tsa_url = self.args
         if bool(cert) != bool(key):

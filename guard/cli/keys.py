@@ -25,7 +25,8 @@ def init(
     name: str | None, org: str | None, tsa_url: str | None, force: bool, as_json: bool
 ) -> None:
     """Create a local root CA and signing certificate."""
-    from guard.identity import Identity, init_local
+    from guard.identity import Identity
+    from guard.local_ca import init_local
 
     folder = init_local(name=name, org=org, force=force, tsa_url=tsa_url, quiet=as_json)
     info = Identity.default(create=False).describe() | {"folder": str(folder)}
@@ -61,7 +62,7 @@ def export_ca(output: Path | None, force: bool) -> None:
     """Print (or write) your CA certificate, for verifiers to trust with --trust."""
     from guard.atomic_write import save_atomic
     from guard.errors import IdentityError
-    from guard.identity import local_ca_pem
+    from guard.local_ca import local_ca_pem
 
     pem = local_ca_pem()
     if pem is None:
