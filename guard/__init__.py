@@ -41,7 +41,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Protected": ("guard.protection", "Protected"),
     "protect_file": ("guard.protection.workflow", "protect_file"),
     "attach": ("guard.hooks", "attach"),
-    "save": ("guard.hooks", "save"),
+    "save": ("guard.pipeline_save", "save"),
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -58,9 +58,10 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from guard.errors import GuardError
-    from guard.hooks import attach, save
+    from guard.hooks import attach
     from guard.identity import Identity
     from guard.ledger import Ledger
+    from guard.pipeline_save import save
     from guard.protection import Protected, protect
     from guard.protection.workflow import protect_file
     from guard.provenance.spec import Assertion, Ingredient, ManifestSpec

@@ -13,6 +13,8 @@ from PIL import Image
 
 from guard import hooks
 from guard.infotext import GENERATION_ASSERTION, read_file
+from guard.pipeline_record import pending
+from guard.pipeline_save import NoPendingProvenanceError, save
 
 
 def _watermark_ready() -> bool:
@@ -52,7 +54,7 @@ def test_attached_pipeline_returns_the_usual_output(sd, tmp_path):
     assert type(out).__name__ == "StableDiffusionPipelineOutput"
     assert np.array_equal(np.asarray(out.images[0]), np.asarray(plain))  # no watermark asked
     tuple_out = call(sd, generator=torch.Generator().manual_seed(1), return_dict=False)
-    assert isinstance(tuple_out, tuple) and hooks.pending(tuple_out[0][0]) is not None
+    assert isinstance(tuple_out, tuple) and pending(tuple_out[0][0]) is not None
     # saving the pipeline is unaffected (same class name in its config)
     sd.save_pretrained(tmp_path / "saved")
     assert (
@@ -61,7 +63,7 @@ def test_attached_pipeline_returns_the_usual_output(sd, tmp_path):
     )
     hooks.detach(sd)
     assert type(sd) is cls
-    assert hooks.pending(call(sd).images[0]) is None
+    assert pending(call(sd).images[0]) is None
 
 
 def test_save_writes_the_call_parameters_signed(sd, tmp_path):
@@ -72,7 +74,7 @@ def test_save_writes_the_call_parameters_signed(sd, tmp_path):
     out = call(
         sd, negative_prompt="blurry", guidance_scale=6.0, generator=gens, num_images_per_prompt=2
     )
-    result = hooks.save(out.images[1], tmp_path / "fox.png")
+    result = save(out.images[1], tmp_path / "fox.png")
     assert result.path == tmp_path / "fox.png"
     info, _ = read_file(result.path)
     assert info.prompt == "a red fox" and info.negative_prompt == "blurry"
@@ -96,7 +98,7 @@ def test_save_writes_the_call_parameters_signed(sd, tmp_path):
 def test_one_generator_for_a_batch_records_batch_position(sd, tmp_path):
     hooks.attach(sd, watermark=False)
     out = call(sd, generator=torch.Generator().manual_seed(3), num_images_per_prompt=2)
-    info, _ = read_file(hooks.save(out.images[1], tmp_path / "b.png").path)
+    info, _ = read_file(save(out.images[1], tmp_path / "b.png").path)
     assert info.params["Seed"] == "3"
     assert (info.params["Batch size"], info.params["Batch pos"]) == ("2", "1")
 
@@ -109,11 +111,11 @@ def test_hook_records_web_ui_sampler_and_schedule_names(sd, tmp_path):
     hooks.attach(sd, watermark=False)
     config = dict(sd.scheduler.config)
     sd.scheduler = DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True)
-    info, _ = read_file(hooks.save(call(sd).images[0], tmp_path / "karras.png").path)
+    info, _ = read_file(save(call(sd).images[0], tmp_path / "karras.png").path)
     assert (info.params["Sampler"], info.params["Schedule type"]) == ("DPM++ 2M", "Karras")
     # a scheduler guard built says exactly what was chosen
     sd.scheduler = make_scheduler("DPM++ 2M SDE", config)
-    path = hooks.save(call(sd).images[0], tmp_path / "sde.png").path
+    path = save(call(sd).images[0], tmp_path / "sde.png").path
     info, _ = read_file(path)
     assert (info.params["Sampler"], info.params["Schedule type"]) == ("DPM++ 2M SDE", "Exponential")
     data = verdict(path).c2pa.assertions[GENERATION_ASSERTION]
@@ -130,9 +132,9 @@ def test_hook_seeds_every_image_when_the_caller_passes_no_generator(sd, tmp_path
     )
     out = call(sd, prompt=["a red fox", "a blue bird"], num_images_per_prompt=2)
     batch_noise = unet_inputs[0]
-    seeds = [hooks.pending(im).spec.assertions[0].data["seed"] for im in out.images]
+    seeds = [pending(im).spec.assertions[0].data["seed"] for im in out.images]
     assert seeds == [seeds[0] + k for k in range(4)]  # one seed per image, as web UI numbers them
-    info, _ = read_file(hooks.save(out.images[3], tmp_path / "seeded.png").path)
+    info, _ = read_file(save(out.images[3], tmp_path / "seeded.png").path)
     assert info.get("Seed") == seeds[3] and "Batch pos" not in info.params
     assert info.prompt == "a blue bird"
     # the recorded seed reproduces the image on its own: exactly the same starting noise ...
@@ -159,7 +161,7 @@ def test_pipelines_derived_with_from_pipe_stay_attached(sd, tmp_path):
     assert img2img._guard is not None and img2img._guard.model == "my-model"
     init = Image.new("RGB", (64, 64), (40, 90, 160))
     out = img2img(prompt="a fox", image=init, strength=0.5, num_inference_steps=4)
-    result = hooks.save(out.images[0], tmp_path / "derived.png")
+    result = save(out.images[0], tmp_path / "derived.png")
     v = verdict(result.path)
     assert v.training == "allowed" and "c2pa.edited" in [a["action"] for a in v.c2pa.actions]
     # a pipeline derived from one that is not attached stays plain
@@ -178,7 +180,7 @@ def test_controlnet_control_image_is_an_input_not_a_parent(sd, tmp_path):
     assert pipe._guard is not None  # derived with from_pipe: attached too
     pose = Image.new("RGB", (64, 64), (255, 85, 0))
     out = pipe(prompt="a dancer", image=pose, num_inference_steps=2, height=64, width=64)
-    v = verdict(hooks.save(out.images[0], tmp_path / "cn.png").path)
+    v = verdict(save(out.images[0], tmp_path / "cn.png").path)
     assert "c2pa.created" in [a["action"] for a in v.c2pa.actions]  # text-to-image, not an edit
     assert [(i["relationship"], i["title"]) for i in v.c2pa.ingredients] == [
         ("inputTo", "control image 0")
@@ -188,7 +190,7 @@ def test_controlnet_control_image_is_an_input_not_a_parent(sd, tmp_path):
 def test_hook_and_generate_share_one_generation_record(sd, tmp_path):
     hooks.attach(sd, watermark=False)
     out = call(sd, generator=torch.Generator().manual_seed(5))
-    data = hooks.pending(out.images[0]).spec.assertions[0].data
+    data = pending(out.images[0]).spec.assertions[0].data
     for key in ("prompt", "steps", "sampler", "schedule_type", "cfg_scale", "seed", "width"):
         assert key in data, key
     assert data["task"] == "txt2img" and data["infotext"].startswith("a red fox\nSteps: 2")
@@ -197,13 +199,13 @@ def test_hook_and_generate_share_one_generation_record(sd, tmp_path):
 def test_provenance_survives_copy_and_convert(sd, tmp_path):
     hooks.attach(sd, watermark=False)
     image = call(sd).images[0]
-    assert hooks.pending(image.copy().convert("RGB")) is not None
-    hooks.save(image.copy(), tmp_path / "copy.png")
+    assert pending(image.copy().convert("RGB")) is not None
+    save(image.copy(), tmp_path / "copy.png")
 
 
 def test_save_refuses_images_without_provenance(tmp_path):
-    with pytest.raises(hooks.NoPendingProvenanceError, match=r"guard\.attach"):
-        hooks.save(Image.new("RGB", (64, 64)), tmp_path / "x.png")
+    with pytest.raises(NoPendingProvenanceError, match=r"guard\.attach"):
+        save(Image.new("RGB", (64, 64)), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -213,7 +215,7 @@ def test_img2img_and_inpaint_inputs_become_ingredients(sd, tmp_path):
     init = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     img2img = hooks.attach(StableDiffusionImg2ImgPipeline.from_pipe(sd), watermark=False)
     out = img2img(prompt="a fox", image=init, strength=0.5, num_inference_steps=4)
-    v = verdict(hooks.save(out.images[0], tmp_path / "i2i.png").path)
+    v = verdict(save(out.images[0], tmp_path / "i2i.png").path)
     assert "c2pa.edited" in [a["action"] for a in v.c2pa.actions]
     assert [i["relationship"] for i in v.c2pa.ingredients] == ["parentOf"]
     assert read_file(tmp_path / "i2i.png")[0].params["Denoising strength"] == "0.5"
@@ -221,7 +223,7 @@ def test_img2img_and_inpaint_inputs_become_ingredients(sd, tmp_path):
     mask = Image.new("L", (64, 64), 0)
     inpaint = hooks.attach(StableDiffusionInpaintPipeline.from_pipe(sd), watermark=False)
     out = inpaint(prompt="a fox", image=init, mask_image=mask, num_inference_steps=2)
-    v = verdict(hooks.save(out.images[0], tmp_path / "inpaint.png").path)
+    v = verdict(save(out.images[0], tmp_path / "inpaint.png").path)
     assert sorted(i["relationship"] for i in v.c2pa.ingredients) == ["inputTo", "parentOf"]
     assert v.digital_source_type.endswith("compositeWithTrainedAlgorithmicMedia")
 
@@ -238,7 +240,7 @@ def test_sdxl_gets_guard_watermarker_in_its_post_process_step(tmp_path):
 
 def test_guard_core_hook_imports_no_torch_or_diffusers():
     code = (
-        "import sys, guard, guard.hooks; guard.attach; guard.save; "
+        "import sys, guard, guard.hooks, guard.pipeline_save; guard.attach; guard.save; "
         "bad = [m for m in ('torch', 'diffusers', 'generator') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -250,9 +252,9 @@ def test_guard_core_hook_imports_no_torch_or_diffusers():
 def test_hook_watermarks_once_and_save_records_it(sd, tmp_path):
     hooks.attach(sd)
     out = call(sd, size=256, generator=torch.Generator().manual_seed(2))
-    p = hooks.pending(out.images[0])
+    p = pending(out.images[0])
     assert p.watermark_id is not None
-    result = hooks.save(out.images[0], tmp_path / "wm.png")
+    result = save(out.images[0], tmp_path / "wm.png")
     assert result.watermark_id == p.watermark_id
     # publish did not mark the pixels a second time
     assert np.array_equal(
@@ -270,9 +272,9 @@ def test_sdxl_watermark_applied_inside_the_pipeline(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     hooks.attach(pipe)
     out = call(pipe, size=256, generator=torch.Generator().manual_seed(4))
-    p = hooks.pending(out.images[0])
+    p = pending(out.images[0])
     assert p.watermark_id is not None
-    result = hooks.save(out.images[0], tmp_path / "xl.png")
+    result = save(out.images[0], tmp_path / "xl.png")
     v = verdict(result.path, watermark=True)
     assert v.watermark.found and v.watermark.id == p.watermark_id
 
@@ -304,7 +306,7 @@ def test_guard_watermarker_tensor_round_trip():
 def test_too_small_for_the_watermark_is_said_once(sd, tmp_path):
     hooks.attach(sd)
     image = call(sd).images[0]  # 64 px: below the watermark's minimum
-    result = hooks.save(image, tmp_path / "small.png")
+    result = save(image, tmp_path / "small.png")
     assert result.watermark_id is None
     assert len([n for n in result.notes if "not watermarked" in n]) == 1
     assert verdict(result.path).state == "trusted"
