@@ -203,8 +203,9 @@ def prompt_costs(repeat: int) -> list[tuple[str, int, int, float, float, float]]
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from generator.conditioning import PromptEncoder, StepConditioning
+    from generator.conditioning import PromptEncoder
     from generator.prompt_syntax import parse_attention, prompt_schedule
+    from generator.step_conditioning import StepConditioning
 
     tokenizer = _word_tokenizer(Path(tempfile.mkdtemp()), [*PROMPTS.values(), NEGATIVE])
     config = CLIPTextConfig(  # SD 1.5's text encoder (openai/clip-vit-large-patch14)

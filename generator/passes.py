@@ -11,14 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from generator import hires as hr
-from generator.conditioning import (
-    Encoded,
-    PromptEncoder,
-    StepConditioning,
-    step_counter,
-    webui_steps,
-)
+from generator.conditioning import Encoded, PromptEncoder
 from generator.prompt_syntax import split_prompt_weight
+from generator.step_conditioning import StepConditioning, step_counter, webui_steps
 
 
 class Conditioner:

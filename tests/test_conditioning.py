@@ -8,7 +8,8 @@ import pytest
 import tiny_models as tm
 import torch
 
-from generator.conditioning import PromptEncoder, StepConditioning
+from generator.conditioning import PromptEncoder
+from generator.step_conditioning import StepConditioning
 
 
 def _realistic(pipe):
