@@ -147,9 +147,9 @@ class Adapters:
 
     def _load_sdxl_embedding(self, path: Path, token: str) -> None:
         """SDXL embeddings hold one tensor per text encoder ('clip_l', 'clip_g')."""
-        from generator.models import _read_state_dict
+        from generator.checkpoints import read_state_dict
 
-        state = _read_state_dict(path)
+        state = read_state_dict(path)
         if "clip_l" not in state or "clip_g" not in state:
             raise GenerationError(
                 f"--embedding {path}: is not an SDXL embedding (it has no clip_l/clip_g "

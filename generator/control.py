@@ -266,8 +266,10 @@ def load_controlnet(ref: str | Path, base: Any) -> LoadedControlNet:
     / .pth, the extension's LDM layout or diffusers'), matched to the base model's architecture."""
     import diffusers
 
+    from generator.checkpoints import read_state_dict
+    from generator.errors import ModelLoadError
     from generator.hashes import controlnet_hash
-    from generator.models import ModelLoadError, _read_state_dict, download_snapshot
+    from generator.hub import download_snapshot
     from guard.modelref import loading, resolve
 
     model_ref = resolve(ref)
@@ -276,7 +278,7 @@ def load_controlnet(ref: str | Path, base: Any) -> LoadedControlNet:
         assert model_ref.path is not None
         path = model_ref.path
         with loading(model_ref, "ControlNet"):
-            state = _read_state_dict(path)
+            state = read_state_dict(path)
         from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
 
         model = diffusers.ControlNetModel.from_unet(base.pipe.unet, load_weights_from_unet=False)

@@ -7,21 +7,22 @@ Every failure to find or read a model becomes a ModelNotFoundError naming the mo
 
 from __future__ import annotations
 
-import json
-import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from guard.errors import GuardError, ModelNotFoundError
+from generator.devices import pick_device, short_of_memory
+from generator.errors import ModelLoadError
+from generator.hub import download_pipeline, offline
+from generator.model_family import Family, folder_family, single_file_family
+from generator.vae import set_vae
+from guard.errors import ModelNotFoundError
 from guard.modelref import ModelRef, loading, resolve
 
 # SD 1.5-family default: runs on 4 GB GPUs and on CPU, 512x512 native, and it is what most
 # LoRAs, embeddings and web UI infotexts in circulation were made for (see docs/generate.md).
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
-Family = Literal["sd", "sdxl"]
 Task = Literal["txt2img", "img2img", "inpaint"]
 
 PIPELINES: dict[Family, dict[Task, str]] = {
@@ -50,22 +51,6 @@ CONTROL_PIPELINES: dict[Family, dict[Task, str]] = {
         "inpaint": "StableDiffusionXLControlNetInpaintPipeline",
     },
 }
-
-# diffusers' single-file model types -> guard's families
-_SINGLE_FILE_TYPES: dict[str, Family] = {
-    "v1": "sd",
-    "inpainting": "sd",
-    "v2": "sd",
-    "inpainting_v2": "sd",
-    "xl_base": "sdxl",
-    "xl_inpaint": "sdxl",
-    "xl_refiner": "sdxl",
-    "playground-v2-5": "sdxl",
-}
-
-
-class ModelLoadError(GuardError):
-    """A model file or folder exists but is not something guard can generate with."""
 
 
 @dataclass
@@ -128,40 +113,6 @@ class LoadedModel:
         return cls.from_pipe(base, controlnet=net)
 
 
-# ---- devices -------------------------------------------------------------------------------------
-def pick_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise GuardError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
-    if device == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise GuardError("--device mps: Apple Metal is not available here; use --device cpu")
-    return device
-
-
-def _low_memory(device: str, family: Family) -> bool:
-    """Attention slicing and VAE tiling cost ~10% speed; use them only when memory is short."""
-    import torch
-
-    gib = 1 << 30
-    if device == "cuda":
-        total = torch.cuda.get_device_properties(0).total_memory
-        return total < (12 if family == "sdxl" else 8) * gib
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return False
-    return total < (32 if family == "sdxl" else 16) * gib
-
-
 def _dtype_kwarg() -> str:
     """diffusers renamed `torch_dtype` to `dtype`; use whichever the installed version expects."""
     from diffusers.utils import deprecation_utils
@@ -169,82 +120,6 @@ def _dtype_kwarg() -> str:
     return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-
-# ---- what kind of model is it --------------------------------------------------------------------
-def _folder_family(folder: Path) -> tuple[Family, bool]:
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise ModelNotFoundError(
-            f"{folder}: not a diffusers model folder (no model_index.json). Pass the folder that "
-            "holds model_index.json, a .safetensors/.ckpt checkpoint, or a hub id."
-        )
-    try:
-        info = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(f"{index}: unreadable ({exc})") from exc
-    name = str(info.get("_class_name", ""))
-    if "StableDiffusion" not in name:
-        raise ModelLoadError(
-            f"{folder}: is a {name or 'unknown'} model; guard generates with Stable Diffusion "
-            "1.x, 2.x and SDXL models"
-        )
-    family: Family = "sdxl" if "XL" in name else "sd"
-    refiner_only = family == "sdxl" and not (info.get("text_encoder") or [None])[0]
-    return family, refiner_only
-
-
-def _checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes of a checkpoint without reading its weights."""
-    if path.suffix.lower() == ".safetensors":
-        with path.open("rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(n))
-        return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    while isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    return {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
-
-
-def single_file_type(path: Path) -> str:
-    """diffusers' name for the architecture of a single-file checkpoint ('v1', 'xl_base', ...)."""
-    import torch
-    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
-
-    try:
-        shapes = _checkpoint_shapes(path)
-    except Exception as exc:  # truncated file, pickle with code, not a checkpoint at all
-        raise ModelNotFoundError(
-            f"{path}: cannot be read as a model checkpoint ({type(exc).__name__}: {exc}). "
-            "It may be incomplete or, for .ckpt, contain code guard refuses to unpickle; "
-            "re-download it or use the .safetensors version."
-        ) from exc
-    meta = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
-    return infer_diffusers_model_type(meta)
-
-
-def _single_file_family(path: Path, config: str | None) -> tuple[Family, bool, str | None]:
-    if config and Path(config).is_dir():
-        family, refiner_only = _folder_family(Path(config))
-        return family, refiner_only, None
-    model_type = single_file_type(path)
-    if model_type not in _SINGLE_FILE_TYPES:
-        raise ModelLoadError(
-            f"{path}: is a '{model_type}' checkpoint; guard generates with Stable Diffusion 1.x, "
-            "2.x and SDXL checkpoints"
-        )
-    from diffusers.loaders.single_file_utils import DIFFUSERS_DEFAULT_PIPELINE_PATHS
-
-    base = DIFFUSERS_DEFAULT_PIPELINE_PATHS[model_type]["pretrained_model_name_or_path"]
-    return _SINGLE_FILE_TYPES[model_type], model_type == "xl_refiner", base
-
-
-# ---- loading -------------------------------------------------------------------------------------
 def load_model(
     model: str | Path = DEFAULT_MODEL,
     *,
@@ -279,17 +154,17 @@ def load_model(
 
     default_config: str | None = None
     if ref.kind == "hub":
-        folder = _download(ref, what)
+        folder = download_pipeline(ref, what)
         ref_path = folder
-        family, refiner_only = _folder_family(folder)
+        family, refiner_only = folder_family(folder)
     elif ref.kind == "folder":
         assert ref.path is not None
         ref_path = ref.path
-        family, refiner_only = _folder_family(ref.path)
+        family, refiner_only = folder_family(ref.path)
     else:
         assert ref.path is not None
         ref_path = ref.path
-        family, refiner_only, default_config = _single_file_family(ref.path, config_str)
+        family, refiner_only, default_config = single_file_family(ref.path, config_str)
 
     import diffusers
 
@@ -323,33 +198,13 @@ def load_model(
     if vae is not None:
         set_vae(loaded, vae)
     if low_memory is None:
-        low_memory = _low_memory(device, family)
+        low_memory = short_of_memory(device, family)
     if low_memory:
         pipe.enable_attention_slicing()
         pipe.vae.enable_tiling()
     pipe.to(device)
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     return loaded
-
-
-def _download(ref: ModelRef, what: str = "model") -> Path:
-    """The local snapshot folder of a hub model (downloaded once when online)."""
-    from diffusers import DiffusionPipeline
-
-    with loading(ref, what):
-        # safety_checker=None: its 1.2 GB of weights are never used (see load_model)
-        folder = DiffusionPipeline.download(
-            ref.raw, local_files_only=_offline(), safety_checker=None
-        )
-    return Path(folder)
-
-
-def download_snapshot(ref: ModelRef, what: str = "model") -> Path:
-    """The local snapshot folder of any hub repository (a VAE, a ControlNet)."""
-    with loading(ref, what):
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(ref.raw, local_files_only=_offline()))
 
 
 def _from_single_file(
@@ -369,7 +224,7 @@ def _from_single_file(
     try:
         with loading(ref, what):
             return cls.from_single_file(
-                str(ref.path), local_files_only=_offline(), **extra, **kwargs
+                str(ref.path), local_files_only=offline(), **extra, **kwargs
             )
     except ModelNotFoundError as exc:
         if config is not None:
@@ -381,58 +236,3 @@ def _from_single_file(
             "hub cannot be reached. Pass a local diffusers folder of the same architecture with "
             "--config DIR (or the original .yaml), or run once online to cache it."
         ) from exc
-
-
-def set_vae(loaded: LoadedModel, vae: str | Path) -> None:
-    """Swap in another VAE (web UI's SD VAE setting): hub id, diffusers folder or single file."""
-    from diffusers import AutoencoderKL
-
-    from generator.hashes import vae_hash
-
-    ref = resolve(vae)
-    current = loaded.pipe.vae
-    dtype = current.dtype
-    if ref.kind == "single_file":
-        assert ref.path is not None
-        with loading(ref, "VAE"):
-            state = _read_state_dict(ref.path)
-        new = AutoencoderKL.from_config(current.config)
-        if not any(k.startswith(("encoder.down_blocks", "decoder.up_blocks")) for k in state):
-            from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-
-            state = convert_ldm_vae_checkpoint(state, new.config)
-        try:
-            new.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelLoadError(
-                f"VAE '{vae}' does not fit model '{loaded.name}' (different architecture): "
-                f"{str(exc).splitlines()[0]}"
-            ) from exc
-        path = ref.path
-    else:
-        if ref.kind == "hub":
-            path = download_snapshot(ref, "VAE")
-        else:
-            assert ref.path is not None
-            path = ref.path
-        folder = path / "vae" if (path / "vae" / "config.json").is_file() else path
-        with loading(ref, "VAE"):
-            new = AutoencoderKL.from_pretrained(str(folder), local_files_only=True)
-        path = folder
-    loaded.pipe.vae = new.to(device=current.device, dtype=dtype)
-    loaded._tasks.clear()
-    loaded.vae_name = ref.name
-    loaded.vae_hash = vae_hash(path)
-
-
-def _read_state_dict(path: Path) -> dict[str, Any]:
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    while isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    return state

@@ -268,7 +268,8 @@ def test_controlnet_loads_from_folder_and_single_files(gen, files, name):
 def test_controlnet_for_another_family_is_refused(files, tmp_path_factory):
     from diffusers import StableDiffusionXLPipeline
 
-    from generator.models import ModelLoadError, load_model
+    from generator.errors import ModelLoadError
+    from generator.models import load_model
 
     xl = load_model(tm.sdxl_folder(tmp_path_factory), progress=False)
     with pytest.raises(ModelLoadError, match="another model family"):

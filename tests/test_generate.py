@@ -12,6 +12,7 @@ import pytest
 import tiny_models as tm
 from PIL import Image
 
+from generator.errors import ModelLoadError
 from generator.generate import (
     GenerationError,
     Generator,
@@ -22,7 +23,7 @@ from generator.generate import (
     parse_size,
     slug,
 )
-from generator.models import ModelLoadError, load_model
+from generator.models import load_model
 from generator.samplers import BASES, parse_sampler
 from guard.errors import ModelNotFoundError
 from guard.infotext import GENERATION_ASSERTION, Infotext, read_file
