@@ -5,16 +5,13 @@ Conventions kept from Stable Diffusion web UI, so its users get what they expect
 - initial noise comes from a CPU torch.Generator per image, so a seed gives the same image
   whatever the batch size, and the same noise on CPU and GPU (web UI's "CPU" RNG source);
 - the infotext (PNG Info) is web UI's, including `<lora:name:weight>` tags and short hashes;
-- files are `{index:05d}-{seed}-{slug}.png` with the next free index; nothing is overwritten.
+- files are named and published as web UI names them (generator.publishing); what a run asks for
+  is generator.settings.
 """
 
 from __future__ import annotations
 
-import math
 import random
-import re
-import tempfile
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,51 +23,14 @@ from generator.adapters import Adapters, prompt_for_encoder, prompt_with_tags
 from generator.errors import GenerationError
 from generator.models import LoadedModel, Task
 from generator.passes import Conditioner, hires_pass
+from generator.publishing import GeneratedImage, publish_all
 from generator.rng import INFOTEXT as RNG_INFOTEXT
-from generator.rng import SOURCES, generator, initial_noise
-from generator.samplers import Sampler, make_scheduler, parse_sampler
+from generator.rng import generator, initial_noise
+from generator.samplers import Sampler, make_scheduler
+from generator.settings import MAX_SEED, MAX_SIDE, Settings, load_input, validate
 from guard import __version__
-from guard.errors import OutputExistsError
 from guard.infotext import Infotext, format_hash_list, format_number
-from guard.provenance.spec import Ingredient, ManifestSpec, Training
-
-DEFAULT_SAMPLER = "DPM++ 2M Karras"
-MAX_SEED = 2**32 - 1
-MAX_SIDE = 4096
-
-
-@dataclass
-class Settings:
-    """One web UI "Generate" click: the prompt and every knob next to it."""
-
-    prompt: str
-    negative_prompt: str = ""
-    sampler: str = DEFAULT_SAMPLER
-    schedule_type: str | None = None  # web UI's "Schedule type"; None: the sampler's default
-    steps: int = 20
-    cfg_scale: float = 7.0
-    seed: int = -1
-    width: int | None = None  # None: the init image's size, else the model's native size
-    height: int | None = None
-    batch_count: int = 1
-    batch_size: int = 1
-    init_image: Path | None = None
-    mask: Path | None = None
-    strength: float = 0.75  # web UI's "Denoising strength"
-    mask_blur: int = 4  # pixels; softens the seam where the inpainted region meets the original
-    loras: list[tuple[Path, float]] = field(default_factory=list)
-    embeddings: list[tuple[Path, str | None]] = field(default_factory=list)
-    refiner_switch: float = 0.8
-    rng: str = "cpu"  # web UI's random number source: cpu, gpu or nv (see generator/rng.py)
-    clip_skip: int = 1  # web UI's "Clip skip": 1 = the text encoder's last layer
-    hires: hires_fix.Hires | None = None  # web UI's "Hires. fix" (txt2img): upscale, then refine
-    controls: list[controlnet.Control] = field(default_factory=list)  # ControlNet units
-
-    @property
-    def task(self) -> Task:
-        if self.mask is not None:
-            return "inpaint"
-        return "img2img" if self.init_image is not None else "txt2img"
+from guard.provenance.spec import Training
 
 
 @dataclass
@@ -85,150 +45,6 @@ class MadeImage:
     control_images: list[Any] = field(default_factory=list)  # each ControlNet unit's picture
 
 
-@dataclass
-class GeneratedImage:
-    path: Path
-    seed: int
-    infotext: Infotext
-    watermark_id: str | None
-    manifest_label: str | None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "seed": self.seed,
-            "watermark_id": self.watermark_id,
-            "manifest": self.manifest_label,
-            "parameters": self.infotext.to_text(),
-            "notes": self.notes,
-        }
-
-
-# ---- argument parsing shared by the CLI and library callers -------------------------------------
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x768' -> (512, 768); a single number means a square."""
-    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX×*]\s*(\d+))?\s*", text)
-    if not m:
-        raise GenerationError(f"--size '{text}': expected WIDTHxHEIGHT, e.g. 512x512")
-    w = int(m.group(1))
-    return w, int(m.group(2) or w)
-
-
-def parse_lora(text: str) -> tuple[Path, float]:
-    """'file.safetensors:0.8' -> (file, 0.8); weight 1 when omitted (web UI's default)."""
-    path, sep, weight = text.rpartition(":")
-    if sep and path and not Path(text).exists():
-        try:
-            return Path(path).expanduser(), float(weight)
-        except ValueError:
-            pass
-    return Path(text).expanduser(), 1.0
-
-
-def parse_embedding(text: str) -> tuple[Path, str | None]:
-    """'EasyNegative.safetensors:easyneg' -> (file, 'easyneg'); the token defaults to the file
-    name without extension, which is what web UI uses."""
-    path, sep, token = text.rpartition(":")
-    if sep and path and token and not Path(text).exists() and "/" not in token:
-        return Path(path).expanduser(), token
-    return Path(text).expanduser(), None
-
-
-def slug(prompt: str, limit: int = 48) -> str:
-    """Filesystem-safe words of the prompt: 'A blue bird, flying!' -> 'a-blue-bird-flying'."""
-    text = unicodedata.normalize("NFKC", prompt).lower()
-    text = re.sub(r"<lora:[^>]*>", " ", text)
-    words = [w for w in re.split(r"[^\w]+", text) if w and w != "_"]
-    out = ""
-    for w in words:
-        candidate = f"{out}-{w}" if out else w
-        if len(candidate) > limit:
-            break
-        out = candidate
-    return out or (words[0][:limit] if words else "image")
-
-
-def next_index(folder: Path) -> int:
-    """web UI's numbering: one more than the highest `NNNNN-` prefix in the folder."""
-    highest = -1
-    if folder.is_dir():
-        for p in folder.iterdir():
-            m = re.match(r"(\d+)-", p.name)
-            if m:
-                highest = max(highest, int(m.group(1)))
-    return highest + 1
-
-
-def validate(s: Settings) -> Sampler:
-    """The checks that need no model: run them before loading one, so a typo costs nothing."""
-    sampler = parse_sampler(s.sampler, s.schedule_type)
-    if s.rng not in SOURCES:
-        raise GenerationError(f"--rng {s.rng}: use one of {', '.join(SOURCES)}")
-    if s.rng == "nv" and s.init_image is not None:
-        raise GenerationError(
-            "--rng nv: web UI's NV noise is reproduced for text-to-image only; img2img and "
-            "inpainting draw their noise from a torch generator (use --rng cpu or gpu)"
-        )
-    if not 1 <= s.clip_skip <= 12:
-        raise GenerationError(f"--clip-skip {s.clip_skip}: use 1 (no skip) to 12")
-    hires_fix.check_settings(s, MAX_SIDE)
-    controlnet.validate(s.controls)
-    if s.steps < 1 or s.steps > 1000:
-        raise GenerationError(f"--steps {s.steps}: use 1 to 1000")
-    if s.batch_count < 1 or s.batch_size < 1:
-        raise GenerationError("--batch-count and --batch-size must be at least 1")
-    if not 0.0 < s.strength <= 1.0:
-        raise GenerationError(f"--strength {s.strength}: use a value in (0, 1]")
-    if not 0 <= s.mask_blur <= 64:
-        raise GenerationError(f"--mask-blur {s.mask_blur}: use 0 to 64 pixels")
-    if not 0.0 < s.refiner_switch < 1.0:
-        raise GenerationError(f"--refiner-switch {s.refiner_switch}: use a value in (0, 1)")
-    for side in (s.width, s.height):
-        if side is not None and (side % 8 or not 8 <= side <= MAX_SIDE):
-            raise GenerationError(
-                f"--size {s.width}x{s.height}: width and height must be multiples of 8 between "
-                f"8 and {MAX_SIDE} (e.g. 512x512, 768x512)"
-            )
-    if s.init_image is not None and int(s.steps * s.strength) < 1:
-        raise GenerationError(
-            f"--steps {s.steps} at --strength {s.strength} leaves no denoising step "
-            "(img2img runs steps x strength of them); raise --steps or --strength"
-        )
-    if s.mask is not None and s.init_image is None:
-        raise GenerationError("--mask needs --init-image (the picture to paint into)")
-    if not -1 <= s.seed <= MAX_SEED:
-        raise GenerationError(f"--seed {s.seed}: use -1 (random) or 0 to {MAX_SEED}")
-    for label, path in (("--init-image", s.init_image), ("--mask", s.mask)):
-        if path is not None and not Path(path).is_file():
-            raise GenerationError(f"{label} {path}: no such file")
-    if not math.isfinite(s.cfg_scale):
-        raise GenerationError(f"--cfg {s.cfg_scale}: use a finite number, e.g. 7")
-    for label, path in (("--init-image", s.init_image), ("--mask", s.mask)):
-        if path is not None:
-            load_input(label, path)  # decoded now, so a broken file costs no model load
-    for path, _ in s.loras:
-        if not path.is_file():
-            raise GenerationError(f"--lora {path}: no such file")
-    for path, _ in s.embeddings:
-        if not path.is_file():
-            raise GenerationError(f"--embedding {path}: no such file")
-    return sampler
-
-
-def load_input(label: str, path: Path) -> Any:
-    """An --init-image or --mask through guard's one safe loader (text-chunk and pixel limits,
-    mode policy, EXIF orientation), its problems as a GenerationError naming the option."""
-    from guard import imageio
-    from guard.errors import GuardError
-
-    try:
-        return imageio.load(path)
-    except GuardError as exc:
-        raise GenerationError(f"{label}: {exc}") from None
-
-
-# ---- the generator --------------------------------------------------------------------------------
 class Generator:
     """A loaded model (and optional SDXL refiner) that turns Settings into published images."""
 
@@ -381,56 +197,20 @@ class Generator:
         on_written: Callable[[GeneratedImage], None] | None = None,
     ) -> list[GeneratedImage]:
         """Generate and publish every image (watermark, C2PA, ledger) into `out_dir`."""
-        from guard.publish import publish
-
         self.check(settings)  # bad settings fail before the folder is created
-        folder = Path(out_dir).expanduser()
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise GenerationError(
-                f"-o {folder}: cannot use it as the output folder ({exc.strerror or exc}); "
-                "pass a folder you can write to"
-            ) from exc
-        index = next_index(folder)
-        written: list[GeneratedImage] = []
-        # pictures drawn from pose JSON, kept until their manifests are signed
-        with tempfile.TemporaryDirectory(prefix="guard-control-") as tmp:
-            scratch = Path(tmp)
-            for made in self.images(settings):
-                spec = build_spec(made, self.model, settings, training, scratch)
-                for _attempt in range(1000):
-                    path = folder / f"{index:05d}-{made.seed}-{slug(settings.prompt)}.{fmt}"
-                    index += 1
-                    if path.exists():
-                        continue
-                    try:
-                        result = publish(
-                            made.image,
-                            path,
-                            spec,
-                            identity=identity,
-                            watermark=watermark,
-                            watermark_key=watermark_key,
-                            ledger=ledger,
-                        )
-                        break
-                    except OutputExistsError:  # another process took the name meanwhile
-                        continue
-                else:
-                    raise GenerationError(f"{folder}: no free file name found")
-                item = GeneratedImage(
-                    result.path,
-                    made.seed,
-                    made.infotext,
-                    result.watermark_id,
-                    result.manifest_label,
-                    list(result.notes),
-                )
-                written.append(item)
-                if on_written is not None:
-                    on_written(item)
-        return written
+        return publish_all(
+            self.images(settings),
+            settings,
+            self.model,
+            out_dir,
+            identity=identity,
+            training=training,
+            watermark=watermark,
+            watermark_key=watermark_key,
+            ledger=ledger,
+            fmt=fmt,
+            on_written=on_written,
+        )
 
     # -- infotext ---------------------------------------------------------------------------------
     def infotext(
@@ -561,46 +341,3 @@ class Generator:
 
                 mask = mask.filter(ImageFilter.GaussianBlur(s.mask_blur))
         return init, mask
-
-
-def build_spec(
-    made: MadeImage,
-    model: LoadedModel,
-    settings: Settings,
-    training: Training,
-    scratch: Path | None = None,
-) -> ManifestSpec:
-    """What the C2PA manifest says about a generated image (guard.generation_record builds it)."""
-    from guard import generation_record
-
-    spec = generation_record.spec(
-        made.infotext,
-        task=made.task,
-        model=model.name,
-        model_hash=model.hash,
-        training=training,
-        extra={"batch_index": made.index, "controlnets": _units(made) or None},
-    )
-    if settings.init_image is not None:
-        spec.ingredients.append(Ingredient(Path(settings.init_image), "parentOf"))
-    if settings.mask is not None:
-        spec.ingredients.append(Ingredient(Path(settings.mask), "inputTo"))
-    for n, (c, picture) in enumerate(zip(settings.controls, made.control_images)):
-        title = f"ControlNet {n} control image"
-        if not c.is_json:  # the picture the user gave (skeleton, or photo for canny/detection)
-            spec.ingredients.append(Ingredient(Path(c.image), "inputTo", title))
-        elif scratch is not None:  # a pose JSON: the skeleton drawn from it
-            drawn = scratch / f"{made.index}-controlnet-{n}-{Path(c.image).stem}.png"
-            if not drawn.exists():
-                picture.save(drawn)
-            spec.ingredients.append(Ingredient(drawn, "inputTo", f"{title} ({c.image.name})"))
-    return spec
-
-
-def _units(made: MadeImage) -> list[dict[str, Any]]:
-    """The ControlNet units of an infotext, structured for the generation assertion."""
-    units = []
-    for key in sorted(k for k in made.infotext.params if k.startswith("ControlNet ")):
-        fields = controlnet.parse_unit(made.infotext.params[key])
-        units.append({name.lower().replace(" ", "_"): value for name, value in fields.items()})
-    return units

@@ -281,7 +281,7 @@ def test_controlnet_for_another_family_is_refused(files, tmp_path_factory):
 
 # ---- generation ------------------------------------------------------------------------------------
 def _settings(**kw):
-    from generator.generate import Settings
+    from generator.settings import Settings
 
     base = {"prompt": "a blue bird", "steps": 3, "width": 64, "height": 64, "seed": 11}
     base.update(kw)

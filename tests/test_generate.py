@@ -12,19 +12,12 @@ import pytest
 import tiny_models as tm
 from PIL import Image
 
-from generator.errors import ModelLoadError
-from generator.generate import (
-    GenerationError,
-    Generator,
-    Settings,
-    next_index,
-    parse_embedding,
-    parse_lora,
-    parse_size,
-    slug,
-)
+from generator.errors import GenerationError, ModelLoadError
+from generator.generate import Generator
 from generator.models import load_model
+from generator.publishing import next_index, slug
 from generator.samplers import BASES, parse_sampler
+from generator.settings import Settings, parse_embedding, parse_lora, parse_size
 from guard.errors import ModelNotFoundError
 from guard.infotext import GENERATION_ASSERTION, Infotext, read_file
 
@@ -672,8 +665,8 @@ def test_hires_upscalers_resize_as_web_ui():
 
 
 def test_hires_settings_are_checked_before_any_model_work(tmp_path):
-    from generator.generate import validate
     from generator.hires import parse_upscaler
+    from generator.settings import validate
 
     assert parse_upscaler("latent-bicubic-antialiased") == "Latent (bicubic antialiased)"
     assert parse_upscaler("lanczos") == "Lanczos"

@@ -256,8 +256,10 @@ def test_output_folder_that_is_a_file(files, tmp_path):
     assert code == 2 and "is a file" in stderr
     assert "Traceback" not in stderr and blocker.read_text() == "not a folder"
     # the library says it too
-    from generator.generate import GenerationError, Generator, Settings
+    from generator.errors import GenerationError
+    from generator.generate import Generator
     from generator.models import load_model
+    from generator.settings import Settings
 
     gen = Generator(load_model(files["folder"], progress=False), progress=False)
     with pytest.raises(GenerationError, match="cannot use it as the output folder"):
@@ -317,8 +319,9 @@ def test_info_without_parameters_and_several_files(tmp_path):
 
 def test_info_falls_back_to_the_c2pa_assertion(files, tmp_path):
     """A tool that rewrote the PNG without its text chunk but kept C2PA: the assertion remains."""
-    from generator.generate import Generator, Settings
+    from generator.generate import Generator
     from generator.models import load_model
+    from generator.settings import Settings
 
     gen = Generator(load_model(files["folder"], progress=False), progress=False)
     [item] = gen.generate(

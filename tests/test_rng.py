@@ -98,7 +98,7 @@ def gen(tmp_path_factory):
 
 
 def _settings(**kw):
-    from generator.generate import Settings
+    from generator.settings import Settings
 
     base = {"prompt": "a blue bird", "steps": 2, "width": 64, "height": 64, "seed": 42}
     base.update(kw)
@@ -125,7 +125,8 @@ def test_nv_generation_starts_from_web_uis_noise_and_says_so(gen):
 def test_gpu_source_is_not_written_and_nv_is_refused_for_img2img(gen, tmp_path):
     from PIL import Image
 
-    from generator.generate import GenerationError, validate
+    from generator.errors import GenerationError
+    from generator.settings import validate
 
     made = next(gen.images(_settings(rng="gpu")))
     assert "RNG" not in made.infotext.params  # web UI omits its default source

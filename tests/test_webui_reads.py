@@ -68,7 +68,7 @@ def gen(tmp_path_factory):
 
 @pytest.mark.parametrize("fmt", ["png", "jpg", "webp"])
 def test_web_ui_reads_guards_infotext(gen, tmp_path, fmt):
-    from generator.generate import Settings
+    from generator.settings import Settings
 
     pose = control.parse_pose(f"{gen.root / 'pose.json'}:0.8")
     pose.model = str(gen.root / "control_tiny")

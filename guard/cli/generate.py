@@ -209,16 +209,10 @@ def command(
     """
     from generator.control import parse_control, parse_pose
     from generator.errors import GenerationError
-    from generator.generate import (
-        Generator,
-        Settings,
-        parse_embedding,
-        parse_lora,
-        parse_size,
-        validate,
-    )
+    from generator.generate import Generator
     from generator.hires import from_options
     from generator.models import DEFAULT_MODEL, load_model
+    from generator.settings import Settings, parse_embedding, parse_lora, parse_size, validate
     from guard.ledger import Ledger
 
     width = height = None
