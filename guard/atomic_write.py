@@ -75,8 +75,19 @@ def _write_error(target: Path, exc: OSError) -> OutputWriteError:
 _TEMP = re.compile(r"^\..+\.guard(\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
+_SWEPT: set[Path] = set()
+
+
 def _remove_stale_temps(folder: Path) -> None:
-    """Temp files of writers that are no longer running (killed mid-save) are garbage."""
+    """Temp files of writers that are no longer running (killed mid-save) are garbage.
+
+    Once per folder per process: a dead writer's leftovers are there before this process starts
+    writing, and listing the folder for every file would make big batches quadratic.
+    """
+    key = folder.resolve()
+    if key in _SWEPT:
+        return
+    _SWEPT.add(key)
     try:
         names = [p for p in folder.iterdir() if p.name.endswith(".tmp") and ".guard" in p.name]
     except OSError:

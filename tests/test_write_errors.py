@@ -184,3 +184,21 @@ def test_a_process_killed_while_saving_leaves_a_consistent_ledger(
         assert leftovers and all(p.name.endswith(".tmp") for p in leftovers)
         save_atomic(out.parent / "next.png", b"x")  # the next run cleans up
         assert [p.name for p in out.parent.iterdir()] == ["next.png"]
+
+
+def test_stale_temp_files_are_looked_for_once_per_folder(tmp_path: Path, monkeypatch) -> None:
+    """Saving many files into one folder (scan --copy-clean, a big sign batch) must not list the
+    folder again for every file: that is quadratic in the folder's size."""
+    import pathlib
+
+    listed: list[Path] = []
+    real = pathlib.Path.iterdir
+
+    def counting(self):
+        listed.append(self)
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", counting)
+    for i in range(20):
+        save_atomic(tmp_path / f"{i}.bin", b"x")
+    assert listed.count(tmp_path) == 1
