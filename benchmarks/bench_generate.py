@@ -293,7 +293,7 @@ def main() -> None:
     from guard.identity import Identity
     from guard.ledger import Ledger
     from guard.provenance.spec import Assertion, ManifestSpec
-    from guard.publish import publish
+    from guard.publishing import publish
 
     identity = Identity.default()
     have_watermark = hasattr(wm, "embed")

@@ -89,7 +89,7 @@ def publish_all(
 
     `images` is consumed only once the folder exists, so a lazy generator makes nothing for a
     folder that cannot be used."""
-    from guard.publish import publish
+    from guard.publishing import publish
 
     folder = Path(out_dir).expanduser()
     try:

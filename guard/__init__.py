@@ -26,9 +26,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ManifestSpec": ("guard.provenance.spec", "ManifestSpec"),
     "Ingredient": ("guard.provenance.spec", "Ingredient"),
     "Assertion": ("guard.provenance.spec", "Assertion"),
-    "publish": ("guard.publish", "publish"),
-    "Published": ("guard.publish", "Published"),
-    "sign": ("guard.publish", "sign"),
+    "publish": ("guard.publishing", "publish"),
+    "Published": ("guard.publishing", "Published"),
+    "sign": ("guard.publishing", "sign"),
     "verify": ("guard.verdict", "verify"),
     "verify_bytes": ("guard.verdict", "verify_bytes"),
     "Verdict": ("guard.verdict", "Verdict"),
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from guard.protection import Protected, protect
     from guard.protection.workflow import protect_file
     from guard.provenance.spec import Assertion, Ingredient, ManifestSpec
-    from guard.publish import Published, publish, sign
+    from guard.publishing import Published, publish, sign
     from guard.scan.api import scan, scan_dataset
     from guard.scan.row import ScanRow
     from guard.verdict import Verdict, verify, verify_bytes

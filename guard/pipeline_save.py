@@ -32,9 +32,9 @@ def save(
 ) -> Any:
     """Write an image from an attached pipeline: signed, its watermark recorded in the ledger.
 
-    Returns guard.publish.Published. The format follows the extension (png, jpg, webp, ...).
+    Returns guard.Published. The format follows the extension (png, jpg, webp, ...).
     """
-    from guard.publish import publish
+    from guard.publishing import publish
 
     p = pending(image)
     if p is None:

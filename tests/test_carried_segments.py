@@ -25,7 +25,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from guard import jpeg_segments
-from guard.publish import publish, sign
+from guard.publishing import publish, sign
 from tests.helpers import art
 
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()

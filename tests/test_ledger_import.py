@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from guard.cli import main
 from guard.ledger import Ledger, LedgerError, Record
-from guard.publish import sign
+from guard.publishing import sign
 from tests.helpers import art, write
 
 

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from guard.provenance.spec import ManifestSpec
-from guard.publish import publish, sign
+from guard.publishing import publish, sign
 from tests.helpers import art
 
 INFOTEXT = (

@@ -140,7 +140,7 @@ _KILLED_SIGN = """
 import importlib, os, signal, sys
 atomic_write = importlib.import_module("guard.atomic_write")
 ledger = importlib.import_module("guard.ledger")
-from guard.publish import sign
+from guard.publishing import sign
 point = sys.argv[1]
 if point == "during-save":
     def die(src, dst):  # the temp file is complete, the final name not yet there

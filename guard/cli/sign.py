@@ -64,7 +64,7 @@ def command(
     from guard.cli._common import PerFile, check_collisions
     from guard.ledger import Ledger
     from guard.provenance.vocab import source_uri
-    from guard.publish import default_output, sign
+    from guard.publishing import default_output, sign
 
     if output and len(images) > 1:
         raise click.UsageError("-o/--output takes one input; use --out-dir for several")

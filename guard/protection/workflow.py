@@ -18,7 +18,7 @@ from guard import imageio
 from guard.errors import ImageInputError, OutputExistsError
 from guard.image_formats import EXTENSIONS
 from guard.protection.params import ASSERTION_LABEL, DEFAULT_STRENGTH, Mode, Protection, preset
-from guard.publish import Published
+from guard.publishing import Published
 
 if TYPE_CHECKING:
     import torch
@@ -124,7 +124,7 @@ def protect_file(
     """
     from guard.protection import load_model, protect
     from guard.provenance.spec import Assertion, Ingredient, ManifestSpec
-    from guard.publish import publish
+    from guard.publishing import publish
 
     src = Path(src)
     dst = Path(dst) if dst is not None else output_for(src)
