@@ -115,6 +115,8 @@ def test_the_fingerprint_is_signed_into_the_manifest_and_kept_in_the_ledger(publ
     assert v.state == "trusted"
     assert v.c2pa.soft_binding and v.c2pa.soft_binding["alg"] == wm.ALGORITHM
     assert v.c2pa.fingerprint is not None
+    bindings = [v.c2pa.assertions[k]["alg"] for k in v.c2pa.assertions if "soft-binding" in k]
+    assert bindings == [wm.ALGORITHM, fingerprint.ALGORITHM]  # both kept in the report
     with guard.Ledger() as ledger:
         record = ledger.get(v.c2pa.soft_binding["id"])
     assert record is not None and record.fingerprint == v.c2pa.fingerprint

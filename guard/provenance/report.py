@@ -150,7 +150,12 @@ def parse_store(store: Any) -> ManifestReport:
         assertion = r.obj(assertion, f"assertions[{i}]")
         lab = _text(assertion.get("label")) or ""
         data = assertion.get("data")
-        report.assertions[lab] = data
+        # a label can repeat (two soft bindings: the watermark and the fingerprint); later
+        # instances get C2PA's "__n" suffix so none is lost
+        key, n = lab, 1
+        while key in report.assertions:
+            key, n = f"{lab}__{n}", n + 1
+        report.assertions[key] = data
         if lab.startswith("c2pa.actions"):
             _actions(r, lab, data, report)
         elif lab in ("cawg.training-mining", "c2pa.training-mining"):
