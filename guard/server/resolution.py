@@ -83,13 +83,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def algorithms() -> list[str]:
     """Every watermark scheme the detector reports, newest first."""
-    from guard import watermark
-    from guard.watermark import engine
+    from guard.watermark import SCHEMES
 
-    schemes = getattr(watermark, "SCHEMES", None) or getattr(engine, "SCHEMES", None)
-    if not schemes:
-        return [watermark.ALGORITHM]
-    return [schemes[v] for v in sorted(schemes, reverse=True)]
+    return [SCHEMES[v] for v in sorted(SCHEMES, reverse=True)]
 
 
 @router.get(
