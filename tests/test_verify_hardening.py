@@ -14,7 +14,8 @@ import guard
 from guard import imageio
 from guard.cli import main
 from guard.errors import ImageInputError
-from guard.verdict import LedgerMatch, verify_bytes
+from guard.ledger_match import LedgerMatch
+from guard.verdict import verify_bytes
 from tests.helpers import art, write
 
 
