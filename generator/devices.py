@@ -1,32 +1,8 @@
-"""Where a model runs and whether memory is short: the generator's device picker.
-
-`auto` prefers a CUDA GPU, then Apple Metal, then the CPU; a device asked for by name that is not
-there is an error that says which to use instead.
-"""
+"""Whether memory is short on the device a model runs on (guard.devices picks the device)."""
 
 from __future__ import annotations
 
 import os
-
-from guard.errors import GuardError
-
-
-def pick_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise GuardError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
-    if device == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise GuardError("--device mps: Apple Metal is not available here; use --device cpu")
-    return device
 
 
 def short_of_memory(device: str, family: str) -> bool:

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from generator.devices import pick_device, short_of_memory
+from generator.devices import short_of_memory
 from generator.errors import ModelLoadError
 from generator.hub import download_pipeline, offline
 from generator.model_family import Family, folder_family, single_file_family
 from generator.vae import set_vae
+from guard.devices import pick_device
 from guard.errors import ModelNotFoundError
 from guard.modelref import ModelRef, loading, resolve
 

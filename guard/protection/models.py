@@ -74,13 +74,10 @@ class ProtectionModel:
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
+    """guard's one device picker (guard.devices), as the torch.device the attacks run on."""
+    from guard import devices
+
+    return torch.device(devices.pick_device(device))
 
 
 def surrogate_from_modules(
