@@ -69,6 +69,9 @@ def normalise_id(watermark_id: str) -> str:
     return watermark_id.strip().lower().removeprefix("0x")
 
 
+LEDGER_VERSION = 2  # the schema this guard writes; older ledgers are migrated on first open
+
+
 class LedgerError(GuardError):
     pass
 
@@ -146,7 +149,13 @@ class Ledger:
     # -- schema and crash recovery ---------------------------------------------------------------
 
     def _migrate(self) -> None:
-        """Add columns a newer guard knows to a ledger written by an older one; lower-case IDs."""
+        """Add columns a newer guard knows to a ledger written by an older one; lower-case IDs.
+
+        Once per ledger file: `user_version` records that it was done, so opening a ledger of
+        100,000 records does not scan them every time.
+        """
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= LEDGER_VERSION:
+            return
         have = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
         with self._db:
             for name, decl in COLUMNS.items():
@@ -163,6 +172,7 @@ class Ledger:
                 "CREATE INDEX IF NOT EXISTS records_pending ON records(state) "
                 "WHERE state = 'pending'"
             )
+            self._db.execute(f"PRAGMA user_version = {LEDGER_VERSION}")
 
     def _reconcile(self) -> None:
         """Settle records left pending by a writer that died between recording and saving.

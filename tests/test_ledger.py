@@ -132,3 +132,32 @@ def test_not_a_ledger_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(LedgerError, match="not a usable guard ledger"):
         Ledger(path)
+
+
+def test_a_ledger_is_migrated_once_not_on_every_open(tmp_path) -> None:
+    """Migration (new columns, lower-case IDs) runs on the first open; afterwards the file says
+    it is current and opening it touches no record."""
+    import sqlite3
+
+    from guard.ledger import LEDGER_VERSION, Ledger
+
+    path = tmp_path / "l.sqlite3"
+    with Ledger(path):
+        pass
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == LEDGER_VERSION
+    db.execute("INSERT INTO records (watermark_id, created_at) VALUES ('ABCDEF0123456789', 'x')")
+    db.commit()
+    db.close()
+    with Ledger(path):  # current: not migrated again, the odd row is left as it is
+        pass
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT watermark_id FROM records").fetchall() == [("ABCDEF0123456789",)]
+    db.execute("PRAGMA user_version = 1")  # an older guard's file: migrated on the next open
+    db.commit()
+    db.close()
+    with Ledger(path):
+        pass
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT watermark_id FROM records").fetchall() == [("abcdef0123456789",)]
+    db.close()
