@@ -65,3 +65,23 @@ def test_scan_dataset_maps_a_ray_dataset(tmp_path: Path, local_ray) -> None:
         "3.jpg": "unverifiable",
     }
     assert list(rows["3.jpg"]["signals"]) == ["unreadable"]
+
+
+def test_a_shard_ray_cannot_read_is_scanned_by_guards_reader(tmp_path: Path, local_ray) -> None:
+    import tarfile
+
+    whole = tmp_path / "whole"
+    corpus._shard(whole / "00000.tar")  # three img2dataset samples
+    with tarfile.open(whole / "00000.tar") as tar:
+        torn_at = tar.getmember("000000002.jpg").offset_data + 100
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "00000.tar").write_bytes((whole / "00000.tar").read_bytes()[:torn_at])
+    from guard.scan.api import scan_on_ray
+
+    local_report, ray_report = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    list(guard.scan([data], report=local_report, workers=0, watermark=False))
+    scan_on_ray([data], ray_report, watermark=False)
+    rows = _rows(ray_report)
+    assert rows == _rows(local_report)
+    assert rows[f"{data / '00000.tar'}#"]["decision"] == "unverifiable"

@@ -135,18 +135,23 @@ def run(
                 oversized.append(unit.id)
             else:
                 files.append(unit.id)
-        datasets = []
-        if files:
-            datasets.append(ray.data.read_binary_files(files, include_paths=True))
-        if shards:
-            datasets.append(ray.data.read_webdataset(shards, decoder=None))
-        if datasets:
+        if files or shards:
             # a shard Ray cannot parse must not fail the whole job: its blocks are dropped and
             # the shard is read again below by guard's own reader, which reports it row by row
-            ray.data.DataContext.get_current().max_errored_blocks = -1
-            mapped = [scan_dataset(ds, settings) for ds in datasets]
-            combined = mapped[0].union(*mapped[1:]) if len(mapped) > 1 else mapped[0]
-            combined.write_parquet(str(writer.ray_output_dir()))
+            # (a Dataset keeps the context it was made under, so this comes first)
+            context = ray.data.DataContext.get_current()
+            tolerated, context.max_errored_blocks = context.max_errored_blocks, -1
+            try:
+                datasets = []
+                if files:
+                    datasets.append(ray.data.read_binary_files(files, include_paths=True))
+                if shards:
+                    datasets.append(ray.data.read_webdataset(shards, decoder=None))
+                mapped = [scan_dataset(ds, settings) for ds in datasets]
+                combined = mapped[0].union(*mapped[1:]) if len(mapped) > 1 else mapped[0]
+                combined.write_parquet(str(writer.ray_output_dir()))
+            finally:
+                context.max_errored_blocks = tolerated
         done = writer.adopt_ray_output()
         # files too large to read or gone, and shards Ray did not finish, are answered here
         leftovers = [Unit(p, "file") for p in oversized + [f for f in files if f not in done]]
