@@ -11,6 +11,8 @@ from guard.scan import corpus
 from guard.scan import report as report_mod
 
 ray = pytest.importorskip("ray")
+# Ray Data warns about its own deprecated context fields when it copies the context
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 
 @pytest.fixture(scope="module")
