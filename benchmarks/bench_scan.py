@@ -88,9 +88,12 @@ def timed_scan(paths: list[Path], **options) -> dict:
     start = time.perf_counter()
     stamps = []
     decisions: dict[str, int] = {}
+    excluded: dict[str, list[str]] = {}
     for row in guard.scan(paths, **options):
         stamps.append(time.perf_counter())
         decisions[row.decision] = decisions.get(row.decision, 0) + 1
+        if row.decision != "allowed":
+            excluded[row.path] = row.reasons
     end = time.perf_counter()
     n = len(stamps)
     k = max(1, n // 10)
@@ -101,6 +104,7 @@ def timed_scan(paths: list[Path], **options) -> dict:
         "images_per_s": round(n / (end - start), 1),
         "steady_images_per_s": round(steady, 1),
         "decisions": decisions,
+        "excluded": excluded,
     }
 
 
@@ -117,30 +121,39 @@ def throughput(n_meta: int, n_wm: int, workers: int) -> dict:
 # ---- Ray --------------------------------------------------------------------------------------
 
 
-def ray_vs_local(n: int, watermark: bool) -> list[dict]:
+def ray_vs_local(sizes: tuple[int, int], watermark: bool) -> list[dict]:
+    """Local and Ray at 1 and 2 CPUs. Ray's rate is the marginal one between two data set
+    sizes (its fixed start-up, planning and worker imports are reported apart)."""
     import ray
 
     from guard.scan.api import scan_on_ray
 
+    small, large = sizes
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scan-ray-") as tmp:
-        files = make_jpegs(Path(tmp) / "data", n)
+        files = make_jpegs(Path(tmp) / "data", large)
         for cpus in (1, 2):
             local = timed_scan(files, workers=cpus, watermark=watermark)
             t0 = time.perf_counter()
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-            t1 = time.perf_counter()
-            scan_on_ray(files, Path(tmp) / f"ray{cpus}.parquet", watermark=watermark)
-            t2 = time.perf_counter()
+            init = time.perf_counter() - t0
+            seconds = {}
+            for n in (small, large):
+                t1 = time.perf_counter()
+                scan_on_ray(files[:n], Path(tmp) / f"ray{cpus}-{n}.parquet", watermark=watermark)
+                seconds[n] = time.perf_counter() - t1
             ray.shutdown()
-            ray_rate = n / (t2 - t1)
+            marginal = (large - small) / (seconds[large] - seconds[small])
             rows.append(
                 {
                     "cpus": cpus,
+                    "local_steady_images_per_s": local["steady_images_per_s"],
                     "local_images_per_s": local["images_per_s"],
-                    "ray_images_per_s": round(ray_rate, 1),
-                    "ray_with_startup_images_per_s": round(n / (t2 - t0), 1),
-                    "ray_over_local": round(ray_rate / local["images_per_s"], 2),
+                    "ray_marginal_images_per_s": round(marginal, 1),
+                    "ray_fixed_seconds": round(seconds[small] - small / marginal, 1),
+                    "ray_init_seconds": round(init, 1),
+                    f"ray_images_per_s_at_{large}": round(large / seconds[large], 1),
+                    "ray_over_local_steady": round(marginal / local["steady_images_per_s"], 2),
                 }
             )
     return rows
@@ -149,32 +162,37 @@ def ray_vs_local(n: int, watermark: bool) -> list[dict]:
 # ---- memory -----------------------------------------------------------------------------------
 
 
-def _tree_rss(pid: int) -> int:
+def _rss(pid: int) -> tuple[int, int]:
+    """(RSS of the process, summed RSS of its children) in bytes."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
+        own, children = proc.memory_info().rss, proc.children(recursive=True)
     except psutil.Error:
-        return 0
+        return 0, 0
     total = 0
-    for p in procs:
+    for p in children:
         try:
             total += p.memory_info().rss
         except psutil.Error:
             pass
-    return total
+    return own, total
 
 
 def memory_run(n: int, unique: Path, workers: int) -> dict:
-    """(in a fresh interpreter) scan n hard-linked images into a report; peak RSS of the tree."""
-    peak = [0]
+    """(in a fresh interpreter) scan n hard-linked images into a report; peak RSS of the tree
+    (main process + workers, sampled every 50 ms), and of each part."""
+    peak = {"tree": 0, "main": 0, "workers": 0}
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss(os.getpid()))
-            time.sleep(0.1)
+            own, children = _rss(os.getpid())
+            peak["tree"] = max(peak["tree"], own + children)
+            peak["main"] = max(peak["main"], own)
+            peak["workers"] = max(peak["workers"], children)
+            time.sleep(0.05)
 
     with tempfile.TemporaryDirectory(prefix="bench-scan-mem-") as tmp:
         link_copies(sorted(unique.rglob("*.jpg")), Path(tmp) / "data", n)
@@ -196,7 +214,9 @@ def memory_run(n: int, unique: Path, workers: int) -> dict:
         sampler.join()
     return {
         "images": count,
-        "peak_rss_mib": round(peak[0] / 2**20, 1),
+        "peak_rss_mib": round(peak["tree"] / 2**20, 1),
+        "main_mib": round(peak["main"] / 2**20, 1),
+        "workers_mib": round(peak["workers"] / 2**20, 1),
         "seconds": round(seconds, 1),
     }
 
@@ -303,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-meta", type=int, default=1000)
     ap.add_argument("--n-watermark", type=int, default=200)
     ap.add_argument("--ray", action="store_true", help="Ray vs local at 1 and 2 CPUs")
-    ap.add_argument("--ray-images", type=int, default=600)
+    ap.add_argument("--ray-images", type=int, nargs=2, default=(1500, 4500))
     ap.add_argument("--ray-watermark", action="store_true", help="Ray comparison with detection")
     ap.add_argument("--memory", type=int, nargs="*", help="data set sizes for peak memory")
     ap.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
@@ -324,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         results["throughput"] = throughput(args.n_meta, args.n_watermark, args.workers)
         print(json.dumps(results["throughput"], indent=1))
     if args.ray:
-        results["ray"] = ray_vs_local(args.ray_images, args.ray_watermark)
+        results["ray"] = ray_vs_local(tuple(args.ray_images), args.ray_watermark)
         print(json.dumps(results["ray"], indent=1))
     if args.memory:
         results["memory"] = memory(args.memory, args.workers)

@@ -103,7 +103,7 @@ def scan_dataset(dataset, settings: Settings | None = None):
     return dataset.map_batches(
         scan_batch,
         fn_kwargs={"settings": settings or Settings()},
-        batch_size=16,
+        batch_size=64,
         batch_format="pyarrow",
         num_cpus=1,
     )
@@ -144,7 +144,11 @@ def run(
             try:
                 datasets = []
                 if files:
-                    datasets.append(ray.data.read_binary_files(files, include_paths=True))
+                    datasets.append(
+                        ray.data.read_binary_files(
+                            files, include_paths=True, override_num_blocks=_blocks(ray, len(files))
+                        )
+                    )
                 if shards:
                     datasets.append(ray.data.read_webdataset(shards, decoder=None))
                 mapped = [scan_dataset(ds, settings) for ds in datasets]
@@ -166,6 +170,13 @@ def run(
     finally:
         if started:
             ray.shutdown()
+
+
+def _blocks(ray, n_files: int) -> int:
+    """Read tasks for n loose files: a few per CPU, at most ~1000 files each. Ray's default (a
+    task per handful of files) spends more on task overhead than on a metadata check."""
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, min(n_files, max(2 * cpus, -(-n_files // 1000))))
 
 
 def _size(path: str) -> int:
