@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from guard.watermark import code, convolutional, pixels, register, scramble, stats, sync
-from guard.watermark.layout import N_CHIP, TILE, KeyedLayout, keyed
+from guard.watermark.layout import TILE, KeyedLayout, keyed
 from guard.watermark.mask import strength_mask
 
 ALGORITHM = "org.guard.watermark.v2"
@@ -190,13 +190,8 @@ class _Search:
     def try_v2(
         self, r: np.ndarray, reg: register.Registration, layout: KeyedLayout, identity: bool = False
     ) -> None:
-        # Ring weights come from the pilot; a copy stripped of it (or with it inverted, to
-        # skew them) is read with every ring weighted alike.
-        weights = (
-            register.chip_weights(reg, layout) if reg.z >= register.PILOT_Z else np.ones(N_CHIP)
-        )
         fold = scramble.fold_slots(r, reg.inverse_map, reg.offset, reg.ring_power)
-        ranked = scramble.payload_candidates(fold, layout, weights)
+        ranked = scramble.payload_candidates(fold, layout)
         if identity:  # the grid origin is the image's: only the zero alignment is tried
             ranked = [c for c in ranked if c[1] == (0, 0)]
         for _, delta, soft in ranked[:DECODES_PER_POSE]:

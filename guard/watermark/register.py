@@ -237,14 +237,14 @@ def identity(r: np.ndarray, layout: KeyedLayout) -> Registration:
     bins = _Folder(r).bins(m)
     offset, z = _pilot_offset(bins, layout)
     wrapped = (offset + TILE / 2) % TILE - TILE / 2
-    if z < PILOT_Z or np.abs(wrapped).max() > 1.0:  # no pilot to trust: the grid as it is
+    if z < PILOT_Z or np.abs(wrapped).max() > 0.5:  # no pilot to trust: the grid as it is
         wrapped = np.zeros(2)
     return Registration(m, wrapped, bins, _ring_power(bins), z, layout)
 
 
 # ---- 3. soft chips ------------------------------------------------------------------------------
 def chip_weights(reg: Registration, layout: KeyedLayout, group: int = 3) -> np.ndarray:
-    """Per-chip weight: the signal-to-noise ratio of its frequency ring, measured on the pilots.
+    """v1: per-chip weight, the signal-to-noise ratio of its frequency ring measured on the pilots.
 
     A blur or JPEG that wiped out the top of the band thereby gets less say in the decision.
     """

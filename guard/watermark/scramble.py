@@ -29,7 +29,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guard.watermark.layout import BIN_CLASS, BIN_KX, BIN_KY, BIN_X, BIN_Y, TILE, KeyedLayout
+from guard.watermark.layout import (
+    BIN_CLASS,
+    BIN_KX,
+    BIN_KY,
+    BIN_X,
+    BIN_Y,
+    TILE,
+    KeyedLayout,
+)
 
 SUPER = 4  # the scramble repeats every SUPER tiles: one period covers 512 working pixels
 N_SLOT = SUPER * SUPER
@@ -74,7 +82,7 @@ def fold_slots(
     u = m·x − offset, so the grid slot of a pixel is floor(u / TILE), known up to a whole-tile
     shift that `delta` resolves later.
     """
-    if np.array_equal(inverse_map, np.eye(2)) and np.abs(offset).max() <= 1.0:
+    if np.array_equal(inverse_map, np.eye(2)) and np.abs(offset).max() <= 0.5:
         folded, counts = _fold_in_place(r)
     else:
         folded, counts = _fold_mapped(r, inverse_map, offset)
@@ -122,23 +130,27 @@ def _fold_mapped(
 
 
 def payload_candidates(
-    fold: SlotFold, layout: KeyedLayout, weights: np.ndarray
+    fold: SlotFold, layout: KeyedLayout
 ) -> list[tuple[float, tuple[int, int], np.ndarray]]:
     """(energy, delta, payload soft values) for every slot alignment, most energetic first.
 
     The energy of the unscrambled sum is blind to the payload's signs, so it can rank the
     alignments without knowing the ID; the p-value pays for all of them anyway.
+
+    The soft values are the noise-normalised chips as they are, with no signal-to-noise weights:
+    weights read off the pilots can be skewed by anyone who inverts or removes the pilots (both
+    estimable without the key: the averaging attack did exactly that), and measured over JPEG,
+    WebP, blur and the taef2 round trip, unweighted chips decode as well as weighted ones.
     """
     idx = layout.payload_idx
     chips = np.concatenate([fold.bins.real, fold.bins.imag], axis=1)[:, idx]
-    chips = chips * (layout.payload_sign * weights[idx])
+    chips = chips * layout.payload_sign
     scramble = signs(layout.key, len(idx))
     slots = np.arange(N_SLOT)
     sy, sx = slots // SUPER, slots % SUPER
     out = []
     for dy, dx in DELTAS:
-        original = slot_of(sy + dy, sx + dx)
-        soft = np.einsum("sc,sc->c", chips, scramble[original])
+        soft = np.einsum("sc,sc->c", chips, scramble[slot_of(sy + dy, sx + dx)])
         out.append((float(soft @ soft), (dy, dx), soft))
     out.sort(key=lambda c: -c[0])
     return out
