@@ -237,15 +237,51 @@ def test_perfect_collusion_estimate_does_not_remove_v2() -> None:
             marked_all.append((marked, payload))
         mean_mark = np.mean(marks, axis=0)
         target, payload = marked_all[0]
-        attacked = Image.fromarray(
-            np.clip(np.rint(np.asarray(target, np.float32) - mean_mark), 0, 255).astype(np.uint8)
+        # alpha 1 removes the shared part; alpha 2 inverts it, which would also skew any
+        # signal-to-noise weights read off the pilots (v2 reads the payload unweighted)
+        for alpha in (1.0, 2.0):
+            attacked = Image.fromarray(
+                np.clip(np.rint(np.asarray(target, np.float32) - alpha * mean_mark), 0, 255).astype(
+                    np.uint8
+                )
+            )
+            assert _psnr(attacked, target) > 38  # a cheap attack
+            hit = wm.detect(attacked, key=KEY)
+            if version == 1:
+                assert not hit.found  # v1: sync and pilots gone, nothing left to register on
+            else:
+                assert hit.found and hit.payload == payload
+
+
+def test_an_estimated_collusion_attack_cannot_skew_the_reading() -> None:
+    """The averaging attack as an attacker really runs it: the mean median-filter residual of
+    marked images, subtracted 2.5 times. That over-removes the pilots in some frequency rings and
+    not in others; a reader that weighted rings by the pilots' apparent strength (as v2 first
+    did) then discarded most of the intact payload."""
+    import cv2
+
+    names = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "cat")
+    pictures = [
+        Image.fromarray(getattr(skdata, n)()).convert("RGB").resize((512, 512)) for n in names
+    ]
+    pictures += [p.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for p in pictures]
+    rng = np.random.default_rng(7)
+    marked = []
+    for p in pictures:
+        payload = bytes(rng.integers(0, 256, 8, dtype=np.uint8))
+        marked.append((wm.embed(p, payload, key=KEY), payload))
+
+    def residual(im: Image.Image) -> np.ndarray:
+        luma = np.asarray(im, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return luma - cv2.medianBlur(np.clip(luma + 0.5, 0, 255).astype(np.uint8), 5)
+
+    estimate = np.mean([residual(m) for m, _ in marked], axis=0)
+    for target, payload in marked[:6]:
+        attacked = np.asarray(target, np.float32) - 2.5 * estimate[..., None]
+        hit = wm.detect(
+            Image.fromarray(np.clip(np.rint(attacked), 0, 255).astype(np.uint8)), key=KEY
         )
-        assert _psnr(attacked, target) > 40  # a cheap attack
-        hit = wm.detect(attacked, key=KEY)
-        if version == 1:
-            assert not hit.found  # v1: sync and pilots gone, nothing left to register on
-        else:
-            assert hit.found and hit.payload == payload
+        assert hit.found and hit.payload == payload
 
 
 # ---- attacks ---------------------------------------------------------------------------------
