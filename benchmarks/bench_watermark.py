@@ -443,22 +443,27 @@ def make_figures(folder: Path) -> None:
             sheet.paste(p, (x, 0))
             x += p.width + 8
         sheet.save(folder / f"watermark_{name}.png", optimize=True)
-    from guard.watermark import code
+    from guard.watermark import code, convolutional, scramble
     from guard.watermark.layout import keyed
 
-    tile = keyed(gw.DEFAULT_KEY, code.N_PAYLOAD_CHIPS).tile(code.encode(bytes(8)))
+    chips = convolutional.encode(bytes(8))
+    signs = scramble.signs(gw.DEFAULT_KEY, code.N_PAYLOAD_CHIPS)
+    layout = keyed(gw.DEFAULT_KEY, code.N_PAYLOAD_CHIPS, 2)
+    tiles = np.stack([layout.tile(chips * signs[i]) for i in range(scramble.N_SLOT)])
+    tile = tiles[0]
     t = Image.fromarray(np.clip(128 + 40 * tile, 0, 255).astype(np.uint8))
     spec = np.fft.fftshift(np.abs(np.fft.fft2(tile)))
     s = Image.fromarray((255 * spec / spec.max()).clip(0, 255).astype(np.uint8))
+    grid = scramble.pattern(tiles, (512, 512))
+    g = Image.fromarray(np.clip(128 + 40 * grid, 0, 255).astype(np.uint8))
     panels = [
         _label(t.resize((256, 256), Image.Resampling.NEAREST), "one tile (128 px)"),
-        _label(
-            s.resize((256, 256), Image.Resampling.NEAREST), "its spectrum: chips + 16 sync peaks"
-        ),
+        _label(s.resize((256, 256), Image.Resampling.NEAREST), "its spectrum: chips + sync peaks"),
+        _label(g.resize((256, 256), Image.Resampling.BILINEAR), "16 tiles: no two alike"),
     ]
-    sheet = Image.new("RGB", (520, panels[0].height), "white")
-    sheet.paste(panels[0], (0, 0))
-    sheet.paste(panels[1], (264, 0))
+    sheet = Image.new("RGB", (3 * 264 - 8, panels[0].height), "white")
+    for i, panel in enumerate(panels):
+        sheet.paste(panel, (264 * i, 0))
     sheet.save(folder / "watermark_tile.png", optimize=True)
 
 
@@ -488,6 +493,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--report", type=Path, help="only print the tables of a saved --json file")
     p.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --report: take the methods the report lacks from this saved --json file",
+    )
+    p.add_argument(
         "--security",
         action="store_true",
         help="the attacks of an attacker who has read the source (removal, collusion, forgery)",
@@ -507,10 +519,11 @@ def main(argv: list[str] | None = None) -> int:
         make_figures(DOCS_IMG)
         return 0
     if args.report:
+        from plot_watermark import merged_summary
+
         saved = json.loads(args.report.read_text())
-        print_tables(
-            saved["summary"], ["guard", "dwtDct", "dwtDctSvd", "rivaGan"], saved["speed_ms"]
-        )
+        summary = merged_summary([str(args.report), *map(str, args.merge)])
+        print_tables(summary, ["guard", "dwtDct", "dwtDctSvd", "rivaGan"], saved["speed_ms"])
         return 0
 
     sizes = [int(s) for s in args.sizes.split(",") if s]

@@ -1,7 +1,10 @@
 """Draw the watermark robustness chart for docs from a saved bench_watermark.py --json file.
 
 .venv/bin/python benchmarks/bench_watermark.py --riva-limit 3 --jobs 2 --json wm.json
-.venv/bin/python benchmarks/plot_watermark.py wm.json docs/img/watermark_robustness.png
+.venv/bin/python benchmarks/plot_watermark.py wm.json docs/img/watermark_robustness.png [more.json ...]
+
+Methods missing from the first file are taken from the others (a guard-only rerun plotted beside
+the baselines of an earlier full run).
 """
 
 from __future__ import annotations
@@ -11,13 +14,23 @@ import sys
 from pathlib import Path
 
 
-def main(src: str, out: str) -> None:
+def merged_summary(files: list[str]) -> dict:
+    """The first file's summary, plus every method only a later file has."""
+    summary = json.loads(Path(files[0]).read_text())["summary"]
+    for extra in files[1:]:
+        for size, methods in json.loads(Path(extra).read_text())["summary"].items():
+            for name, m in methods.items():
+                summary.setdefault(size, {}).setdefault(name, m)
+    return summary
+
+
+def main(src: str, out: str, *extra: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = json.loads(Path(src).read_text())["summary"]
+    summary = merged_summary([src, *extra])
     sizes = list(summary)
     fig, axes = plt.subplots(len(sizes), 1, figsize=(11, 3.2 * len(sizes)), sharex=True)
     for ax, size in zip(axes if len(sizes) > 1 else [axes], sizes, strict=True):
@@ -41,4 +54,4 @@ def main(src: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:])
