@@ -84,6 +84,17 @@ def test_verify_walks_folders(picture: Path, tmp_path: Path) -> None:
     assert code == 1
 
 
+def test_verify_of_a_folder_without_images_is_an_input_error(tmp_path: Path) -> None:
+    """"Nothing to check" must not look like "everything checked out" (exit 0, empty list)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    code, out, err = run("verify", empty, "--json")
+    assert code == 2
+    assert "no images" in err and str(empty) in err
+    assert out.strip() == ""
+
+
 def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
     frames = [art(40, 40, seed=i) for i in range(2)]
     anim = tmp_path / "anim.png"

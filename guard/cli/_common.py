@@ -130,15 +130,21 @@ class _LazyIdentity:
 
 
 def expand_images(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
-    """Files as given; folders walked (sorted) for files with an image extension."""
+    """Files as given; folders walked (sorted) for files with an image extension. A folder with
+    no image is an input error: an empty result must not read as "all checked, all fine"."""
+    from guard.errors import ImageInputError
     from guard.image_formats import EXTENSIONS
 
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(
+            found = [
                 p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in EXTENSIONS
-            )
+            ]
+            if not found:
+                kinds = ", ".join(sorted(set(EXTENSIONS)))
+                raise ImageInputError(f"{path}: no images in this folder (looked for {kinds})")
+            files.extend(found)
         else:
             files.append(path)
     return files
