@@ -34,13 +34,8 @@ from pathlib import Path
 
 from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
-# `save_atomic`, `encode` and `EXTENSIONS` (F401 below) are imported from here by modules their
-# owners are changing now (guard/scan, guard/server, guard/verdict); new code takes them from
-# their homes.
-from guard.atomic_write import save_atomic  # noqa: F401
 from guard.errors import ImageInputError
-from guard.image_encoding import encode  # noqa: F401
-from guard.image_formats import EXTENSIONS, MIME  # noqa: F401
+from guard.image_formats import MIME
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's hard bomb limit (2 × MAX_IMAGE_PIXELS)
 # Magic bytes -> format, so a caller can read metadata before any pixel is decoded.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard import imageio, ledger_match, trust
 from guard.errors import ImageInputError
+from guard.image_formats import MIME
 from guard.provenance import c2pa_io, vocab, xmp
 
 if TYPE_CHECKING:
@@ -211,9 +212,9 @@ def verify_bytes(
     """
     fmt = imageio.sniff(data, name)
     anchors = trust.anchors_pem(trust_files)
-    report = c2pa_io.read(data, imageio.MIME[fmt], trust_pem=anchors)
+    report = c2pa_io.read(data, MIME[fmt], trust_pem=anchors)
     if report.state == "absent" and sidecar is not None:
-        report = c2pa_io.read(data, imageio.MIME[fmt], trust_pem=anchors, sidecar=sidecar)
+        report = c2pa_io.read(data, MIME[fmt], trust_pem=anchors, sidecar=sidecar)
     verdict = Verdict(
         file=name,
         c2pa=report,

@@ -85,7 +85,7 @@ def test_verify_walks_folders(picture: Path, tmp_path: Path) -> None:
 
 
 def test_verify_of_a_folder_without_images_is_an_input_error(tmp_path: Path) -> None:
-    """"Nothing to check" must not look like "everything checked out" (exit 0, empty list)."""
+    """ "Nothing to check" must not look like "everything checked out" (exit 0, empty list)."""
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image")

@@ -76,7 +76,7 @@ def build(folder: str | Path) -> list[Labelled]:
 
 def _build(folder: Path, scratch: Path) -> list[Labelled]:
     """The files; `scratch` holds the inputs that signing needs (never part of the corpus)."""
-    from guard import imageio, publish
+    from guard import image_encoding, imageio, publish
     from guard import sign as guard_sign
     from guard.provenance import vocab, xmp
     from guard.provenance.spec import ManifestSpec
@@ -218,7 +218,9 @@ def _build(folder: Path, scratch: Path) -> list[Labelled]:
     )
     put(
         "webui.jpg",
-        imageio.encode(picture(15), "JPEG", text={"parameters": WEBUI_PARAMETERS}, quality=90),
+        image_encoding.encode(
+            picture(15), "JPEG", text={"parameters": WEBUI_PARAMETERS}, quality=90
+        ),
         "web UI parameters in EXIF UserComment (JPEG)",
         "ai_generated",
         "generator_metadata",

@@ -34,7 +34,7 @@ def allowed_rows(report: str | os.PathLike[str]):
 
 def keep_list(report: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
     """Write the allowed images' paths (SHARD#MEMBER for shard samples), one per line."""
-    from guard.imageio import save_atomic
+    from guard.atomic_write import save_atomic
 
     paths = [r["path"] for r in allowed_rows(report)]
     save_atomic(out, "".join(p + "\n" for p in paths).encode("utf-8"), force=True)
@@ -95,7 +95,7 @@ def _safe(member: str) -> Path:
 
 
 def _write(target: Path, data: bytes | None, row: dict, result: CopyResult) -> None:
-    from guard.imageio import save_atomic
+    from guard.atomic_write import save_atomic
 
     if data is None:
         result.skipped.append(f"{row['path']}: could not be read")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.errors import GuardError
-from guard.imageio import EXTENSIONS
+from guard.image_formats import EXTENSIONS
 
 # Files that look like images but that guard cannot read still get a row (unverifiable), so
 # a data set's unsupported files are never silently counted as clean.
