@@ -45,9 +45,6 @@ SYNC_AMPLITUDE_V1 = 4.0  # relative to a data bin; ~20% of a v1 mark's energy
 # v2: ~25%. The mark is fainter overall (43 dB), and finding the geometry of a crop of a densely
 # textured photo is what fails first; a copy read in place has margin to spare.
 SYNC_AMPLITUDE = 5.5
-# v2 pilot chips are louder than payload chips: the payload has margin to spare on every copy
-# read in place, while crops and turns fail at registration, which only the pilots drive.
-PILOT_GAIN = 1.6
 _trng = np.random.default_rng(20240601)
 _angle = (np.arange(N_SYNC) + _trng.uniform(0.2, 0.8, N_SYNC)) * np.pi / N_SYNC - np.pi / 2
 _rad = _trng.uniform(17.0, 24.0, N_SYNC)
@@ -109,7 +106,7 @@ class KeyedLayout:
 
     def chips(self, payload_chips: np.ndarray) -> np.ndarray:
         chips = np.zeros(N_CHIP)
-        chips[self.pilot_idx] = self.pilot_sign * (PILOT_GAIN if self.version == 2 else 1.0)
+        chips[self.pilot_idx] = self.pilot_sign
         chips[self.payload_idx] = payload_chips * self.payload_sign
         return chips
 
