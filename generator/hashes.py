@@ -100,33 +100,31 @@ def embedding_hash(path: str | Path) -> str:
     return file_sha256(path)[:12]
 
 
+def _weights_file(path: str | Path, what: str) -> Path:
+    """The file itself, or the weights file a diffusers folder would load (full precision and
+    safetensors first)."""
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    files = sorted(
+        (f for f in p.glob("*") if f.suffix in _WEIGHT_SUFFIXES),
+        key=lambda f: (".fp16." in f.name, f.suffix != ".safetensors", f.name),
+    )
+    if not files:
+        raise FileNotFoundError(f"{p}: no {what} weights found")
+    return files[0]
+
+
 def vae_hash(path: str | Path) -> str:
     """web UI's 'VAE hash' (10 hex digits) of a VAE file or a diffusers VAE folder."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(
-            (f for f in p.glob("*") if f.suffix in _WEIGHT_SUFFIXES),
-            key=lambda f: (".fp16." in f.name, f.suffix != ".safetensors", f.name),
-        )
-        if not files:
-            raise FileNotFoundError(f"{p}: no VAE weights found")
-        p = files[0]
-    return file_sha256(p)[:10]
+    return file_sha256(_weights_file(path, "VAE"))[:10]
 
 
 def controlnet_hash(path: str | Path) -> str:
     """The "[hash]" web UI's ControlNet extension shows after a model's name: web UI's old short
     model hash, sha256 of the 64 KiB at offset 1 MiB, 8 hex digits (of the weights file in a
     diffusers ControlNet folder)."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(
-            (f for f in p.glob("*") if f.suffix in _WEIGHT_SUFFIXES),
-            key=lambda f: (".fp16." in f.name, f.suffix != ".safetensors", f.name),
-        )
-        if not files:
-            raise FileNotFoundError(f"{p}: no ControlNet weights found")
-        p = files[0]
+    p = _weights_file(path, "ControlNet")
     h = hashlib.sha256()
     with p.open("rb") as f:
         f.seek(0x100000)
