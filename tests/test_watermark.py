@@ -125,9 +125,16 @@ def test_a_near_miss_decode_never_names_a_wrong_id() -> None:
         if decoded is None:
             continue
         log10_p = engine._Search.log10_trials + stats.log10_signed_sum_tail(soft, decoded.chips)
+        needed = stats.signed_sum_needed(
+            soft, math.log10(engine.THRESHOLD) - engine._Search.log10_trials
+        )
+        early = convolutional.decode(soft, needed)  # the detector's early exit
         if log10_p <= math.log10(engine.THRESHOLD):
             found += 1
             assert decoded.payload == payload
+            assert early is not None and early.payload == payload  # it never drops a detection
+        else:
+            assert float(np.dot(soft, decoded.chips)) < needed
     assert found >= 20  # the test is near the threshold, where misreads happened
 
 

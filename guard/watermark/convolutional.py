@@ -34,7 +34,8 @@ import numpy as np
 
 PAYLOAD_BITS = 64
 CHECK_BITS = 16
-LIST = 8  # paths the list decoder keeps: each wrong one passes the CRC with odds 2⁻¹⁶
+_PAYLOAD_BYTES = PAYLOAD_BITS // 8
+LIST = 8  # paths the list decoder keeps when the best fails its CRC; a wrong one passes at 2⁻¹⁶
 N_CHIPS = 1664
 _K = 9
 _GENERATORS = (0o463, 0o535, 0o733, 0o745)
@@ -95,32 +96,57 @@ def encode(payload: bytes) -> np.ndarray:
     return np.concatenate(coded)[_SPREAD]
 
 
-def decode(soft: np.ndarray) -> Decoded | None:
-    """The most likely payload whose CRC holds, for the soft chips (positive means +1): the
-    `LIST` best paths are kept (list Viterbi) and the best one that passes is returned. None
-    when none passes (no mark, or too weak a one)."""
+def decode(soft: np.ndarray, min_correlation: float = -np.inf) -> Decoded | None:
+    """The most likely payload whose CRC holds, for the soft chips (positive means +1). None
+    when no path passes, or when even the best path over all bit sequences correlates less than
+    `min_correlation` with the chips (then no codeword can pass the detector's threshold, and
+    the costlier list search is skipped: the common case, an unmarked image)."""
     metric_in = np.bincount(_SPREAD, weights=soft, minlength=_N_CODED).reshape(_STEPS, -1)
-    metric = np.full((_N_STATE, LIST), -np.inf)
+    metric, choice = _forward(metric_in, 1)
+    if metric[0, 0] < min_correlation:
+        return None
+    paths = _paths(metric, choice)
+    if paths[0] is None:
+        paths = _paths(*_forward(metric_in, LIST))
+    for info in paths:
+        if info is not None:
+            payload = info[:_PAYLOAD_BYTES]
+            return Decoded(payload, encode(payload))
+    return None
+
+
+def _forward(metric_in: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `size` best path metrics into every state (the correlation of each path with the
+    chips), and the choices that led there: predecessor * size + its rank."""
+    metric = np.full((_N_STATE, size), -np.inf)
     metric[0, 0] = 0.0
-    choice = np.zeros((_STEPS, _N_STATE, LIST), np.int16)  # predecessor * LIST + its rank
+    choice = np.zeros((_STEPS, _N_STATE, size), np.intp)
     for t in range(_STEPS):
         branch = _PREV_OUT @ metric_in[t]  # [state, predecessor]
         cand = metric[_PREV_STATE] + branch[..., None]  # [state, predecessor, rank]
         if t >= _INFO_BITS:  # the tail: only zeros enter
             cand[_PREV_BIT == 1] = -np.inf
-        cand = cand.reshape(_N_STATE, 2 * LIST)
-        choice[t] = np.argsort(-cand, axis=1, kind="stable")[:, :LIST]
-        metric = np.take_along_axis(cand, choice[t].astype(np.intp), axis=1)
-    for rank in range(LIST):
+        cand = cand.reshape(_N_STATE, 2 * size)
+        if size == 1:
+            choice[t, :, 0] = np.argmax(cand, axis=1)
+        else:
+            choice[t] = np.argsort(-cand, axis=1, kind="stable")[:, :size]
+        metric = np.take_along_axis(cand, choice[t], axis=1)
+    return metric, choice
+
+
+def _paths(metric: np.ndarray, choice: np.ndarray) -> list[bytes | None]:
+    """The terminated paths, best first, as info bytes (None where the CRC fails)."""
+    size = metric.shape[1]
+    paths = []
+    for rank in range(size):
         if metric[0, rank] == -np.inf:
             break
-        state, bits = 0, []
+        state, r, bits = 0, rank, []
         for t in range(_STEPS - 1, -1, -1):
-            pred, rank = divmod(int(choice[t, state, rank]), LIST)
+            pred, r = divmod(int(choice[t, state, r]), size)
             bits.append(_PREV_BIT[state, pred])
             state = _PREV_STATE[state, pred]
         info = np.packbits(np.array(bits[::-1][:_INFO_BITS], np.uint8)).tobytes()
-        payload = info[: PAYLOAD_BITS // 8]
-        if _with_check(payload) == info:
-            return Decoded(payload, encode(payload))
-    return None
+        paths.append(info if _with_check(info[:_PAYLOAD_BYTES]) == info else None)
+    return paths

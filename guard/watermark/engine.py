@@ -176,7 +176,11 @@ class _Search:
         version: int,
         delta: tuple[int, int] = (0, 0),
     ) -> None:
-        decoded = convolutional.decode(soft) if version == 2 else code.decode(soft)
+        if version == 2:
+            needed = stats.signed_sum_needed(soft, math.log10(THRESHOLD) - self.log10_trials)
+            decoded = convolutional.decode(soft, needed)
+        else:
+            decoded = code.decode(soft)
         if decoded is None:
             return
         agree = int(np.count_nonzero(np.sign(soft) == decoded.chips))

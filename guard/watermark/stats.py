@@ -35,6 +35,12 @@ def log10_signed_sum_tail(values: np.ndarray, signs: np.ndarray) -> float:
     return -(t * t) / (2 * float(np.dot(values, values))) / math.log(10)
 
 
+def signed_sum_needed(values: np.ndarray, log10_tail: float) -> float:
+    """The smallest sum whose bound (above) is at most 10**log10_tail: the inverse, so a decoder
+    can stop early when no codeword can reach it."""
+    return math.sqrt(max(0.0, -log10_tail) * math.log(10) * 2 * float(np.dot(values, values)))
+
+
 def p_value(log10_p: float) -> float:
     """A float p-value, clamped to [1e-300, 1] so JSON and formatting never see 0 or inf."""
     return 10 ** min(0.0, max(log10_p, -300.0))
