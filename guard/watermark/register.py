@@ -79,8 +79,9 @@ class _Folder:
 
     def index(self, m: np.ndarray) -> np.ndarray:
         """Tile position (row-major) of every residual pixel under inverse map m."""
-        a = np.rint(m[0, 0] * self.xs + m[0, 1] * self.ys).astype(np.int64) % TILE
-        b = np.rint(m[1, 0] * self.xs + m[1, 1] * self.ys).astype(np.int64) % TILE
+        # TILE is a power of two: & is the modulo, also for negative positions (two's complement)
+        a = np.rint(m[0, 0] * self.xs + m[0, 1] * self.ys).astype(np.int32) & (TILE - 1)
+        b = np.rint(m[1, 0] * self.xs + m[1, 1] * self.ys).astype(np.int32) & (TILE - 1)
         return (b * TILE + a).ravel()
 
     @staticmethod
