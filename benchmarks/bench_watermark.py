@@ -512,6 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--security-targets", type=int, default=24, help="with --security: images attacked"
     )
+    p.add_argument(
+        "--public-removal",
+        action="store_true",
+        help="with --security: only the removal of a public-key mark (rebuilt from its ID)",
+    )
     args = p.parse_args(argv)
     if args.security:
         return _security(args)
@@ -565,6 +570,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _security(args: argparse.Namespace) -> int:
     import watermark_security as ws
+
+    if args.public_removal:
+        images = [(n, im) for _, n, im in load_images(args.limit, None, [ws.WORK])]
+        print(json.dumps(ws.public_removal(images[: args.security_targets]), indent=1))
+        return 0
 
     if args.report:
         result = json.loads(args.report.read_text())
