@@ -215,6 +215,8 @@ def removal_job(job: dict) -> dict:
             notched.crop((w // 20, h // 20, w - w // 20, h - h // 20)),
             cost=notched,
         )
+        small = notched.resize((round(w * 0.75), round(h * 0.75)), Image.Resampling.BICUBIC)
+        record("notch+resize0.75", "sync peaks", small, cost=notched)
         record("band-stop", "0.07-0.24 c/px", band_stop(marked))
     return {"name": job["name"], "rows": rows}
 
