@@ -11,7 +11,7 @@ still correlates with a marked image far beyond what the p-value allows for nois
 simulated chips at the threshold, 15-25% of the reported IDs were wrong without it. A wrong ID
 names someone else's record, which is worse than none. The CRC rejects such a path (a wrong
 decode passes with probability 2⁻¹⁶) at the cost of 64 → 80 coded information bits (about 0.9 dB
-of spreading gain).
+of spreading gain in theory; list decoding won it back: the benchmark measured no loss).
 
 Why not v1's Reed-Solomon + Hadamard code: measured on chips with Gaussian noise, this code
 decodes every ID from chips whose signs agree 64% of the time, where the concatenated code
@@ -19,10 +19,10 @@ still fails 94% of IDs (it needs ~69%). That is about 2.5 dB of mark strength, w
 invisibility. Viterbi is maximum-likelihood for the whole sequence and uses every soft value;
 the concatenated code throws most of that away at the symbol boundary.
 
-Hand-written because the decoder is 20 lines of vectorised numpy over 256 states; the
-maintained libraries (commpy, sk-dsp-comm) add large dependencies for the same loop. The decoder
-returns an ID for noise too in 1 case of 2¹⁶: the detector's p-value (a union bound over all 2⁶⁴
-IDs) is what tells a real mark from noise.
+Hand-written because the list decoder is about 60 lines of vectorised numpy over 256 states;
+the maintained libraries (commpy, sk-dsp-comm) have no list decoding and add large dependencies.
+For noise the decoder returns an ID in about 8 cases of 2¹⁶: the detector's p-value (a union
+bound over all 2⁶⁴ IDs) is what tells a real mark from noise.
 """
 
 from __future__ import annotations
