@@ -80,14 +80,18 @@ def encode(payload: bytes) -> np.ndarray:
     return _inner(np.array(codeword)).ravel()
 
 
-def decode(soft: np.ndarray) -> Decoded | None:
-    """Best codeword for the soft chips, or None when Reed-Solomon cannot decode them."""
+def decode(soft: np.ndarray, min_correlation: float = -np.inf) -> Decoded | None:
+    """Best codeword for the soft chips, or None when Reed-Solomon cannot decode them, or when
+    no codeword can correlate `min_correlation` with them (each symbol's best inner word bounds
+    it; Reed-Solomon in pure Python is then skipped: the common case, an unmarked image)."""
     soft = soft.reshape(N_SYMBOLS, INNER)
     corr = soft @ _H.T
     mag = np.abs(corr)
     rows = np.arange(N_SYMBOLS)
     best = np.argmax(mag, axis=1)
     top = mag[rows, best]
+    if top.sum() < min_correlation:
+        return None
     mag[rows, best] = -1
     margin = top - mag.max(axis=1)  # small margin: the inner decoder was unsure
     symbols = best + 32 * (corr[rows, best] < 0)

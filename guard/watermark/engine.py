@@ -176,11 +176,10 @@ class _Search:
         version: int,
         delta: tuple[int, int] = (0, 0),
     ) -> None:
-        if version == 2:
-            needed = stats.signed_sum_needed(soft, math.log10(THRESHOLD) - self.log10_trials)
-            decoded = convolutional.decode(soft, needed)
-        else:
-            decoded = code.decode(soft)
+        # no codeword correlating less than this can pass: the decoders may stop early
+        needed = stats.signed_sum_needed(soft, math.log10(THRESHOLD) - self.log10_trials)
+        decoder = convolutional if version == 2 else code
+        decoded = decoder.decode(soft, needed)
         if decoded is None:
             return
         agree = int(np.count_nonzero(np.sign(soft) == decoded.chips))
