@@ -138,6 +138,30 @@ def test_a_near_miss_decode_never_names_a_wrong_id() -> None:
     assert found >= 20  # the test is near the threshold, where misreads happened
 
 
+def test_the_v1_readers_early_exit_never_drops_a_detection() -> None:
+    """Reed-Solomon is skipped when the inner words bound the correlation below the threshold;
+    that bound must never reject a codeword the detector would have reported."""
+    from guard.watermark import engine
+
+    rng = np.random.default_rng(12)
+    log10_needed = math.log10(engine.THRESHOLD) - engine._Search.log10_trials
+    outcomes = set()
+    for amplitude in (0.15, 0.25, 0.35) * 20:
+        payload = bytes(rng.integers(0, 256, 8, dtype=np.uint8))
+        chips = code.encode(payload)
+        soft = amplitude * chips + rng.normal(size=chips.shape)
+        full = code.decode(soft)
+        passes = full is not None and (
+            engine._Search.log10_trials + stats.log10_signed_sum_tail(soft, full.chips)
+            <= math.log10(engine.THRESHOLD)
+        )
+        early = code.decode(soft, stats.signed_sum_needed(soft, log10_needed))
+        if passes:
+            assert early is not None and early.payload == full.payload
+        outcomes.add(passes)
+    assert outcomes == {True, False}  # both sides of the threshold were exercised
+
+
 def test_v2_code_free_distance() -> None:
     """The generators are the ones the docstring names: free distance 24 (shortest detour from
     the all-zero path in the trellis, by Dijkstra)."""
