@@ -57,7 +57,7 @@ class Item:
     size: int | None = None  # bytes of a member that was too large to read
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unit:
     """The grain of resuming: one loose file or one shard."""
 
