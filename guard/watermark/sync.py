@@ -13,6 +13,7 @@ The offset, the fine geometry and the chips come next, in `register`.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -151,7 +152,27 @@ def _lattice_refine(spec: _Spectrum, pose: Pose, lattice: np.ndarray) -> Pose:
 
 
 def _scores(spec: _Spectrum, scales, angles, bilinear, mirror=False):
-    h, w = spec.shape
+    if not bilinear:  # the coarse grid's lookups depend on the image size only: computed once
+        y, x = _coarse_cells(spec.shape, spec.cells.shape, tuple(scales), tuple(angles), mirror)
+        return (spec.cells[y, x] - 4.0).sum(-1)
+    return _scores_at(spec, scales, angles, bilinear, mirror)
+
+
+@functools.lru_cache(maxsize=8)  # 4 per image size (2 windows x mirror), 0.4 MB each
+def _coarse_cells(shape, cells_shape, scales, angles, mirror):
+    """The 2×2 cell of every sync peak at every coarse (scale, angle), for one image size."""
+    _, y, x = _positions(shape, np.array(scales), np.array(angles), mirror)
+    ph, pw = cells_shape
+    y = np.clip(y, 0, ph - 1).astype(np.int16)  # positions in a spectrum of a few hundred bins
+    x = np.clip(x, 0, pw - 1).astype(np.int16)
+    y.flags.writeable = x.flags.writeable = False
+    return y, x
+
+
+def _positions(shape, scales, angles, mirror):
+    """Each sync peak's (row-shifted rfft) position at every (scale, angle): fractional
+    (fx, fy) and the cell (y0, x0) it falls in."""
+    h, w = shape
     kx, ky = SYNC_K[:, 0].astype(float), SYNC_K[:, 1].astype(float)
     s, a = np.meshgrid(scales, angles, indexing="ij")
     c, sn = np.cos(a)[..., None], np.sin(a)[..., None]
@@ -161,10 +182,12 @@ def _scores(spec: _Spectrum, scales, angles, bilinear, mirror=False):
         fx = -fx
     flip = fx < 0  # rfft keeps one half-plane; the other is its mirror
     fx, fy = np.where(flip, -fx, fx), np.where(flip, -fy, fy) + h // 2
-    x0, y0 = np.floor(fx).astype(int), np.floor(fy).astype(int)
+    return (fx, fy), np.floor(fy).astype(int), np.floor(fx).astype(int)
+
+
+def _scores_at(spec: _Spectrum, scales, angles, bilinear, mirror=False):
+    (fx, fy), y0, x0 = _positions(spec.shape, scales, angles, mirror)
     ph, pw = spec.ratio.shape
-    if not bilinear:
-        return (spec.cells[np.clip(y0, 0, ph - 1), np.clip(x0, 0, pw - 1)] - 4.0).sum(-1)
     ax, ay = fx - x0, fy - y0
     total = 0.0
     for dy in (0, 1):
