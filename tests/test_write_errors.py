@@ -86,14 +86,14 @@ def test_commands_report_write_failures_in_one_line(
 ) -> None:
     run("keys", "init")  # the identity exists before the disk goes bad
     args, target = _commands(tmp_path)[name]
-    FAILURES[failure](monkeypatch)
-    code, _, err = run(*args)
+    with monkeypatch.context() as failing:  # undone alone: the test's own GUARD_HOME stays
+        FAILURES[failure](failing)
+        code, _, err = run(*args)
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("guard: error:"), err
     assert str(target) in lines[0]
     assert not target.exists()
-    monkeypatch.undo()
     with Ledger() as ledger:
         assert len(ledger) == 0  # no record for a file that was never written
     assert list((tmp_path / "out").iterdir()) == []  # and no temp file
