@@ -11,8 +11,10 @@ Callers (sign, generate, protect, the pipeline hook) differ only in the Manifest
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -280,7 +282,7 @@ def _record(
 ) -> Record | None:
     if watermark_id is None:
         return None
-    from guard.ledger import Ledger, Record
+    from guard.ledger import Record
 
     summary = {
         "digital_source_type": vocab.source_uri(spec.source),
@@ -300,29 +302,28 @@ def _record(
         thumbnail=thumbnail,
         fingerprint=fingerprint,
     )
-    if ledger is not None:
-        ledger.add(record, replace=True, pending=out)
-    else:
-        with Ledger() as own:
-            own.add(record, replace=True, pending=out)
+    with _ledger(ledger) as db:
+        db.add(record, replace=True, pending=out)
     return record
 
 
-def _commit(ledger: Ledger | None, record: Record) -> None:
+@contextlib.contextmanager
+def _ledger(ledger: Ledger | None) -> Iterator[Ledger]:
+    """The caller's ledger as it is, or the default one opened for this step only."""
+    if ledger is not None:
+        yield ledger
+        return
     from guard.ledger import Ledger
 
-    if ledger is not None:
-        ledger.commit(record)
-    else:
-        with Ledger() as own:
-            own.commit(record)
+    with Ledger() as own:
+        yield own
+
+
+def _commit(ledger: Ledger | None, record: Record) -> None:
+    with _ledger(ledger) as db:
+        db.commit(record)
 
 
 def _withdraw(ledger: Ledger | None, watermark_id: str) -> None:
-    from guard.ledger import Ledger
-
-    if ledger is not None:
-        ledger.remove(watermark_id)
-    else:
-        with Ledger() as own:
-            own.remove(watermark_id)
+    with _ledger(ledger) as db:
+        db.remove(watermark_id)
