@@ -204,11 +204,14 @@ def verify_bytes(
     watermark: bool = True,
     watermark_key: bytes | None = None,
     ledger: Ledger | None = None,
+    loaded: imageio.LoadedImage | None = None,
 ) -> Verdict:
     """Verify an image held in memory; `name` labels it in the verdict and in messages.
 
-    `sidecar` is a `.c2pa` manifest store for these bytes, used when they embed none. Raises
-    ImageInputError only for bytes that carry no credentials and are not an image guard reads.
+    `sidecar` is a `.c2pa` manifest store for these bytes, used when they embed none. `loaded`:
+    these bytes already decoded by `decode_for_analysis` (scan reads their text and size too),
+    so they are not decoded twice. Raises ImageInputError only for bytes that carry no
+    credentials and are not an image guard reads.
     """
     fmt = imageio.sniff(data, name)
     anchors = trust.anchors_pem(trust_files)
@@ -226,7 +229,7 @@ def verify_bytes(
     if not watermark and report.state != "absent":
         return verdict  # the manifest has judged the bytes; no pixel is needed
     try:
-        loaded = _decode_for_analysis(data, name, watermark)
+        loaded = loaded or decode_for_analysis(data, name, watermark)
     except ImageInputError as exc:
         if report.state == "absent":
             raise  # no credentials and no picture: an input error, not a verdict
@@ -240,8 +243,9 @@ def verify_bytes(
     return verdict
 
 
-def _decode_for_analysis(data: bytes, name: str, watermark: bool) -> imageio.LoadedImage:
-    """Large images are decoded reduced (bounded memory) to what the watermark detector needs."""
+def decode_for_analysis(data: bytes, name: str, watermark: bool) -> imageio.LoadedImage:
+    """The pixels verify looks at: large images are decoded reduced (bounded memory) to what the
+    watermark detector needs, and only enough to prove they decode when it is off."""
     if not watermark:  # only proving that the bytes are an image
         return imageio.decode(data, name, reduce_over=1, min_side=64)
     from guard.watermark.pixels import WORK_SIDE

@@ -3,7 +3,8 @@
 It reads no signal itself. The C2PA manifest, XMP, guard's watermark and its ledger record and
 third-party marks come from `guard.verdict` (the code `guard verify` runs), generator metadata
 from `guard.provenance.generator_tags`, the downloader's X-Robots-Tag from
-`guard.provenance.robots_tag`; the pixels are decoded by `guard.imageio`. This module only turns
+`guard.provenance.robots_tag`; the pixels are decoded once, by verify's own decode, and handed
+to both. This module only turns
 what they report into signals, and the policy turns signals into a decision.
 
 It never raises: a file that cannot be read, or any unexpected failure, becomes an
@@ -22,6 +23,7 @@ from guard.scan.row import ScanRow
 from guard.scan.sources import DEFAULT_MAX_BYTES, Item, read_beside
 
 if TYPE_CHECKING:
+    from guard.imageio import LoadedImage
     from guard.ledger import Ledger
 
 # IPTC digital source types that mean "made by a generative model". Others that mention
@@ -130,10 +132,10 @@ def _scan(item: Item, settings: Settings, row: ScanRow, found: list[Found]) -> N
         found.append(Found("unreadable", problem))
     row.bytes = len(data)
     row.sha256 = hashlib.sha256(data).hexdigest()
-    decoded = _decode(data, item.path, row, found)
-    verdict = _verify(data, item.path, sidecar, settings)
+    loaded = _decode(data, item.path, settings, row, found)
+    verdict = _verify(data, item.path, sidecar, settings, loaded)
     if isinstance(verdict, str):
-        if decoded:  # the pixels decoded but verify could not read the file
+        if loaded is not None:  # the pixels decoded but verify could not read the file
             found.append(Found("unreadable", verdict))
             row.error = verdict
         return
@@ -150,24 +152,27 @@ def _robots(meta: dict[str, Any] | None, settings: Settings, row: ScanRow, found
         found.append(Found("robots_noai", f"opted out when downloaded: {reason}"))
 
 
-def _decode(data: bytes, name: str, row: ScanRow, found: list[Found]) -> bool:
-    """Decode the pixels (fail closed on anything broken) and read generator metadata."""
-    from guard import imageio
+def _decode(
+    data: bytes, name: str, settings: Settings, row: ScanRow, found: list[Found]
+) -> LoadedImage | None:
+    """Decode the pixels (fail closed on anything broken) and read generator metadata. The
+    decode is verify's own, handed on to it, so every image is decoded once."""
     from guard.errors import GuardError
     from guard.provenance import generator_tags
+    from guard.verdict import decode_for_analysis
 
-    try:  # reduced where the format allows: this proves the pixels decode and reads the text
-        loaded = imageio.decode(data, name, reduce_over=1, min_side=64)
+    try:
+        loaded = decode_for_analysis(data, name, settings.watermark)
     except GuardError as exc:
         message = str(exc).removeprefix(f"{name}: ")
         found.append(Found("unreadable", message))
         row.error = message
-        return False
+        return None
     except (ValueError, OSError, SyntaxError, MemoryError) as exc:  # Pillow's own, past imageio
         message = f"corrupt or hostile image ({type(exc).__name__}: {exc})"
         found.append(Found("unreadable", message))
         row.error = message
-        return False
+        return None
     row.format = loaded.format
     row.width, row.height = loaded.reduced_from or loaded.image.size
     tags = generator_tags.find(loaded.text, generator_tags.software_of(loaded.exif))
@@ -175,10 +180,12 @@ def _decode(data: bytes, name: str, row: ScanRow, found: list[Found]) -> bool:
         row.generator = ", ".join(dict.fromkeys(t.generator for t in tags))
         for tag in tags:
             found.append(Found("generator_metadata", f"{tag.generator} metadata ({tag.key})"))
-    return True
+    return loaded
 
 
-def _verify(data: bytes, name: str, sidecar: bytes | None, settings: Settings):
+def _verify(
+    data: bytes, name: str, sidecar: bytes | None, settings: Settings, loaded: LoadedImage | None
+):
     """guard's verdict for these bytes (what `guard verify` says), or why there is none."""
     from guard.errors import GuardError
     from guard.verdict import verify_bytes
@@ -192,6 +199,7 @@ def _verify(data: bytes, name: str, sidecar: bytes | None, settings: Settings):
             watermark=settings.watermark,
             watermark_key=settings.watermark_key,
             ledger=_ledger(settings),
+            loaded=loaded,
         )
     except GuardError as exc:
         return str(exc).removeprefix(f"{name}: ")
