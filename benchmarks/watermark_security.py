@@ -296,6 +296,14 @@ def forgery_job(job: dict) -> dict:
             for dx in (4, 8, 16):
                 moved = shifted(a, dx * a.size[0] / WORK)
                 record(f"near-duplicate, {dx} px away", gw.embed(moved, payload), moved)
+            # A's own marked picture, a central part replaced by B (an inpainted face, a
+            # pasted object): the mark survives, so how much may change before the record's
+            # claims stop applying?
+            for share in (0.1, 0.25, 0.5):
+                box = _box(marked.size, share**0.5)
+                edited = marked.copy()
+                edited.paste(b.crop(box), box[:2])
+                record(f"A edited: {share:.0%} of the area replaced", edited, marked)
         hp = high_pass(marked)
         for alpha in (1.0, 2.0, 3.0):  # the attacker's best is the weakest that is detected
             record(f"residual transplant a={alpha}", add(b, hp, alpha), b)
