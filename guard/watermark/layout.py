@@ -58,6 +58,17 @@ _data = np.array([(int(x), int(y)) not in _sync for y, x in zip(_ky, _kx, strict
 BIN_Y, BIN_X = _ky[_data], _kx[_data]  # FFT indices of the data bins
 BIN_KY, BIN_KX = KS[BIN_Y], KS[BIN_X]  # their signed frequencies
 N_BIN = len(BIN_Y)
+_KX_SPAN = int(BIN_X.max()) + 1  # the bins lie in the half-plane kx >= 0, at small kx
+
+
+def data_bins(tiles: np.ndarray) -> np.ndarray:
+    """The data bins of real tiles ([..., TILE, TILE]) as a complex fft2 would give them: a real
+    FFT along x, kept only for the columns the bins use, then an FFT along y (a quarter of the
+    work; equal to fft2 to rounding)."""
+    half = np.fft.rfft(tiles, axis=-1)[..., :_KX_SPAN]
+    return np.fft.fft(half, axis=-2)[..., BIN_Y, BIN_X]
+
+
 N_CHIP = 2 * N_BIN  # real and imaginary part of each bin
 BIN_RING = _ring = np.rint(_radius[BIN_Y, BIN_X] * TILE).astype(int)
 # Bins on the block-grid lines (a frequency multiple of 16 = period 8 px at 512²) pick up JPEG's
