@@ -162,37 +162,41 @@ def ray_vs_local(sizes: tuple[int, int], watermark: bool) -> list[dict]:
 # ---- memory -----------------------------------------------------------------------------------
 
 
-def _rss(pid: int) -> tuple[int, int]:
-    """(RSS of the process, summed RSS of its children) in bytes."""
-    import psutil
-
+def _hwm(pid: int | str = "self") -> int:
+    """The kernel's peak resident memory of a process (VmHWM), in bytes; 0 once it is gone."""
     try:
-        proc = psutil.Process(pid)
-        own, children = proc.memory_info().rss, proc.children(recursive=True)
-    except psutil.Error:
-        return 0, 0
-    total = 0
-    for p in children:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return own, total
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def memory_run(n: int, unique: Path, workers: int) -> dict:
-    """(in a fresh interpreter) scan n hard-linked images into a report; peak RSS of the tree
-    (main process + workers, sampled every 50 ms), and of each part."""
-    peak = {"tree": 0, "main": 0, "workers": 0}
+    """(in a fresh interpreter) scan n hard-linked images into a report.
+
+    Each process's own peak (the kernel's VmHWM, exact: no sampling can miss a short peak such
+    as the report's merge at the very end) is summed over the main process, the forkserver and
+    the workers. The sum bounds the whole tree's peak from above (it counts shared pages once
+    per process, and peaks that never coincide as if they did).
+    """
+    import psutil
+
+    peaks: dict[int, int] = {}
     done = threading.Event()
 
     def sample() -> None:
+        me = psutil.Process()
         while not done.is_set():
-            own, children = _rss(os.getpid())
-            peak["tree"] = max(peak["tree"], own + children)
-            peak["main"] = max(peak["main"], own)
-            peak["workers"] = max(peak["workers"], children)
-            time.sleep(0.05)
+            try:
+                children = me.children(recursive=True)
+            except psutil.Error:
+                children = []
+            for child in children:
+                peaks[child.pid] = max(peaks.get(child.pid, 0), _hwm(child.pid))
+            time.sleep(0.02)
 
     with tempfile.TemporaryDirectory(prefix="bench-scan-mem-") as tmp:
         link_copies(sorted(unique.rglob("*.jpg")), Path(tmp) / "data", n)
@@ -212,11 +216,13 @@ def memory_run(n: int, unique: Path, workers: int) -> dict:
         seconds = time.perf_counter() - start
         done.set()
         sampler.join()
+    main, others = _hwm(), sum(peaks.values())
     return {
         "images": count,
-        "peak_rss_mib": round(peak["tree"] / 2**20, 1),
-        "main_mib": round(peak["main"] / 2**20, 1),
-        "workers_mib": round(peak["workers"] / 2**20, 1),
+        "peak_rss_mib": round((main + others) / 2**20, 1),
+        "main_mib": round(main / 2**20, 1),
+        "workers_mib": round(others / 2**20, 1),
+        "processes": 1 + len(peaks),
         "seconds": round(seconds, 1),
     }
 

@@ -478,3 +478,43 @@ def test_a_json_beside_an_image_that_is_not_sample_metadata_is_ignored(tmp_path:
     path.with_suffix(".json").write_text("{not json")
     (row,) = guard.scan([path], workers=0, watermark=False)
     assert row.decision == "unverifiable" and "not valid JSON" in row.reasons[0]
+
+
+def test_a_bad_argument_fails_before_anything_is_scanned(tmp_path: Path) -> None:
+    """The data set is walked lazily; a missing or unreadable argument must still stop the scan
+    before its first row, not after every argument in front of it was scanned."""
+    _small_set(tmp_path / "data", 2)
+    report = tmp_path / "r.parquet"
+    bad_list = tmp_path / "list.parquet"
+    bad_list.write_bytes(b"not parquet")
+    for bad in (tmp_path / "missing", bad_list):
+        rows = guard.scan([tmp_path / "data", bad], report=report, workers=0, watermark=False)
+        with pytest.raises(guard.GuardError):
+            next(rows)
+        assert not report_mod.staging_dir(report).exists() or not any(
+            report_mod.staging_dir(report).glob("part-*")
+        )
+
+
+def test_a_path_given_twice_is_scanned_once(tmp_path: Path) -> None:
+    files = _small_set(tmp_path / "data", 2)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{files[0]}\n{files[0]}\n")
+    rows = list(guard.scan([tmp_path / "data", listing], workers=0, watermark=False))
+    assert sorted(r.path for r in rows) == sorted(str(p) for p in files)
+
+
+def test_unit_sets_hold_hashes_not_strings() -> None:
+    from guard.scan.unit_set import UnitSet
+
+    ids = [f"/data/{i:07d}.jpg" for i in range(70_000)]  # more than one buffer: both halves
+    units = UnitSet(ids[::2])
+    assert len(units) == 35_000
+    assert all(i in units for i in ids[:200:2]) and not any(i in units for i in ids[1:200:2])
+    assert "/data/\udcff.jpg" not in units  # a name that is not UTF-8 (surrogate-escaped)
+    units.add("/data/\udcff.jpg")
+    assert "/data/\udcff.jpg" in units and 3 not in units
+    each = units.contains_each(ids[:6])
+    assert each.tolist() == [True, False, True, False, True, False]
+    assert UnitSet().contains_each(["a"]).tolist() == [False]
+    assert units._sorted.nbytes == 8 * len(units)  # 8 bytes per unit

@@ -11,12 +11,17 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from guard.scan.image import Settings
 from guard.scan.policy import Policy
 from guard.scan.policy import load as load_policy
 from guard.scan.row import ScanRow
-from guard.scan.sources import DEFAULT_MAX_BYTES, Unit, units
+from guard.scan.sources import DEFAULT_MAX_BYTES, Unit, check, units
+from guard.scan.unit_set import UnitSet
+
+if TYPE_CHECKING:  # pyarrow is imported only when a report is written
+    from guard.scan.report import ReportWriter
 
 
 def settings_for(
@@ -94,24 +99,41 @@ def plan(
     report: str | os.PathLike[str] | None,
     fresh: bool,
     count: bool,
-):
-    """(units still to scan, their image count when cheap to know, the report writer)."""
+) -> tuple[Iterator[Unit], int | None, ReportWriter | None]:
+    """(the units still to scan, streamed; their image count when cheap to know; the writer).
+
+    Nothing is listed up front: the data set is walked as it is scanned (and once more before,
+    only to count it for the progress bar), so a scan of millions of files holds only the
+    small sets of `guard.scan.unit_set`.
+    """
+    datasets = [os.fspath(p) for p in paths]
+    check(datasets)
     writer = None
-    all_units = list(units(paths))
     if report is not None:
         from guard.scan.report import ReportWriter
 
         writer = ReportWriter(Path(report), fingerprint(settings), fresh=fresh)
-        writer.units = {u.id for u in all_units}
-        done = writer.previous.done_units
-        todo = [u for u in all_units if u.id not in done]
-    else:
-        todo = all_units
-    total = None
+        writer.units = UnitSet()
+    total: int | None = None
     if count:
-        counts = [u.count() for u in todo]
-        total = None if any(c is None for c in counts) else sum(c for c in counts if c)
-    return todo, total, writer
+        total = 0
+        for unit in _todo(datasets, writer, record=False):
+            n = unit.count()
+            if n is None:
+                total = None
+                break
+            total += n
+    return _todo(datasets, writer), total, writer
+
+
+def _todo(datasets: list[str], writer: ReportWriter | None, record: bool = True) -> Iterator[Unit]:
+    """The units not finished by an earlier run; every unit joins the report's scope."""
+    done = writer.previous.done_units if writer is not None else None
+    for unit in units(datasets):
+        if record and writer is not None and writer.units is not None:
+            writer.units.add(unit.id)
+        if done is None or unit.id not in done:
+            yield unit
 
 
 def scan_on_ray(

@@ -181,7 +181,7 @@ def run(units: Iterable[Unit], settings: Settings, *, workers: int) -> Iterator[
 
 
 def scan_units(
-    units: list[Unit],
+    units: Iterable[Unit],
     settings: Settings,
     *,
     workers: int | None = None,

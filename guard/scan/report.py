@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from guard.errors import GuardError
 from guard.scan.row import COLUMNS, DECISIONS, SCHEMA_VERSION, ScanRow
+from guard.scan.unit_set import UnitSet
 
 META_SCHEMA = b"guard.scan.schema"
 META_SETTINGS = b"guard.scan.settings"
@@ -74,7 +76,7 @@ def _atomic_write(tbl: pa.Table, path: Path) -> None:
 class Progress:
     """What earlier runs already finished (read from the report and its staging folder)."""
 
-    done_units: set[str] = field(default_factory=set)
+    done_units: UnitSet = field(default_factory=UnitSet)
     rows: int = 0
     settings: str | None = None
 
@@ -89,7 +91,7 @@ class ReportWriter:
         if not self.report.parent.is_dir():
             raise ReportError(f"{self.report}: the folder {self.report.parent} does not exist")
         self.settings = settings
-        self.units: set[str] | None = None  # every unit of the run, when the caller knows them
+        self.units: UnitSet | None = None  # every unit of the run, when the caller knows them
         self.staging = staging_dir(self.report)
         if fresh:
             shutil.rmtree(self.staging, ignore_errors=True)
@@ -154,7 +156,9 @@ class ReportWriter:
                         shards.add(row["shard"])
             done = {u for u, n in counts.items() if u not in shards or n == count_shard(u)}
             for f in files:  # named after Ray's file, so a repeated adoption rewrites, not adds
-                tbl = _only_units(pq.read_table(f, columns=list(COLUMNS)).cast(SCHEMA), done)
+                tbl = _only_units(
+                    pq.read_table(f, columns=list(COLUMNS)).cast(SCHEMA), UnitSet(done)
+                )
                 units = sorted(set(_units_column(tbl).to_pylist()))
                 self._write_part(tbl, units, name=f"part-{folder.name}-{f.stem}.parquet")
             shutil.rmtree(folder, ignore_errors=True)
@@ -179,7 +183,7 @@ class ReportWriter:
         # smaller (measured: the main process at 50,000 files, 193 -> 177 MiB)
         pa.default_memory_pool().release_unused()
 
-    def finish(self, units: set[str] | None = None) -> Path:
+    def finish(self, units: UnitSet | None = None) -> Path:
         """Merge the earlier report and every part into the report, then drop the staging folder.
 
         With `units` (every unit of this run's data sets), rows of anything else (files since
@@ -201,11 +205,13 @@ def _units_column(tbl: pa.Table):
     return pc.coalesce(tbl.column("shard"), tbl.column("path"))
 
 
-def _only_units(tbl: pa.Table, units: set[str]) -> pa.Table:
-    import pyarrow.compute as pc
-
-    keep = pa.array(sorted(units), pa.string())
-    return tbl.filter(pc.is_in(_units_column(tbl), value_set=keep))
+def _only_units(tbl: pa.Table, *scopes: UnitSet) -> pa.Table:
+    """The rows whose unit is in every one of `scopes`."""
+    units = _units_column(tbl).to_pylist()
+    keep = np.ones(len(units), bool)
+    for scope in scopes:
+        keep &= scope.contains_each(units)
+    return tbl.filter(pa.array(keep))
 
 
 def _part_number(path: Path) -> int:
@@ -215,7 +221,7 @@ def _part_number(path: Path) -> int:
         return 0
 
 
-def merge(sources: list[Path], out: Path, settings: str, units: set[str] | None = None) -> None:
+def merge(sources: list[Path], out: Path, settings: str, units: UnitSet | None = None) -> None:
     """Stream the row groups of `sources` into `out` (atomically), cast to the report schema;
     a part contributes the rows of the units it completed; `units` limits every source."""
     meta = {META_SCHEMA: str(SCHEMA_VERSION).encode(), META_SETTINGS: settings.encode()}
@@ -227,12 +233,12 @@ def merge(sources: list[Path], out: Path, settings: str, units: set[str] | None 
             if pf is None:
                 continue
             raw = (pf.schema_arrow.metadata or {}).get(META_DONE)
-            keep = set(json.loads(raw)) if raw is not None else None
+            scopes = [UnitSet(json.loads(raw))] if raw is not None else []
             if units is not None:
-                keep = units if keep is None else keep & units
+                scopes.append(units)
             for i in range(pf.num_row_groups):
                 tbl = pf.read_row_group(i, columns=list(COLUMNS)).cast(schema)
-                writer.write_table(tbl if keep is None else _only_units(tbl, keep))
+                writer.write_table(_only_units(tbl, *scopes) if scopes else tbl)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, out)

@@ -24,6 +24,7 @@ from typing import Any
 
 from guard.errors import GuardError
 from guard.image_formats import EXTENSIONS
+from guard.scan.unit_set import UnitSet
 
 # Files that look like images but that guard cannot read still get a row (unverifiable), so
 # a data set's unsupported files are never silently counted as clean.
@@ -81,12 +82,25 @@ def _norm(path: str | os.PathLike[str]) -> str:
 
 def units(datasets: Iterable[str | os.PathLike[str]]) -> Iterator[Unit]:
     """Every unit of every DATASET argument, in a stable order, each once."""
-    seen: set[str] = set()
+    seen = UnitSet()
     for arg in datasets:
         for unit in _units_of(Path(arg)):
             if unit.id not in seen:
                 seen.add(unit.id)
                 yield unit
+
+
+def check(datasets: Iterable[str | os.PathLike[str]]) -> None:
+    """Raise SourceError now for an argument that is no data set; `units` walks lazily, so
+    without this a bad last argument would only be noticed after everything before it."""
+    for arg in datasets:
+        path = Path(arg)
+        if not path.exists():
+            raise SourceError(f"{path}: no such file or folder")
+        if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            entries = _list_entries(path)
+            next(entries, None)  # opens the list (and finds a Parquet list's path column)
+            entries.close()
 
 
 def _units_of(path: Path) -> Iterator[Unit]:
