@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from guard.errors import ImageInputError, OutputExistsError, OutputWriteError
@@ -22,6 +23,16 @@ def save_atomic(path: str | os.PathLike[str], data: bytes, *, force: bool = Fals
     folder, full disk) raises OutputWriteError naming the path. The temp file's name carries the
     writer's PID, so a temp file left by a killed writer is removed by the next save there.
     """
+    with atomic_file(path, force=force) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
+    """`save_atomic` for writers that stream into a file name of their own (a Parquet writer
+    adding row groups): write the yielded temp path; when the block ends, it becomes `path`,
+    with the same rules. An OSError in the block becomes OutputWriteError naming `path`."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
@@ -33,12 +44,12 @@ def save_atomic(path: str | os.PathLike[str], data: bytes, *, force: bool = Fals
         fd, tmp = tempfile.mkstemp(
             prefix=f".{target.name}.guard{os.getpid()}.", suffix=".tmp", dir=folder
         )
+        os.close(fd)
     except OSError as exc:
         raise _write_error(target, exc) from exc
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         umask = os.umask(0)
         os.umask(umask)
@@ -64,7 +75,6 @@ def save_atomic(path: str | os.PathLike[str], data: bytes, *, force: bool = Fals
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     _fsync_dir(folder)
-    return target
 
 
 def _write_error(target: Path, exc: OSError) -> OutputWriteError:

@@ -202,3 +202,27 @@ def test_stale_temp_files_are_looked_for_once_per_folder(tmp_path: Path, monkeyp
     for i in range(20):
         save_atomic(tmp_path / f"{i}.bin", b"x")
     assert listed.count(tmp_path) == 1
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_scan_report_that_cannot_be_written_is_one_line_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """The report's parts and its merge go through the one atomic writer: a full disk is a
+    GuardError naming the report (exit 2 in the CLI, not a traceback), and no torn file."""
+    import guard
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        art(64, 64, seed=i).save(data / f"{i}.png")
+    report = tmp_path / "report.parquet"
+    with monkeypatch.context() as patch:
+        FAILURES[failure](patch)
+        with pytest.raises(GuardError) as err:
+            list(guard.scan([data], report=report, workers=0, watermark=False))
+    assert "report.parquet" in str(err.value)
+    assert not report.exists()
+    assert not [p for p in tmp_path.rglob("*.tmp")]  # no temp file left behind
+    rows = list(guard.scan([data], report=report, workers=0, watermark=False))
+    assert len(rows) == 2 and report.exists()  # the disk has room again: the scan completes
