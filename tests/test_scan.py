@@ -286,16 +286,40 @@ def test_copy_clean_holds_exactly_the_allowed_images(built, scanned, tmp_path: P
     out = tmp_path / "clean"
     result = export.copy_clean(scanned["report"], out)
     allowed = [r for r in scanned["rows"] if r.decision == "allowed"]
-    copied = {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file()}
+    files = {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file()}
+    copied = {k: p for k, p in files.items() if p.suffix not in (".txt", ".json", ".c2pa")}
     assert result.copied == len(allowed) == len(copied) and not result.skipped
     digests = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in copied.values())
     assert digests == sorted(r.sha256 for r in allowed), "byte-identical copies of the allowed"
     assert "img2dataset/00000/000000000.jpg" in copied  # shard samples go under their shard
+    # each allowed sample's caption and metadata travel with it, and only those
+    companions = files.keys() - copied.keys()
+    assert result.companions == len(companions) > 0
+    assert {"img2dataset/00000/000000000.txt", "img2dataset/00000/000000000.json"} <= companions
+    stems = {k.rsplit(".", 1)[0] for k in copied}
+    assert all(k.rsplit(".", 1)[0] in stems for k in companions)
+    assert files["img2dataset/00000/000000000.txt"].read_bytes() == b"a picture"
     again = export.copy_clean(scanned["report"], out)  # a second run overwrites nothing
-    assert again.copied == 0 and again.already_there == len(allowed)
+    assert again.copied == again.companions == 0 and again.already_there == len(allowed)
+    assert not again.skipped
     keep = tmp_path / "keep.txt"
     assert export.keep_list(scanned["report"], keep) == len(allowed)
     assert keep.read_text().splitlines() == [r.path for r in allowed]
+
+
+def test_copy_clean_brings_a_loose_images_caption_and_sidecar(tmp_path: Path) -> None:
+    files = _small_set(tmp_path / "data", 2)
+    files[0].with_suffix(".txt").write_text("a red cube")
+    files[0].with_suffix(".json").write_text('{"url": "https://example.com/0.jpg"}')
+    report = tmp_path / "r.parquet"
+    list(guard.scan([tmp_path / "data"], report=report, workers=0, watermark=False))
+    corpus.picture(999, 96, 64).save(files[1], quality=85)  # changed: neither it nor companions
+    files[1].with_suffix(".txt").write_text("not copied")
+    result = export.copy_clean(report, tmp_path / "clean")
+    assert (result.copied, result.companions) == (1, 2)
+    assert (tmp_path / "clean" / "img00.txt").read_text() == "a red cube"
+    assert (tmp_path / "clean" / "img00.json").exists()
+    assert not (tmp_path / "clean" / "img01.txt").exists()
 
 
 def test_copy_clean_skips_a_file_changed_since_the_scan(tmp_path: Path) -> None:

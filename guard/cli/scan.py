@@ -160,6 +160,7 @@ def command(
             "folder": str(copy_clean),
             "copied": copied.copied,
             "already_there": copied.already_there,
+            "companions": copied.companions,
             "skipped": copied.skipped,
         }
     if chart:
@@ -178,6 +179,7 @@ def command(
         click.echo(
             f"copied {c['copied']} allowed images to {copy_clean}"
             + (f" ({c['already_there']} already there)" if c["already_there"] else "")
+            + (f", with {c['companions']} captions and sidecars" if c["companions"] else "")
         )
         for line in c["skipped"]:
             click.echo(f"  not copied: {line}", err=True)

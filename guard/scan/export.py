@@ -17,14 +17,22 @@ from pathlib import Path
 
 from guard.errors import GuardError, OutputExistsError
 from guard.scan.report import iter_rows
+from guard.scan.sources import split_key
 
 COLUMNS = ["path", "shard", "key", "sha256", "decision"]
+
+
+# What travels with an image: its caption, the downloader's metadata and its C2PA sidecar (a
+# clean subset without captions could not train a text-to-image model)
+COMPANIONS = ("txt", "json", "c2pa")
+MAX_COMPANION_BYTES = 16 << 20
 
 
 @dataclass
 class CopyResult:
     copied: int = 0
     already_there: int = 0
+    companions: int = 0  # captions, .json and .c2pa files copied beside the images
     skipped: list[str] = field(default_factory=list)  # "path: why"
 
 
@@ -45,7 +53,9 @@ def copy_clean(report: str | os.PathLike[str], out_dir: str | os.PathLike[str]) 
     """Copy every allowed image into `out_dir`, keeping the data set's folder layout.
 
     Loose files keep their path relative to the deepest folder that holds all of them; shard
-    samples go to a folder named after their shard (without `.tar`).
+    samples go to a folder named after their shard (without `.tar`). Each image's companions
+    (`COMPANIONS`: IMAGE.txt, .json, .c2pa beside a loose file; the same sample's members in a
+    shard) are copied beside it, once the image itself is there.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,26 +68,54 @@ def copy_clean(report: str | os.PathLike[str], out_dir: str | os.PathLike[str]) 
         if row["shard"]:
             by_shard[row["shard"]].append(row)
             continue
-        _write(out / os.path.relpath(row["path"], root), _read(row["path"]), row, result)
+        target = out / os.path.relpath(row["path"], root)
+        if _write(target, _read(row["path"]), row, result):
+            stem = os.path.splitext(row["path"])[0]
+            for suffix in COMPANIONS:
+                if os.path.isfile(f"{stem}.{suffix}"):
+                    data = _read(f"{stem}.{suffix}")
+                    _write_companion(target.with_suffix(f".{suffix}"), data, row, result)
     for shard, members in by_shard.items():
-        folder = out / os.path.relpath(shard, root).removesuffix(".tar")
-        wanted = {r["path"].split("#", 1)[1]: r for r in members}
-        found = set()
-        try:
-            with tarfile.open(shard, "r:*") as tar:
-                for member in tar:
-                    row = wanted.get(member.name)
-                    if row is None or not member.isreg() or member.name in found:
-                        continue
-                    found.add(member.name)
-                    fh = tar.extractfile(member)
-                    data = fh.read() if fh is not None else None
-                    _write(folder / _safe(member.name), data, row, result)
-        except (OSError, tarfile.TarError, EOFError) as exc:
-            result.skipped.append(f"{shard}: the shard could not be read ({exc})")
-        for name in wanted.keys() - found:
-            result.skipped.append(f"{wanted[name]['path']}: no longer in its shard")
+        _copy_from_shard(
+            shard, members, out / os.path.relpath(shard, root).removesuffix(".tar"), result
+        )
     return result
+
+
+def _copy_from_shard(shard: str, members: list[dict], folder: Path, result: CopyResult) -> None:
+    wanted = {r["path"].split("#", 1)[1]: r for r in members}
+    wanted_keys = {split_key(name)[0] for name in wanted}
+    found: set[str] = set()
+    placed: dict[str, dict] = {}  # sample key -> the row of an image copied for it
+    companions: list[tuple[str, str, bytes | None]] = []  # (key, member name, bytes)
+    try:
+        with tarfile.open(shard, "r:*") as tar:
+            for member in tar:
+                if not member.isreg():
+                    continue
+                key, suffix = split_key(member.name)
+                row = wanted.get(member.name)
+                if row is not None and member.name not in found:
+                    found.add(member.name)
+                    if _write(folder / _safe(member.name), _member_bytes(tar, member), row, result):
+                        placed[key] = row
+                elif suffix in COMPANIONS and key in wanted_keys:
+                    small = member.size <= MAX_COMPANION_BYTES
+                    companions.append(
+                        (key, member.name, _member_bytes(tar, member) if small else None)
+                    )
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        result.skipped.append(f"{shard}: the shard could not be read ({exc})")
+    for name in wanted.keys() - found:
+        result.skipped.append(f"{wanted[name]['path']}: no longer in its shard")
+    for key, name, data in companions:  # a caption whose image was not copied stays behind
+        if key in placed:
+            _write_companion(folder / _safe(name), data, placed[key], result)
+
+
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes | None:
+    fh = tar.extractfile(member)
+    return fh.read() if fh is not None else None
 
 
 def _read(path: str) -> bytes | None:
@@ -94,23 +132,41 @@ def _safe(member: str) -> Path:
     return Path(*parts) if parts else Path("_")
 
 
-def _write(target: Path, data: bytes | None, row: dict, result: CopyResult) -> None:
-    from guard.atomic_write import save_atomic
-
+def _write(target: Path, data: bytes | None, row: dict, result: CopyResult) -> bool:
+    """Copy one image, checked against its scanned SHA-256; whether it is now in place."""
     if data is None:
         result.skipped.append(f"{row['path']}: could not be read")
-        return
+        return False
     if hashlib.sha256(data).hexdigest() != row["sha256"]:
         result.skipped.append(f"{row['path']}: changed since it was scanned; not copied")
-        return
+        return False
+    outcome = _place(target, data)
+    if outcome == "copied":
+        result.copied += 1
+    elif outcome == "there":
+        result.already_there += 1
+    else:
+        result.skipped.append(f"{row['path']}: {outcome}")
+    return outcome in ("copied", "there")
+
+
+def _write_companion(target: Path, data: bytes | None, row: dict, result: CopyResult) -> None:
+    outcome = "too large or unreadable" if data is None else _place(target, data)
+    if outcome == "copied":
+        result.companions += 1
+    elif outcome != "there":
+        result.skipped.append(f"{row['path']}: its {target.name}: {outcome}")
+
+
+def _place(target: Path, data: bytes) -> str:
+    """'copied', 'there' (the same bytes already are), or why not; never overwrites."""
+    from guard.atomic_write import save_atomic
+
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         save_atomic(target, data)
-        result.copied += 1
+        return "copied"
     except OutputExistsError:
-        if _read(str(target)) == data:
-            result.already_there += 1
-        else:
-            result.skipped.append(f"{row['path']}: {target} exists with other content")
+        return "there" if _read(str(target)) == data else f"{target} exists with other content"
     except GuardError as exc:
-        result.skipped.append(f"{row['path']}: {exc}")
+        return str(exc)
