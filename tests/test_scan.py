@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -542,3 +543,30 @@ def test_unit_sets_hold_hashes_not_strings() -> None:
     assert each.tolist() == [True, False, True, False, True, False]
     assert UnitSet().contains_each(["a"]).tolist() == [False]
     assert units._sorted.nbytes == 8 * len(units)  # 8 bytes per unit
+
+
+def test_a_file_name_that_is_not_utf8_is_one_unverifiable_row(tmp_path: Path) -> None:
+    """Parquet holds UTF-8 only: a file named with other bytes (legal on Linux) crashed the whole
+    scan when its row was written. It is now one unverifiable row, its name escaped."""
+    import tarfile
+
+    files = _small_set(tmp_path / "data", 1)
+    bad = os.fsencode(tmp_path / "data") + b"/caf\xe9.jpg"  # Latin-1 bytes
+    os.rename(files[0], bad)
+    corpus.picture(7, 96, 64).save(tmp_path / "data" / "fine.jpg", quality=85)
+    shard = tmp_path / "data" / "s.tar"
+    with tarfile.open(shard, "w") as tar:
+        tar.add(tmp_path / "data" / "fine.jpg", arcname=os.fsdecode(b"0001\xff.jpg"))
+        tar.add(tmp_path / "data" / "fine.jpg", arcname="0002.jpg")
+    report = tmp_path / "r.parquet"
+    rows = {r.path: r for r in guard.scan([tmp_path / "data"], report=report, workers=0)}
+    name = str(tmp_path / "data" / "caf\\xe9.jpg")
+    assert rows[name].decision == "unverifiable" and "not valid UTF-8" in rows[name].reasons[0]
+    member = f"{shard}#0001\\xff.jpg"
+    assert (
+        rows[member].decision == "unverifiable" and rows[f"{shard}#0002.jpg"].decision == "allowed"
+    )
+    assert rows[str(tmp_path / "data" / "fine.jpg")].decision == "allowed"
+    assert sorted(r.path for r in report_mod.read(report)) == sorted(rows)
+    assert list(guard.scan([tmp_path / "data"], report=report, workers=0)) == []  # resumes
+    assert os.path.exists(bad)  # never renamed or touched

@@ -127,12 +127,12 @@ def run(
             ray.init(address=address, log_to_driver=False)
         started = True
     try:
-        files, shards, oversized = [], [], []
+        files, shards, local_only = [], [], []
         for unit in units:
             if unit.kind == "shard":
                 shards.append(unit.id)
-            elif _size(unit.id) > settings.max_bytes or _size(unit.id) < 0:
-                oversized.append(unit.id)
+            elif unit.kind != "file" or not 0 <= _size(unit.id) <= settings.max_bytes:
+                local_only.append(unit)  # too large, gone, or unnamable: answered below
             else:
                 files.append(unit.id)
         if files or shards:
@@ -158,7 +158,7 @@ def run(
                 context.max_errored_blocks = tolerated
         done = writer.adopt_ray_output()
         # files too large to read or gone, and shards Ray did not finish, are answered here
-        leftovers = [Unit(p, "file") for p in oversized + [f for f in files if f not in done]]
+        leftovers = local_only + [Unit(f, "file") for f in files if f not in done]
         leftovers += [Unit(s, "shard") for s in shards if s not in done]
         if leftovers:  # in a worker process, so a file that crashes its decoder cannot kill us
             for row, finished in local.run(leftovers, settings, workers=1):

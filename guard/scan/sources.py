@@ -39,6 +39,25 @@ DEFAULT_MAX_BYTES = 256 << 20  # bigger files are unverifiable without being rea
 MAX_META_BYTES = 1 << 20
 
 
+NOT_UTF8 = (
+    "the file name is not valid UTF-8 (shown here with its bytes escaped): a report cannot "
+    "name it, so it was not read; rename it to scan it"
+)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a name from the file system with undecodable bytes
+        return False
+    return True
+
+
+def escaped(name: str) -> str:
+    """A file name whose bytes are not UTF-8, as text a report can hold: b'\\xff' -> '\\xff'."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 class SourceError(GuardError):
     """A data set argument that is neither an image, a shard, a folder nor a path list."""
 
@@ -63,17 +82,19 @@ class Unit:
     """The grain of resuming: one loose file or one shard."""
 
     id: str
-    kind: str  # "file" | "shard"
+    kind: str  # "file" | "shard" | "unnamable" (a name that is not UTF-8; id is escaped)
 
     def items(self, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
         if self.kind == "file":
             yield Item(path=self.id, file=self.id)
+        elif self.kind == "unnamable":
+            yield Item(path=self.id, problem=NOT_UTF8)
         else:
             yield from read_shard(self.id, max_bytes)
 
     def count(self) -> int | None:
         """Images in the unit, when that is cheap to know (uncompressed shards: headers only)."""
-        return 1 if self.kind == "file" else count_shard(self.id)
+        return count_shard(self.id) if self.kind == "shard" else 1
 
 
 def _norm(path: str | os.PathLike[str]) -> str:
@@ -85,6 +106,8 @@ def units(datasets: Iterable[str | os.PathLike[str]]) -> Iterator[Unit]:
     seen = UnitSet()
     for arg in datasets:
         for unit in _units_of(Path(arg)):
+            if not _utf8(unit.id):  # Parquet holds UTF-8 only: one such name must not stop it
+                unit = Unit(escaped(unit.id), "unnamable")
             if unit.id not in seen:
                 seen.add(unit.id)
                 yield unit
@@ -245,6 +268,14 @@ def _sample(
     sidecar = by_suffix.get("c2pa", (None, None))[1]
     for key, suffix, member, data in group:
         if not _is_image_suffix(suffix):
+            continue
+        if not _utf8(member.name):
+            yield Item(
+                path=member_path(shard, escaped(member.name)),
+                shard=shard,
+                key=escaped(key),
+                problem=NOT_UTF8,
+            )
             continue
         yield Item(
             path=member_path(shard, member.name),
