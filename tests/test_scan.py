@@ -570,3 +570,18 @@ def test_a_file_name_that_is_not_utf8_is_one_unverifiable_row(tmp_path: Path) ->
     assert sorted(r.path for r in report_mod.read(report)) == sorted(rows)
     assert list(guard.scan([tmp_path / "data"], report=report, workers=0)) == []  # resumes
     assert os.path.exists(bad)  # never renamed or touched
+
+
+def test_a_hostile_sample_json_cannot_stop_the_scan(tmp_path: Path) -> None:
+    """A lone surrogate is valid JSON ("\\ud800") but not UTF-8: one such value in a sample's
+    metadata stopped the whole scan when its row reached the Parquet report."""
+    files = _small_set(tmp_path / "data", 2)
+    files[0].with_suffix(".json").write_text('{"X-Robots-Tag": "noai, \\ud800"}')
+    report = tmp_path / "r.parquet"
+    rows = {Path(r.path).name: r for r in guard.scan([tmp_path / "data"], report=report, workers=0)}
+    assert rows["img00.jpg"].decision == "opted_out"  # the readable directive still counts
+    assert rows["img00.jpg"].x_robots_tag == "noai, \\ud800"  # the rest kept, escaped
+    assert {Path(r.path).name: r.decision for r in report_mod.read(report)} == {
+        "img00.jpg": "opted_out",
+        "img01.jpg": "allowed",
+    }

@@ -83,7 +83,7 @@ def scan_item(item: Item, settings: Settings) -> ScanRow:
         found.append(Found("scan_error", f"unexpected error: {type(exc).__name__}: {exc}"))
         row.error = row.error or f"{type(exc).__name__}: {exc}"
     row.decision, row.reasons, row.signals = settings.policy.decide(found)
-    return row
+    return row.utf8_safe()
 
 
 def scan_bytes(

@@ -58,6 +58,17 @@ class ScanRow:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def utf8_safe(self) -> ScanRow:
+        """Every text as UTF-8 can hold it. A hostile sample's .json can carry lone surrogates
+        ("\\ud800" is valid JSON), which the Parquet report cannot store: one such value would
+        stop the scan. They are kept visible, escaped."""
+        for name, value in vars(self).items():
+            if isinstance(value, str):
+                setattr(self, name, _utf8(value))
+            elif isinstance(value, list):
+                setattr(self, name, [_utf8(v) if isinstance(v, str) else v for v in value])
+        return self
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScanRow:
         row = cls(**{k: data.get(k) for k in COLUMN_NAMES if k in data})
@@ -65,6 +76,14 @@ class ScanRow:
             value = getattr(row, name)
             setattr(row, name, list(value) if value is not None else [])
         return row
+
+
+def _utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 # column -> pyarrow type name ("list<string>" for lists); order is the report's column order
