@@ -585,3 +585,18 @@ def test_a_hostile_sample_json_cannot_stop_the_scan(tmp_path: Path) -> None:
         "img00.jpg": "opted_out",
         "img01.jpg": "allowed",
     }
+
+
+def test_a_pipe_or_device_named_like_an_image_is_not_read(tmp_path: Path) -> None:
+    """A named pipe called x.jpg blocked the scan forever (open waits for a writer); a link to
+    /dev/zero would have been read until memory ran out. Both are unverifiable, unread."""
+    files = _small_set(tmp_path / "data", 1)
+    os.mkfifo(tmp_path / "data" / "pipe.jpg")
+    os.symlink("/dev/zero", tmp_path / "data" / "zero.jpg")
+    os.mkfifo(tmp_path / "data" / "img00.json")  # the metadata beside a real image, too
+    for workers in (0, 1):
+        rows = {Path(r.path).name: r for r in guard.scan([tmp_path / "data"], workers=workers)}
+        for name in ("pipe.jpg", "zero.jpg"):
+            assert rows[name].decision == "unverifiable"
+            assert "not a regular file" in rows[name].reasons[0]
+        assert rows[files[0].name].decision == "unverifiable"  # its .json could not be read

@@ -89,14 +89,16 @@ def test_a_shard_ray_cannot_read_is_scanned_by_guards_reader(tmp_path: Path, loc
     assert rows[f"{data / '00000.tar'}#"]["decision"] == "unverifiable"
 
 
-def test_a_file_name_that_is_not_utf8_does_not_stop_ray(tmp_path: Path, local_ray) -> None:
-    """Ray's readers take UTF-8 paths only: such a file is answered by the driver, as locally."""
+def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, local_ray) -> None:
+    """Ray's readers take UTF-8 paths only, and would block on a named pipe: such files are
+    answered by the driver, as the local engine answers them."""
     import os
 
     folder = tmp_path / "data"
     folder.mkdir()
     corpus.picture(1, 96, 64).save(folder / "fine.jpg")
     corpus.picture(2, 96, 64).save(os.fsencode(folder) + b"/caf\xe9.jpg")
+    os.mkfifo(folder / "pipe.jpg")
     local_report, ray_report = tmp_path / "local.parquet", tmp_path / "ray.parquet"
     list(guard.scan([folder], report=local_report, workers=1, watermark=False))
     from guard.scan.api import scan_on_ray
@@ -105,3 +107,4 @@ def test_a_file_name_that_is_not_utf8_does_not_stop_ray(tmp_path: Path, local_ra
     rows = _rows(ray_report)
     assert rows == _rows(local_report)
     assert rows[str(folder / "caf\\xe9.jpg")]["decision"] == "unverifiable"
+    assert rows[str(folder / "pipe.jpg")]["decision"] == "unverifiable"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from guard.errors import GuardError, OutputExistsError
 from guard.scan.report import iter_rows
-from guard.scan.sources import split_key
+from guard.scan.sources import DEFAULT_MAX_BYTES, FileTooLarge, read_regular, split_key
 
 COLUMNS = ["path", "shard", "key", "sha256", "decision"]
 
@@ -120,9 +120,8 @@ def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes | None
 
 def _read(path: str) -> bytes | None:
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError:
+        return read_regular(path, DEFAULT_MAX_BYTES)
+    except (OSError, FileTooLarge):
         return None
 
 

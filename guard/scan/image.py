@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.scan.policy import STRICT, Found, Policy
 from guard.scan.row import ScanRow
-from guard.scan.sources import DEFAULT_MAX_BYTES, Item, read_beside
+from guard.scan.sources import DEFAULT_MAX_BYTES, FileTooLarge, Item, read_beside, read_regular
 
 if TYPE_CHECKING:
     from guard.imageio import LoadedImage
@@ -103,15 +103,12 @@ def _scan(item: Item, settings: Settings, row: ScanRow, found: list[Found]) -> N
     problem = item.problem
     if item.file is not None:
         try:
-            size = os.path.getsize(item.file)
-            if size > settings.max_bytes:
-                item.size = size
-            else:
-                with open(item.file, "rb") as fh:
-                    data = fh.read()
+            data = read_regular(item.file, settings.max_bytes)
+        except FileTooLarge as exc:
+            item.size = exc.size
         except OSError as exc:
             problem = f"cannot be read ({exc.strerror or exc})"
-        else:
+        if problem is None:
             sidecar, meta, problem = read_beside(item.file)
     _robots(meta, settings, row, found)
     if data is None:

@@ -11,6 +11,7 @@ hold a Ray Dataset. Ray is imported only here, inside functions.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -180,10 +181,13 @@ def _blocks(ray, n_files: int) -> int:
 
 
 def _size(path: str) -> int:
+    """A regular file's size; -1 for anything Ray should not read (gone, a pipe that would
+    block its reader, a device): the per-image function says why."""
     try:
-        return os.path.getsize(path)
+        info = os.stat(path)
     except OSError:
-        return -1  # missing: the per-image function says so
+        return -1
+    return info.st_size if stat.S_ISREG(info.st_mode) else -1
 
 
 def rows_of(dataset) -> list[ScanRow]:

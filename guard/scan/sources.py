@@ -12,9 +12,11 @@ members of one sample sit next to each other: `KEY.jpg`, `KEY.json` (img2dataset
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -302,19 +304,51 @@ def parse_meta(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
     return value, None
 
 
+class FileTooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes")
+        self.size = size
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """A data set file's bytes, never more than `limit` (FileTooLarge, with the size, beyond).
+
+    Anything but a regular file raises OSError without being read: a named pipe would block
+    the scan forever waiting for a writer, and a link to /dev/zero never ends. The file is
+    opened without blocking and checked on the open descriptor, so it cannot be swapped for
+    a pipe between the check and the read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file: a pipe, a device or a socket")
+        if info.st_size > limit:
+            raise FileTooLarge(info.st_size)
+        data = fh.read(limit + 1)
+    if len(data) > limit:  # it grew while being read
+        raise FileTooLarge(len(data))
+    return data
+
+
 def read_beside(path: str) -> tuple[bytes | None, dict[str, Any] | None, str | None]:
     """A loose file's C2PA sidecar (IMAGE.c2pa) and img2dataset metadata (IMAGE.json)."""
     stem = os.path.splitext(path)[0]
     sidecar = meta = problem = None
     try:
-        if os.path.isfile(stem + ".c2pa"):
-            with open(stem + ".c2pa", "rb") as fh:
-                sidecar = fh.read(DEFAULT_MAX_BYTES)
-        if os.path.isfile(stem + ".json"):
-            if os.path.getsize(stem + ".json") > MAX_META_BYTES:
-                return sidecar, None, "the image's .json metadata is too large to read"
-            with open(stem + ".json", "rb") as fh:
-                meta, problem = parse_meta(fh.read())
+        sidecar = _beside(stem + ".c2pa", DEFAULT_MAX_BYTES)
+        raw = _beside(stem + ".json", MAX_META_BYTES)
+        if raw is not None:
+            meta, problem = parse_meta(raw)
+    except FileTooLarge:
+        problem = "a file beside the image (its .c2pa or .json) is too large to read"
     except OSError as exc:
         problem = f"the files beside the image could not be read ({exc.strerror or exc})"
     return sidecar, meta, problem
+
+
+def _beside(path: str, limit: int) -> bytes | None:
+    try:
+        return read_regular(path, limit)
+    except FileNotFoundError:
+        return None
