@@ -594,9 +594,11 @@ def test_a_pipe_or_device_named_like_an_image_is_not_read(tmp_path: Path) -> Non
     os.mkfifo(tmp_path / "data" / "pipe.jpg")
     os.symlink("/dev/zero", tmp_path / "data" / "zero.jpg")
     os.mkfifo(tmp_path / "data" / "img00.json")  # the metadata beside a real image, too
+    os.mkfifo(tmp_path / "data" / "shard.tar")
     for workers in (0, 1):
-        rows = {Path(r.path).name: r for r in guard.scan([tmp_path / "data"], workers=workers)}
-        for name in ("pipe.jpg", "zero.jpg"):
+        scan = guard.scan([tmp_path / "data"], workers=workers, progress=True)  # counts shards
+        rows = {Path(r.path).name: r for r in scan}
+        for name in ("pipe.jpg", "zero.jpg", "shard.tar#"):
             assert rows[name].decision == "unverifiable"
             assert "not a regular file" in rows[name].reasons[0]
         assert rows[files[0].name].decision == "unverifiable"  # its .json could not be read

@@ -99,6 +99,7 @@ def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, loca
     corpus.picture(1, 96, 64).save(folder / "fine.jpg")
     corpus.picture(2, 96, 64).save(os.fsencode(folder) + b"/caf\xe9.jpg")
     os.mkfifo(folder / "pipe.jpg")
+    os.mkfifo(folder / "pipe.tar")
     local_report, ray_report = tmp_path / "local.parquet", tmp_path / "ray.parquet"
     list(guard.scan([folder], report=local_report, workers=1, watermark=False))
     from guard.scan.api import scan_on_ray
@@ -108,3 +109,4 @@ def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, loca
     assert rows == _rows(local_report)
     assert rows[str(folder / "caf\\xe9.jpg")]["decision"] == "unverifiable"
     assert rows[str(folder / "pipe.jpg")]["decision"] == "unverifiable"
+    assert rows[str(folder / "pipe.tar") + "#"]["decision"] == "unverifiable"

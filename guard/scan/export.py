@@ -17,7 +17,13 @@ from pathlib import Path
 
 from guard.errors import GuardError, OutputExistsError
 from guard.scan.report import iter_rows
-from guard.scan.sources import DEFAULT_MAX_BYTES, FileTooLarge, read_regular, split_key
+from guard.scan.sources import (
+    DEFAULT_MAX_BYTES,
+    FileTooLarge,
+    open_regular,
+    read_regular,
+    split_key,
+)
 
 COLUMNS = ["path", "shard", "key", "sha256", "decision"]
 
@@ -89,7 +95,7 @@ def _copy_from_shard(shard: str, members: list[dict], folder: Path, result: Copy
     placed: dict[str, dict] = {}  # sample key -> the row of an image copied for it
     companions: list[tuple[str, str, bytes | None]] = []  # (key, member name, bytes)
     try:
-        with tarfile.open(shard, "r:*") as tar:
+        with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode="r:*") as tar:
             for member in tar:
                 if not member.isreg():
                     continue

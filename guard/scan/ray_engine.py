@@ -130,10 +130,10 @@ def run(
     try:
         files, shards, local_only = [], [], []
         for unit in units:
-            if unit.kind == "shard":
+            if unit.kind == "shard" and _size(unit.id) >= 0:
                 shards.append(unit.id)
             elif unit.kind != "file" or not 0 <= _size(unit.id) <= settings.max_bytes:
-                local_only.append(unit)  # too large, gone, or unnamable: answered below
+                local_only.append(unit)  # too large, gone, no regular file, unnamable: below
             else:
                 files.append(unit.id)
         if files or shards:

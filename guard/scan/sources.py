@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from guard.errors import GuardError
 from guard.image_formats import EXTENSIONS
@@ -214,7 +214,7 @@ def count_shard(shard: str) -> int | None:
     if not shard.endswith(".tar"):
         return None
     try:
-        with tarfile.open(shard, "r:") as tar:
+        with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
             return sum(
                 1
                 for m in tar
@@ -229,7 +229,7 @@ def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]
     group_key: str | None = None
     group: list[tuple[str, str, tarfile.TarInfo, bytes | None]] = []
     try:
-        with tarfile.open(shard, "r:*") as tar:
+        with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode="r:*") as tar:
             for member in tar:
                 if not member.isreg():
                     continue
@@ -318,17 +318,24 @@ def read_regular(path: str, limit: int) -> bytes:
     opened without blocking and checked on the open descriptor, so it cannot be swapped for
     a pipe between the check and the read.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file: a pipe, a device or a socket")
-        if info.st_size > limit:
-            raise FileTooLarge(info.st_size)
+    with open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > limit:
+            raise FileTooLarge(size)
         data = fh.read(limit + 1)
     if len(data) > limit:  # it grew while being read
         raise FileTooLarge(len(data))
     return data
+
+
+def open_regular(path: str) -> BinaryIO:
+    """Open a regular file for reading; anything else raises OSError, unread (see read_regular)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fh.close()
+        raise OSError(errno.EINVAL, "not a regular file: a pipe, a device or a socket")
+    return fh
 
 
 def read_beside(path: str) -> tuple[bytes | None, dict[str, Any] | None, str | None]:
