@@ -36,6 +36,7 @@ from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
 from guard.errors import ImageInputError
 from guard.image_formats import MIME
+from guard.safe_read import read_regular
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's hard bomb limit (2 × MAX_IMAGE_PIXELS)
 # Magic bytes -> format, so a caller can read metadata before any pixel is decoded.
@@ -104,7 +105,7 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
     if p.is_dir():
         raise _fail(str(p), "is a folder, not an image file")
     try:
-        return p.read_bytes()
+        return read_regular(p)  # a pipe or device named like an image is refused, not read
     except OSError as exc:
         raise _fail(str(p), f"cannot be read ({exc.strerror or exc})") from exc
 

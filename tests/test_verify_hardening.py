@@ -603,3 +603,22 @@ def test_an_invalid_manifest_states_nothing_about_this_file(tmp_path: Path) -> N
     report = v.to_dict()
     assert report["training"] is None and report["digital_source_type"] is None
     assert "training: no statement" in "\n".join(v.summary())
+
+
+@pytest.mark.parametrize("kind", ["pipe", "device"])
+def test_a_pipe_or_device_named_like_an_image_is_an_input_error_not_a_hang(
+    tmp_path: Path, kind: str
+) -> None:
+    """`guard verify *` in a folder from someone else: a named pipe called photo.jpg blocked
+    verify forever (waiting for a writer), a link to /dev/zero read until memory ran out."""
+    import os
+
+    path = tmp_path / "photo.jpg"
+    if kind == "pipe":
+        os.mkfifo(path)
+    else:
+        os.symlink("/dev/zero", path)
+    with pytest.raises(ImageInputError, match="not a regular file"):
+        imageio.read_file(path)
+    result = CliRunner().invoke(main, ["verify", str(path)])
+    assert result.exit_code == 2 and "not a regular file" in result.output

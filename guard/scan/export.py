@@ -16,14 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guard.errors import GuardError, OutputExistsError
+from guard.safe_read import FileTooLarge, open_regular, read_regular
 from guard.scan.report import iter_rows
-from guard.scan.sources import (
-    DEFAULT_MAX_BYTES,
-    FileTooLarge,
-    open_regular,
-    read_regular,
-    split_key,
-)
+from guard.scan.sources import DEFAULT_MAX_BYTES, split_key
 
 COLUMNS = ["path", "shard", "key", "sha256", "decision"]
 

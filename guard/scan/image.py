@@ -18,9 +18,10 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from guard.safe_read import FileTooLarge, read_regular
 from guard.scan.policy import STRICT, Found, Policy
 from guard.scan.row import ScanRow
-from guard.scan.sources import DEFAULT_MAX_BYTES, FileTooLarge, Item, read_beside, read_regular
+from guard.scan.sources import DEFAULT_MAX_BYTES, Item, read_beside
 
 if TYPE_CHECKING:
     from guard.imageio import LoadedImage

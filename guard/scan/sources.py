@@ -12,20 +12,19 @@ members of one sample sit next to each other: `KEY.jpg`, `KEY.json` (img2dataset
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
-import stat
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from guard.errors import GuardError
 from guard.image_formats import EXTENSIONS
+from guard.safe_read import FileTooLarge, open_regular, read_regular
 from guard.scan.unit_set import UnitSet
 
 # Files that look like images but that guard cannot read still get a row (unverifiable), so
@@ -302,40 +301,6 @@ def parse_meta(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(value, dict):  # not img2dataset's (an annotation list, say): not ours
         return None, None
     return value, None
-
-
-class FileTooLarge(Exception):
-    def __init__(self, size: int) -> None:
-        super().__init__(f"{size} bytes")
-        self.size = size
-
-
-def read_regular(path: str, limit: int) -> bytes:
-    """A data set file's bytes, never more than `limit` (FileTooLarge, with the size, beyond).
-
-    Anything but a regular file raises OSError without being read: a named pipe would block
-    the scan forever waiting for a writer, and a link to /dev/zero never ends. The file is
-    opened without blocking and checked on the open descriptor, so it cannot be swapped for
-    a pipe between the check and the read.
-    """
-    with open_regular(path) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size > limit:
-            raise FileTooLarge(size)
-        data = fh.read(limit + 1)
-    if len(data) > limit:  # it grew while being read
-        raise FileTooLarge(len(data))
-    return data
-
-
-def open_regular(path: str) -> BinaryIO:
-    """Open a regular file for reading; anything else raises OSError, unread (see read_regular)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    fh = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        fh.close()
-        raise OSError(errno.EINVAL, "not a regular file: a pipe, a device or a socket")
-    return fh
 
 
 def read_beside(path: str) -> tuple[bytes | None, dict[str, Any] | None, str | None]:
