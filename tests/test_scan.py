@@ -602,3 +602,35 @@ def test_a_pipe_or_device_named_like_an_image_is_not_read(tmp_path: Path) -> Non
             assert rows[name].decision == "unverifiable"
             assert "not a regular file" in rows[name].reasons[0]
         assert rows[files[0].name].decision == "unverifiable"  # its .json could not be read
+
+
+def test_a_shard_sample_too_big_to_hold_is_one_unverifiable_row(tmp_path: Path) -> None:
+    """A sample is held until its last member; a hostile shard naming a million members alike
+    (or a few huge ones) would have filled memory. Over the bound it becomes one row."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    corpus.picture(3, 96, 64).save(buf, "JPEG", quality=85)
+    jpeg = buf.getvalue()
+    shard = tmp_path / "hostile.tar"
+    with tarfile.open(shard, "w") as tar:
+
+        def add(name: str, body: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+
+        for i in range(300):  # one sample "many" with 300 members
+            add(f"many.{i:04d}.jpg", jpeg)
+        for suffix in ("jpg", "png", "webp"):  # one sample over twice max_bytes (below)
+            add(f"big.{suffix}", jpeg)
+        add("fine.jpg", jpeg)
+    rows = {
+        r.path.split("#", 1)[1]: r
+        for r in guard.scan([shard], workers=0, watermark=False, max_bytes=len(jpeg) + 100)
+    }
+    assert set(rows) == {"many.*", "big.*", "fine.jpg"}
+    assert rows["many.*"].decision == rows["big.*"].decision == "unverifiable"
+    assert "more than 256 members" in rows["many.*"].reasons[0]
+    assert rows["fine.jpg"].decision == "allowed"

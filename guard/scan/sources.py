@@ -38,6 +38,7 @@ LIST_SUFFIXES = (".txt", ".lst", ".parquet")
 PATH_COLUMNS = ("path", "file", "filename", "filepath", "image_path")
 DEFAULT_MAX_BYTES = 256 << 20  # bigger files are unverifiable without being read
 MAX_META_BYTES = 1 << 20
+MAX_SAMPLE_MEMBERS = 256  # members of one WebDataset sample (img2dataset writes 3 or 4)
 
 
 NOT_UTF8 = (
@@ -224,9 +225,22 @@ def count_shard(shard: str) -> int | None:
 
 
 def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
-    """The images of one shard, sample by sample; a damaged shard ends with a problem item."""
+    """The images of one shard, sample by sample; a damaged shard ends with a problem item.
+
+    A sample is held in memory until its last member (its .json may come after its image), so
+    a sample is bounded: more than MAX_SAMPLE_MEMBERS members or twice the per-file limit in
+    bytes (a hostile shard can name millions of members alike) becomes one unverifiable row.
+    """
     group_key: str | None = None
     group: list[tuple[str, str, tarfile.TarInfo, bytes | None]] = []
+    held, overflow = 0, False
+
+    def finish() -> Iterator[Item]:
+        if overflow:
+            yield _oversized(shard, group_key or "", max_bytes)
+        elif group:
+            yield from _sample(shard, group)
+
     try:
         with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode="r:*") as tar:
             for member in tar:
@@ -235,10 +249,12 @@ def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]
                 key, suffix = split_key(member.name)
                 if key is None:
                     continue
-                if key != group_key and group:
-                    yield from _sample(shard, group)
-                    group = []
+                if key != group_key:
+                    yield from finish()
+                    group, held, overflow = [], 0, False
                 group_key = key
+                if overflow:
+                    continue
                 wanted = suffix in ("json", "c2pa") or _is_image_suffix(suffix)
                 too_big = member.size > (MAX_META_BYTES if suffix == "json" else max_bytes)
                 data = None
@@ -246,17 +262,27 @@ def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]
                     fh = tar.extractfile(member)
                     data = fh.read() if fh is not None else None
                 group.append((key, suffix, member, data))
+                held += len(data or b"")
+                if len(group) > MAX_SAMPLE_MEMBERS or held > 2 * max_bytes:
+                    group, held, overflow = [], 0, True
     except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
-        if group:
-            yield from _sample(shard, group)
+        yield from finish()
         yield Item(
             path=member_path(shard, ""),
             shard=shard,
             problem=f"the shard could not be read to the end ({type(exc).__name__}: {exc})",
         )
         return
-    if group:
-        yield from _sample(shard, group)
+    yield from finish()
+
+
+def _oversized(shard: str, key: str, max_bytes: int) -> Item:
+    words = (
+        f"the sample {escaped(key)!r} has more than {MAX_SAMPLE_MEMBERS} members or "
+        f"{2 * max_bytes >> 20} MB: not read (every image of it is in this one row)"
+    )
+    name = escaped(key)
+    return Item(path=member_path(shard, name + ".*"), shard=shard, key=name, problem=words)
 
 
 def _sample(
