@@ -608,24 +608,13 @@ def test_a_shard_sample_too_big_to_hold_is_one_unverifiable_row(tmp_path: Path) 
     """A sample is held until its last member; a hostile shard naming a million members alike
     (or a few huge ones) would have filled memory. Over the bound it becomes one row."""
     import io
-    import tarfile
 
     buf = io.BytesIO()
     corpus.picture(3, 96, 64).save(buf, "JPEG", quality=85)
     jpeg = buf.getvalue()
-    shard = tmp_path / "hostile.tar"
-    with tarfile.open(shard, "w") as tar:
-
-        def add(name: str, body: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-
-        for i in range(300):  # one sample "many" with 300 members
-            add(f"many.{i:04d}.jpg", jpeg)
-        for suffix in ("jpg", "png", "webp"):  # one sample over twice max_bytes (below)
-            add(f"big.{suffix}", jpeg)
-        add("fine.jpg", jpeg)
+    members = [(f"many.{i:04d}.jpg", jpeg) for i in range(300)]  # one sample, 300 members
+    members += [(f"big.{suffix}", jpeg) for suffix in ("jpg", "png", "webp")]  # > 2 x max_bytes
+    shard = _tar(tmp_path / "hostile.tar", [*members, ("fine.jpg", jpeg)])
     rows = {
         r.path.split("#", 1)[1]: r
         for r in guard.scan([shard], workers=0, watermark=False, max_bytes=len(jpeg) + 100)
@@ -634,3 +623,32 @@ def test_a_shard_sample_too_big_to_hold_is_one_unverifiable_row(tmp_path: Path) 
     assert rows["many.*"].decision == rows["big.*"].decision == "unverifiable"
     assert "more than 256 members" in rows["many.*"].reasons[0]
     assert rows["fine.jpg"].decision == "allowed"
+
+
+def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, body in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return path
+
+
+def test_a_sample_split_across_a_shard_is_unverifiable_not_read_apart(tmp_path: Path) -> None:
+    """WebDataset readers take each run of members as a sample: an image followed by another
+    sample and then its own opt-out .json was read without the .json, and allowed."""
+    import io
+
+    buf = io.BytesIO()
+    corpus.picture(4, 96, 64).save(buf, "JPEG", quality=85)
+    noai = json.dumps({"X-Robots-Tag": "noai"}).encode()
+    shard = _tar(
+        tmp_path / "split.tar",
+        [("a.jpg", buf.getvalue()), ("b.jpg", buf.getvalue()), ("a.json", noai)],
+    )
+    rows = {r.path.split("#", 1)[1]: r for r in guard.scan([shard], workers=0, watermark=False)}
+    assert rows["a.jpg"].decision == "unverifiable" and "not together" in rows["a.jpg"].reasons[0]
+    assert rows["b.jpg"].decision == "allowed"

@@ -90,8 +90,8 @@ def test_a_shard_ray_cannot_read_is_scanned_by_guards_reader(tmp_path: Path, loc
 
 
 def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, local_ray) -> None:
-    """Ray's readers take UTF-8 paths only, and would block on a named pipe: such files are
-    answered by the driver, as the local engine answers them."""
+    """Ray's readers take UTF-8 paths only, would block on a named pipe and read a split sample
+    apart: such files are answered by the driver, as the local engine answers them."""
     import os
 
     folder = tmp_path / "data"
@@ -100,6 +100,15 @@ def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, loca
     corpus.picture(2, 96, 64).save(os.fsencode(folder) + b"/caf\xe9.jpg")
     os.mkfifo(folder / "pipe.jpg")
     os.mkfifo(folder / "pipe.tar")
+    import io
+    import tarfile
+
+    with tarfile.open(folder / "split.tar", "w") as tar:  # sample "a" split by sample "b"
+        for name in ("a.jpg", "b.jpg", "a.json"):
+            body = (folder / "fine.jpg").read_bytes() if name.endswith("jpg") else b"{}"
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
     local_report, ray_report = tmp_path / "local.parquet", tmp_path / "ray.parquet"
     list(guard.scan([folder], report=local_report, workers=1, watermark=False))
     from guard.scan.api import scan_on_ray
@@ -110,3 +119,4 @@ def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, loca
     assert rows[str(folder / "caf\\xe9.jpg")]["decision"] == "unverifiable"
     assert rows[str(folder / "pipe.jpg")]["decision"] == "unverifiable"
     assert rows[str(folder / "pipe.tar") + "#"]["decision"] == "unverifiable"
+    assert rows[str(folder / "split.tar") + "#a.jpg"]["decision"] == "unverifiable"

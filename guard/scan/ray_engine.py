@@ -20,7 +20,15 @@ from guard.errors import GuardError
 from guard.scan import local
 from guard.scan.image import Settings, scan_item
 from guard.scan.row import ScanRow
-from guard.scan.sources import IMAGE_SUFFIXES, Item, Unit, member_path, parse_meta, read_beside
+from guard.scan.sources import (
+    IMAGE_SUFFIXES,
+    Item,
+    Unit,
+    member_path,
+    parse_meta,
+    read_beside,
+    split_samples,
+)
 
 WEBDATASET_FIELDS = ("__key__", "__url__")
 
@@ -130,8 +138,8 @@ def run(
     try:
         files, shards, local_only = [], [], []
         for unit in units:
-            if unit.kind == "shard" and _size(unit.id) >= 0:
-                shards.append(unit.id)
+            if unit.kind == "shard" and _size(unit.id) >= 0 and not split_samples(unit.id):
+                shards.append(unit.id)  # (Ray would read a split sample's runs apart, too)
             elif unit.kind != "file" or not 0 <= _size(unit.id) <= settings.max_bytes:
                 local_only.append(unit)  # too large, gone, no regular file, unnamable: below
             else:

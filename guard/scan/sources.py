@@ -234,10 +234,13 @@ def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]
     group_key: str | None = None
     group: list[tuple[str, str, tarfile.TarInfo, bytes | None]] = []
     held, overflow = 0, False
+    split = split_samples(shard)
 
     def finish() -> Iterator[Item]:
         if overflow:
             yield _oversized(shard, group_key or "", max_bytes)
+        elif group_key in split:
+            yield from _split(shard, group)
         elif group:
             yield from _sample(shard, group)
 
@@ -274,6 +277,40 @@ def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]
         )
         return
     yield from finish()
+
+
+def split_samples(shard: str) -> set[str]:
+    """Keys whose members are not next to each other in the shard (headers only).
+
+    WebDataset readers (guard's and Ray's) take each run of members as a sample, so an image
+    could be read apart from the .json that opts it out. Such samples are unverifiable.
+    """
+    seen: set[str] = set()
+    split: set[str] = set()
+    last = None
+    try:
+        with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode="r:*") as tar:
+            for member in tar:
+                key = split_key(member.name)[0] if member.isreg() else None
+                if key is None or key == last:
+                    continue
+                if key in seen:
+                    split.add(key)
+                seen.add(key)
+                last = key
+    except (OSError, tarfile.TarError, EOFError, zlib.error):
+        pass  # a damaged shard: read_shard says so
+    return split
+
+
+def _split(
+    shard: str, group: list[tuple[str, str, tarfile.TarInfo, bytes | None]]
+) -> Iterator[Item]:
+    words = "the sample's members are not together in the shard: it cannot be read as one sample"
+    for key, suffix, member, _ in group:
+        if _is_image_suffix(suffix):
+            name = escaped(member.name)
+            yield Item(path=member_path(shard, name), shard=shard, key=escaped(key), problem=words)
 
 
 def _oversized(shard: str, key: str, max_bytes: int) -> Item:
