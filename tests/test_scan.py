@@ -308,6 +308,45 @@ def test_copy_clean_holds_exactly_the_allowed_images(built, scanned, tmp_path: P
     assert keep.read_text().splitlines() == [r.path for r in allowed]
 
 
+def test_copy_clean_takes_a_report_in_any_row_order(tmp_path: Path) -> None:
+    """copy-clean streams the report and reads a shard per run of its rows: a report whose
+    shard rows are scattered between loose files (Ray writes in no order) gives the same copy."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = _small_set(tmp_path / "data", 3)
+    members = []
+    for i in range(3):
+        buf = io.BytesIO()
+        corpus.picture(40 + i, 96, 64).save(buf, "JPEG", quality=85)
+        members += [(f"s{i}.jpg", buf.getvalue()), (f"s{i}.txt", f"caption {i}".encode())]
+    _tar(tmp_path / "data" / "shard.tar", members)
+    report = tmp_path / "r.parquet"
+    list(guard.scan([tmp_path / "data"], report=report, workers=0, watermark=False))
+    table = pq.read_table(report)
+    shard_rows = [i for i, v in enumerate(table.column("shard").to_pylist()) if v]
+    loose_rows = [i for i, v in enumerate(table.column("shard").to_pylist()) if not v]
+    assert len(shard_rows) == len(loose_rows) == len(files)
+    order = [i for pair in zip(shard_rows, loose_rows, strict=True) for i in pair]
+    scattered = tmp_path / "scattered.parquet"  # shard, loose, shard, loose, ...
+    pq.write_table(table.take(pa.array(order)), scattered)
+    ordered_copy = export.copy_clean(report, tmp_path / "a")
+    scattered_copy = export.copy_clean(scattered, tmp_path / "b")
+    assert (ordered_copy.copied, ordered_copy.companions) == (6, 3)
+    assert (scattered_copy.copied, scattered_copy.companions) == (6, 3)
+    assert not scattered_copy.skipped
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {
+            p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
+        }
+
+    assert tree(tmp_path / "b") == tree(tmp_path / "a")
+    assert tree(tmp_path / "a")["shard/s1.txt"] == b"caption 1"
+
+
 def test_copy_clean_brings_a_loose_images_caption_and_sidecar(tmp_path: Path) -> None:
     files = _small_set(tmp_path / "data", 2)
     files[0].with_suffix(".txt").write_text("a red cube")

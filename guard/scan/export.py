@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,11 +42,14 @@ def allowed_rows(report: str | os.PathLike[str]):
 
 def keep_list(report: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
     """Write the allowed images' paths (SHARD#MEMBER for shard samples), one per line."""
-    from guard.atomic_write import save_atomic
+    from guard.atomic_write import atomic_file
 
-    paths = [r["path"] for r in allowed_rows(report)]
-    save_atomic(out, "".join(p + "\n" for p in paths).encode("utf-8"), force=True)
-    return len(paths)
+    n = 0
+    with atomic_file(out, force=True) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        for row in allowed_rows(report):  # streamed: a list of millions is never in memory
+            fh.write(row["path"] + "\n")
+            n += 1
+    return n
 
 
 def copy_clean(report: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> CopyResult:
@@ -57,30 +59,50 @@ def copy_clean(report: str | os.PathLike[str], out_dir: str | os.PathLike[str]) 
     samples go to a folder named after their shard (without `.tar`). Each image's companions
     (`COMPANIONS`: IMAGE.txt, .json, .c2pa beside a loose file; the same sample's members in a
     shard) are copied beside it, once the image itself is there.
+
+    The report is streamed twice (the common folder, then the copies); only the rows of the
+    shard being read are held, so a report of millions of rows copies in flat memory. A shard
+    whose rows are not together in the report (Ray writes in no order) is read once per run.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = list(allowed_rows(report))
-    sources = [r["shard"] or r["path"] for r in rows]
-    root = os.path.commonpath([os.path.dirname(s) for s in sources]) if sources else ""
+    root = _common_folder(report)
     result = CopyResult()
-    by_shard: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        if row["shard"]:
-            by_shard[row["shard"]].append(row)
-            continue
-        target = out / os.path.relpath(row["path"], root)
-        if _write(target, _read(row["path"]), row, result):
-            stem = os.path.splitext(row["path"])[0]
-            for suffix in COMPANIONS:
-                if os.path.isfile(f"{stem}.{suffix}"):
-                    data = _read(f"{stem}.{suffix}")
-                    _write_companion(target.with_suffix(f".{suffix}"), data, row, result)
-    for shard, members in by_shard.items():
-        _copy_from_shard(
-            shard, members, out / os.path.relpath(shard, root).removesuffix(".tar"), result
-        )
+    shard: str | None = None
+    run: list[dict] = []  # allowed rows of `shard`, in report order
+    for row in allowed_rows(report):
+        if row["shard"] != shard and run:
+            _copy_from_shard(shard, run, _shard_folder(out, shard, root), result)
+            run = []
+        shard = row["shard"]
+        if shard:
+            run.append(row)
+        else:
+            _copy_loose(row, out / os.path.relpath(row["path"], root), result)
+    if run:
+        _copy_from_shard(shard, run, _shard_folder(out, shard, root), result)
     return result
+
+
+def _common_folder(report: str | os.PathLike[str]) -> str:
+    root: str | None = None
+    for row in allowed_rows(report):
+        folder = os.path.dirname(row["shard"] or row["path"])
+        root = folder if root is None else os.path.commonpath([root, folder])
+    return root or ""
+
+
+def _shard_folder(out: Path, shard: str | None, root: str) -> Path:
+    return out / os.path.relpath(shard or "", root).removesuffix(".tar")
+
+
+def _copy_loose(row: dict, target: Path, result: CopyResult) -> None:
+    if _write(target, _read(row["path"]), row, result):
+        stem = os.path.splitext(row["path"])[0]
+        for suffix in COMPANIONS:
+            if os.path.isfile(f"{stem}.{suffix}"):
+                data = _read(f"{stem}.{suffix}")
+                _write_companion(target.with_suffix(f".{suffix}"), data, row, result)
 
 
 def _copy_from_shard(shard: str, members: list[dict], folder: Path, result: CopyResult) -> None:
