@@ -47,7 +47,7 @@ NOT_UTF8 = (
 )
 
 
-def _utf8(name: str) -> bool:
+def _is_utf8(name: str) -> bool:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:  # a name from the file system with undecodable bytes
@@ -108,7 +108,7 @@ def units(datasets: Iterable[str | os.PathLike[str]]) -> Iterator[Unit]:
     seen = UnitSet()
     for arg in datasets:
         for unit in _units_of(Path(arg)):
-            if not _utf8(unit.id):  # Parquet holds UTF-8 only: one such name must not stop it
+            if not _is_utf8(unit.id):  # Parquet holds UTF-8 only: one such name must not stop it
                 unit = Unit(escaped(unit.id), "unnamable")
             if unit.id not in seen:
                 seen.add(unit.id)
@@ -333,7 +333,7 @@ def _sample(
     for key, suffix, member, data in group:
         if not _is_image_suffix(suffix):
             continue
-        if not _utf8(member.name):
+        if not _is_utf8(member.name):
             yield Item(
                 path=member_path(shard, escaped(member.name)),
                 shard=shard,
