@@ -15,9 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guard.errors import GuardError, OutputExistsError
-from guard.safe_read import FileTooLarge, open_regular, read_regular
+from guard.safe_read import FileTooLarge, read_regular
 from guard.scan.report import iter_rows
-from guard.scan.sources import DEFAULT_MAX_BYTES, split_key
+from guard.scan.sources import (
+    DEFAULT_MAX_BYTES,
+    SHARD_ERRORS,
+    open_shard,
+    sample_members,
+    split_key,
+)
 
 COLUMNS = ["path", "shard", "key", "sha256", "decision"]
 
@@ -112,11 +118,8 @@ def _copy_from_shard(shard: str, members: list[dict], folder: Path, result: Copy
     placed: dict[str, dict] = {}  # sample key -> the row of an image copied for it
     companions: list[tuple[str, str, bytes | None]] = []  # (key, member name, bytes)
     try:
-        with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode="r:*") as tar:
-            for member in tar:
-                if not member.isreg():
-                    continue
-                key, suffix = split_key(member.name)
+        with open_shard(shard) as tar:
+            for member, key, suffix in sample_members(tar):
                 row = wanted.get(member.name)
                 if row is not None and member.name not in found:
                     found.add(member.name)
@@ -127,7 +130,7 @@ def _copy_from_shard(shard: str, members: list[dict], folder: Path, result: Copy
                     companions.append(
                         (key, member.name, _member_bytes(tar, member) if small else None)
                     )
-    except (OSError, tarfile.TarError, EOFError) as exc:
+    except SHARD_ERRORS as exc:
         result.skipped.append(f"{shard}: the shard could not be read ({exc})")
     for name in wanted.keys() - found:
         result.skipped.append(f"{wanted[name]['path']}: no longer in its shard")

@@ -12,6 +12,7 @@ members of one sample sit next to each other: `KEY.jpg`, `KEY.json` (img2dataset
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,6 +39,8 @@ LIST_SUFFIXES = (".txt", ".lst", ".parquet")
 PATH_COLUMNS = ("path", "file", "filename", "filepath", "image_path")
 DEFAULT_MAX_BYTES = 256 << 20  # bigger files are unverifiable without being read
 MAX_META_BYTES = 1 << 20
+# what reading a damaged or truncated shard raises (zlib: a compressed one)
+SHARD_ERRORS = (OSError, tarfile.TarError, EOFError, zlib.error)
 MAX_SAMPLE_MEMBERS = 256  # members of one WebDataset sample (img2dataset writes 3 or 4)
 
 
@@ -210,17 +213,29 @@ def _is_image_suffix(suffix: str) -> bool:
     return "." + suffix.rsplit(".", 1)[-1].lower() in IMAGE_SUFFIXES
 
 
+@contextlib.contextmanager
+def open_shard(shard: str, mode: str = "r:*") -> Iterator[tarfile.TarFile]:
+    """A shard as a tar archive, read through `safe_read` (a pipe named x.tar is refused)."""
+    with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode=mode) as tar:
+        yield tar
+
+
+def sample_members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str, str]]:
+    """(member, key, suffix) of every regular member that belongs to a sample, in tar order."""
+    for member in tar:
+        if member.isreg():
+            key, suffix = split_key(member.name)
+            if key is not None:
+                yield member, key, suffix
+
+
 def count_shard(shard: str) -> int | None:
     if not shard.endswith(".tar"):
         return None
     try:
-        with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
-            return sum(
-                1
-                for m in tar
-                if m.isfile() and split_key(m.name)[0] and _is_image_suffix(split_key(m.name)[1])
-            )
-    except (OSError, tarfile.TarError, EOFError):
+        with open_shard(shard, "r:") as tar:  # uncompressed only: headers, no decompression
+            return sum(1 for _, _, suffix in sample_members(tar) if _is_image_suffix(suffix))
+    except SHARD_ERRORS:
         return None
 
 
@@ -245,13 +260,8 @@ def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]
             yield from _sample(shard, group)
 
     try:
-        with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode="r:*") as tar:
-            for member in tar:
-                if not member.isreg():
-                    continue
-                key, suffix = split_key(member.name)
-                if key is None:
-                    continue
+        with open_shard(shard) as tar:
+            for member, key, suffix in sample_members(tar):
                 if key != group_key:
                     yield from finish()
                     group, held, overflow = [], 0, False
@@ -268,7 +278,7 @@ def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]
                 held += len(data or b"")
                 if len(group) > MAX_SAMPLE_MEMBERS or held > 2 * max_bytes:
                     group, held, overflow = [], 0, True
-    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+    except SHARD_ERRORS as exc:
         yield from finish()
         yield Item(
             path=member_path(shard, ""),
@@ -289,16 +299,15 @@ def split_samples(shard: str) -> set[str]:
     split: set[str] = set()
     last = None
     try:
-        with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode="r:*") as tar:
-            for member in tar:
-                key = split_key(member.name)[0] if member.isreg() else None
-                if key is None or key == last:
+        with open_shard(shard) as tar:
+            for _, key, _ in sample_members(tar):
+                if key == last:
                     continue
                 if key in seen:
                     split.add(key)
                 seen.add(key)
                 last = key
-    except (OSError, tarfile.TarError, EOFError, zlib.error):
+    except SHARD_ERRORS:
         pass  # a damaged shard: read_shard says so
     return split
 
