@@ -90,8 +90,8 @@ def test_a_shard_ray_cannot_read_is_scanned_by_guards_reader(tmp_path: Path, loc
 
 
 def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, local_ray) -> None:
-    """Ray's readers take UTF-8 paths only, would block on a named pipe and read a split sample
-    apart: such files are answered by the driver, as the local engine answers them."""
+    """Ray's readers take UTF-8 paths only, would block on a named pipe, and read a split or
+    oversized sample as guard does not: such files are answered by the driver, as locally."""
     import os
 
     folder = tmp_path / "data"
@@ -103,12 +103,17 @@ def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, loca
     import io
     import tarfile
 
-    with tarfile.open(folder / "split.tar", "w") as tar:  # sample "a" split by sample "b"
-        for name in ("a.jpg", "b.jpg", "a.json"):
-            body = (folder / "fine.jpg").read_bytes() if name.endswith("jpg") else b"{}"
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
+    jpeg = (folder / "fine.jpg").read_bytes()
+    shards = {
+        "split.tar": [("a.jpg", jpeg), ("b.jpg", jpeg), ("a.json", b"{}")],  # "a" split by "b"
+        "many.tar": [(f"m.{i:03d}.jpg", jpeg) for i in range(300)],  # one sample, 300 members
+    }
+    for name, members in shards.items():
+        with tarfile.open(folder / name, "w") as tar:
+            for member, body in members:
+                info = tarfile.TarInfo(member)
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
     local_report, ray_report = tmp_path / "local.parquet", tmp_path / "ray.parquet"
     list(guard.scan([folder], report=local_report, workers=1, watermark=False))
     from guard.scan.api import scan_on_ray
@@ -120,3 +125,4 @@ def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, loca
     assert rows[str(folder / "pipe.jpg")]["decision"] == "unverifiable"
     assert rows[str(folder / "pipe.tar") + "#"]["decision"] == "unverifiable"
     assert rows[str(folder / "split.tar") + "#a.jpg"]["decision"] == "unverifiable"
+    assert rows[str(folder / "many.tar") + "#m.*"]["decision"] == "unverifiable"

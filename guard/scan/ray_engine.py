@@ -24,10 +24,10 @@ from guard.scan.sources import (
     IMAGE_SUFFIXES,
     Item,
     Unit,
+    irregular_samples,
     member_path,
     parse_meta,
     read_beside,
-    split_samples,
 )
 
 WEBDATASET_FIELDS = ("__key__", "__url__")
@@ -138,7 +138,8 @@ def run(
     try:
         files, shards, local_only = [], [], []
         for unit in units:
-            if unit.kind == "shard" and _size(unit.id) >= 0 and not split_samples(unit.id):
+            regular = unit.kind == "shard" and _size(unit.id) >= 0
+            if regular and not irregular_samples(unit.id, settings.max_bytes):
                 shards.append(unit.id)  # (Ray would read a split sample's runs apart, too)
             elif unit.kind != "file" or not 0 <= _size(unit.id) <= settings.max_bytes:
                 local_only.append(unit)  # too large, gone, no regular file, unnamable: below

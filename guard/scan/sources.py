@@ -244,17 +244,20 @@ def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]
 
     A sample is held in memory until its last member (its .json may come after its image), so
     a sample is bounded: more than MAX_SAMPLE_MEMBERS members or twice the per-file limit in
-    bytes (a hostile shard can name millions of members alike) becomes one unverifiable row.
+    bytes (a hostile shard can name millions of members alike) becomes one unverifiable row,
+    and its members are not read. So does every image of a sample split across the shard.
     """
+    irregular = irregular_samples(shard, max_bytes)
     group_key: str | None = None
     group: list[tuple[str, str, tarfile.TarInfo, bytes | None]] = []
-    held, overflow = 0, False
-    split = split_samples(shard)
+    held, overflow, reported = 0, False, set()
 
     def finish() -> Iterator[Item]:
-        if overflow:
-            yield _oversized(shard, group_key or "", max_bytes)
-        elif group_key in split:
+        if overflow or irregular.get(group_key or "") == OVERSIZED:
+            if group_key not in reported:  # once, however many runs the sample has
+                reported.add(group_key)
+                yield _oversized(shard, group_key or "", max_bytes)
+        elif group_key in irregular:
             yield from _split(shard, group)
         elif group:
             yield from _sample(shard, group)
@@ -266,17 +269,15 @@ def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]
                     yield from finish()
                     group, held, overflow = [], 0, False
                 group_key = key
-                if overflow:
+                if overflow or irregular.get(key) == OVERSIZED:
                     continue
-                wanted = suffix in ("json", "c2pa") or _is_image_suffix(suffix)
-                too_big = member.size > (MAX_META_BYTES if suffix == "json" else max_bytes)
                 data = None
-                if wanted and not too_big:
+                if _held(member, suffix, max_bytes):
                     fh = tar.extractfile(member)
                     data = fh.read() if fh is not None else None
                 group.append((key, suffix, member, data))
                 held += len(data or b"")
-                if len(group) > MAX_SAMPLE_MEMBERS or held > 2 * max_bytes:
+                if len(group) > MAX_SAMPLE_MEMBERS or held > 2 * max_bytes:  # grew since
                     group, held, overflow = [], 0, True
     except SHARD_ERRORS as exc:
         yield from finish()
@@ -289,27 +290,43 @@ def read_shard(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]
     yield from finish()
 
 
-def split_samples(shard: str) -> set[str]:
-    """Keys whose members are not next to each other in the shard (headers only).
+def _held(member: tarfile.TarInfo, suffix: str, max_bytes: int) -> bool:
+    """Whether a member is read into memory: images, .json and .c2pa, within their limits."""
+    wanted = suffix in ("json", "c2pa") or _is_image_suffix(suffix)
+    return wanted and member.size <= (MAX_META_BYTES if suffix == "json" else max_bytes)
 
-    WebDataset readers (guard's and Ray's) take each run of members as a sample, so an image
-    could be read apart from the .json that opts it out. Such samples are unverifiable.
+
+SPLIT, OVERSIZED = "split", "oversized"
+
+
+def irregular_samples(shard: str, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, str]:
+    """Samples no WebDataset reader can be trusted with, from the headers alone: key -> why.
+
+    SPLIT: the members are not next to each other. Readers (guard's and Ray's) take each run
+    as a sample, so an image could be read apart from the .json that opts it out.
+    OVERSIZED: more members or bytes than a sample may hold in memory (see read_shard).
+    Such samples are unverifiable; Ray is not handed their shards.
     """
-    seen: set[str] = set()
-    split: set[str] = set()
+    runs: dict[str, int] = {}
+    members: dict[str, int] = {}
+    held: dict[str, int] = {}
     last = None
     try:
         with open_shard(shard) as tar:
-            for _, key, _ in sample_members(tar):
-                if key == last:
-                    continue
-                if key in seen:
-                    split.add(key)
-                seen.add(key)
-                last = key
+            for member, key, suffix in sample_members(tar):
+                if key != last:
+                    runs[key] = runs.get(key, 0) + 1
+                    last = key
+                members[key] = members.get(key, 0) + 1
+                if _held(member, suffix, max_bytes):
+                    held[key] = held.get(key, 0) + member.size
     except SHARD_ERRORS:
         pass  # a damaged shard: read_shard says so
-    return split
+    out = {k: SPLIT for k, n in runs.items() if n > 1}
+    for key, n in members.items():
+        if n > MAX_SAMPLE_MEMBERS or held.get(key, 0) > 2 * max_bytes:
+            out[key] = OVERSIZED
+    return out
 
 
 def _split(
