@@ -138,9 +138,9 @@ def run(
     try:
         files, shards, local_only = [], [], []
         for unit in units:
-            regular = unit.kind == "shard" and _size(unit.id) >= 0
-            if regular and not irregular_samples(unit.id, settings.max_bytes):
-                shards.append(unit.id)  # (Ray would read a split sample's runs apart, too)
+            shard_file = unit.kind == "shard" and _size(unit.id) >= 0
+            if shard_file and not irregular_samples(unit.id, settings.max_bytes):
+                shards.append(unit.id)  # every sample together and bounded: Ray reads it as we do
             elif unit.kind != "file" or not 0 <= _size(unit.id) <= settings.max_bytes:
                 local_only.append(unit)  # too large, gone, no regular file, unnamable: below
             else:
