@@ -711,3 +711,15 @@ def test_copy_clean_survives_a_compressed_shard_damaged_since_the_scan(tmp_path:
     shard.write_bytes(bytes(data))
     result = export.copy_clean(report, tmp_path / "clean")  # a line, not an exception
     assert any("could not be read" in line for line in result.skipped)
+
+
+def test_unit_hashes_are_keyed_per_process() -> None:
+    """A public 64-bit hash would let someone who read the source name a file that collides
+    with another (2^32 tries) and so drop it from a report; the key is drawn per process."""
+    code = "from guard.scan.unit_set import unit_hash; print(unit_hash('/data/a.jpg'))"
+    run = [sys.executable, "-c", code]
+    first, second = (subprocess.run(run, capture_output=True, text=True, check=True) for _ in "ab")
+    assert first.stdout.strip() != second.stdout.strip()
+    from guard.scan.unit_set import unit_hash
+
+    assert unit_hash("/data/a.jpg") == unit_hash("/data/a.jpg")  # stable within a process

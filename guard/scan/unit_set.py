@@ -8,7 +8,10 @@ sorted NumPy array: 8 bytes per unit, plus a small buffer of recent additions.
 
 Two ids share a hash with probability about n²/2⁶⁵ (3·10⁻⁸ for a million units). The cost of
 such a collision is an image left out of the report (taken as already done, or out of scope):
-it is then in no keep-list either, so a collision can never make an image `allowed`.
+it is then in no keep-list either, so a collision can never make an image `allowed`. The hash
+is keyed with a random key drawn by each process (the sets are never stored), so nobody who
+reads this can name a file to collide with another one: without the key, finding a collision
+is guesswork, not the 2³² hashes a birthday search on a public 64-bit hash would take.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from collections.abc import Iterable
 import numpy as np
 
 _BUFFER = 1 << 16  # recent additions kept in a Python set before they join the sorted array
+_KEY = os.urandom(16)  # this process's; a set lives and dies in one process
 
 
 def unit_hash(unit_id: str) -> int:
     raw = os.fsencode(unit_id)  # file names that are not valid UTF-8 included
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8, key=_KEY).digest(), "little")
 
 
 class UnitSet:
