@@ -223,7 +223,9 @@ def _by_binding(request: Request, alg: str, value: str, max_results: int) -> dic
 
 
 def _binding_id(value: str) -> str:
-    text = value.strip().replace(" ", "+")  # a '+' sent unescaped in a query string
+    # a '+' sent unescaped in a query string arrives as a space, first or last too: turned
+    # back before any other whitespace is trimmed
+    text = value.replace(" ", "+").strip()
     try:
         base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
