@@ -28,6 +28,7 @@ from generator.prompt_syntax import BREAK, parse_attention, prompt_schedule
 
 CHUNK = 75  # tokens per chunk, without the start and end tokens
 COMMA_BACKTRACK = 20  # web UI's comma_padding_backtrack default
+NEGLIGIBLE_MEAN = 1e-6  # a hidden-state mean below this share of the mean magnitude is rounding
 
 
 @dataclass
@@ -188,8 +189,9 @@ def emphasize(z: Any, weights: Any, counts: Any = None) -> Any:
 
     The mean is over web UI's whole batch: `counts` says how many times each row stands in it (a
     prompt alternating `[a|b]` over 20 steps is 20 texts, 2 of them different; guard encodes the 2).
-    A mean of exactly zero (only seen in untrained test encoders) has nothing to restore; web UI
-    would divide 0 by 0 there.
+    A mean that is zero up to rounding (untrained encoders, whose final layer norm centres every
+    token) has nothing to restore: web UI would divide one rounding error by another, and so scale
+    the whole conditioning by an arbitrary factor. Real CLIP encoders have a mean far from zero.
     """
 
     def mean(x: Any) -> Any:
@@ -198,9 +200,12 @@ def emphasize(z: Any, weights: Any, counts: Any = None) -> Any:
         return (x.mean(dim=(1, 2)) * counts).sum() / counts.sum()
 
     original = mean(z)
+    negligible = NEGLIGIBLE_MEAN * z.abs().mean()
     z = z * weights.unsqueeze(-1)
     scaled = mean(z)
-    return z if scaled == 0 else z * (original / scaled)
+    if abs(original) <= negligible or abs(scaled) <= negligible:
+        return z
+    return z * (original / scaled)
 
 
 @dataclass

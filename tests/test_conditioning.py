@@ -258,3 +258,19 @@ def test_sd2_openclip_padding_and_no_clip_skip(tmp_path):
     z, _ = enc.encode(["a blue bird BREAK red"])
     padded = [tok.bos_token_id, *body, tok.eos_token_id] + [tok.pad_token_id] * (75 - len(body))
     torch.testing.assert_close(z[:, 77:], encode_rows(pipe.text_encoder, [padded]))
+
+
+def test_a_zero_mean_encoding_is_weighted_without_amplifying_rounding():
+    """An untrained encoder's final layer norm centres every token, so the chunk's mean is a
+    rounding error; restoring it divided one rounding error by another and scaled the whole
+    conditioning by an arbitrary factor (seen as a sign flip or a 10^8 blow-up by version)."""
+    from generator.conditioning import emphasize
+
+    torch.manual_seed(0)
+    z = torch.randn(1, 77, 32, dtype=torch.float64)
+    z = z - z.mean(dim=-1, keepdim=True)  # centred per token, as LayerNorm leaves it
+    z[0, 0, 0] += 1e-12  # a mean of rounding size, not exactly zero
+    weights = torch.ones(1, 77, dtype=torch.float64)
+    weights[0, 2] = 1.6
+    out = emphasize(z, weights)
+    torch.testing.assert_close(out, z * weights.unsqueeze(-1))
