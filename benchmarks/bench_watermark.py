@@ -247,7 +247,7 @@ def run_image(job: dict) -> dict:
             "false_positive": {},
         }
         if name == "guard":
-            from guard import fingerprint
+            from guard.ledger import fingerprint
 
             reference = fingerprint.compute(marked)
             res.update(score={}, unmarked_score={}, content_match={})

@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from guard import fingerprint
 from guard import watermark as gw
+from guard.ledger import fingerprint
 from guard.watermark import layout as wm_layout
 
 PRIVATE_KEY = b"bench: a platform's private key"

@@ -13,7 +13,7 @@ from typing import Any
 from generator.errors import GenerationError
 from generator.logs import diffusers_warnings
 from generator.models import LoadedModel
-from guard.infotext import format_number
+from guard.webui.infotext import format_number
 
 
 def prompt_for_encoder(prompt: str, lora_names: set[str]) -> str:
@@ -21,7 +21,7 @@ def prompt_for_encoder(prompt: str, lora_names: set[str]) -> str:
 
     A tag naming a LoRA that was not given with --lora is an error rather than silently ignored.
     """
-    from guard.infotext import lora_tags, strip_lora_tags
+    from guard.webui.infotext import lora_tags, strip_lora_tags
 
     missing = [name for name, _ in lora_tags(prompt) if name not in lora_names]
     if missing:
@@ -34,7 +34,7 @@ def prompt_for_encoder(prompt: str, lora_names: set[str]) -> str:
 
 def prompt_with_tags(prompt: str, tags: list[tuple[str, float]]) -> str:
     """The prompt as web UI would show it: with a `<lora:name:weight>` tag per LoRA."""
-    from guard.infotext import lora_tags
+    from guard.webui.infotext import lora_tags
 
     present = {name for name, _ in lora_tags(prompt)}
     extra = [f"<lora:{n}:{format_number(float(w))}>" for n, w in tags if n not in present]
@@ -60,7 +60,7 @@ class Adapters:
         self.lora_names: set[str] = set()
         self._tokens: list[str] = []
         # weights given in the prompt's tags override a --lora without an explicit weight
-        from guard.infotext import lora_tags
+        from guard.webui.infotext import lora_tags
 
         self._tag_weights = dict(lora_tags(prompt))
 

@@ -143,7 +143,7 @@ def validate(controls: list[Control]) -> None:
 # ---- the control picture ---------------------------------------------------------------------------
 def control_image(c: Control, width: int, height: int) -> Any:
     """The unit's control picture at the output size (PIL RGB)."""
-    from guard import imageio
+    from guard.media import imageio
 
     if c.is_json:
         from generator.pose import Pose

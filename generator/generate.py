@@ -29,8 +29,8 @@ from generator.rng import generator, initial_noise
 from generator.samplers import Sampler, make_scheduler
 from generator.settings import MAX_SEED, MAX_SIDE, Settings, load_input, validate
 from guard import __version__
-from guard.infotext import Infotext, format_hash_list, format_number
 from guard.provenance.spec import Training
+from guard.webui.infotext import Infotext, format_hash_list, format_number
 
 
 @dataclass

@@ -225,7 +225,7 @@ def img2img_schedule(steps: int, denoise: float) -> tuple[int, float]:
 def infotext_fields(h: Hires) -> dict[str, str]:
     """The fields web UI writes for the hires fix, in its order (Denoising strength comes first,
     with the other core fields)."""
-    from guard.infotext import format_number
+    from guard.webui.infotext import format_number
 
     out: dict[str, str] = {}
     if h.size is None or h.size == (0, 0):

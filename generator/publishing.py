@@ -18,8 +18,8 @@ from generator import control as controlnet
 from generator.errors import GenerationError
 from generator.settings import Settings
 from guard.errors import OutputExistsError
-from guard.infotext import Infotext
 from guard.provenance.spec import Ingredient, ManifestSpec, Training
+from guard.webui.infotext import Infotext
 
 if TYPE_CHECKING:
     from generator.generate import MadeImage
@@ -147,8 +147,8 @@ def build_spec(
     training: Training,
     scratch: Path | None = None,
 ) -> ManifestSpec:
-    """What the C2PA manifest says about a generated image (guard.generation_record builds it)."""
-    from guard import generation_record
+    """What the C2PA manifest says about a generated image (guard.webui.generation_record builds it)."""
+    from guard.webui import generation_record
 
     spec = generation_record.spec(
         made.infotext,

@@ -1,6 +1,6 @@
 """web UI sampler + schedule type -> a diffusers scheduler that samples the same sigmas.
 
-The names and their meaning live in guard.webui_samplers (shared with the pipeline hook). Here
+The names and their meaning live in guard.webui.samplers (shared with the pipeline hook). Here
 the diffusers side: the scheduler class with the sampler's settings, built from the model's own
 scheduler config (betas, prediction type), and, for k-diffusion samplers, web UI's sigma schedule
 (generator/schedules.py) handed to it.
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from guard.webui_samplers import (
+from guard.webui.samplers import (
     BY_NAME,
     SAMPLERS,
     SCHEDULES,

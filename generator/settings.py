@@ -145,8 +145,8 @@ def validate(s: Settings) -> Sampler:
 def load_input(label: str, path: Path) -> Any:
     """An --init-image or --mask through guard's one safe loader (text-chunk and pixel limits,
     mode policy, EXIF orientation), its problems as a GenerationError naming the option."""
-    from guard import imageio
     from guard.errors import GuardError
+    from guard.media import imageio
 
     try:
         return imageio.load(path)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from guard import _moved
+
 __version__ = "0.1.0"
 
 # public name -> (module, attribute); resolved on first use so `import guard` stays cheap
 _LAZY: dict[str, tuple[str, str]] = {
     "GuardError": ("guard.errors", "GuardError"),
-    "Identity": ("guard.identity", "Identity"),
+    "Identity": ("guard.identity.signer", "Identity"),
     "ManifestSpec": ("guard.provenance.spec", "ManifestSpec"),
     "Ingredient": ("guard.provenance.spec", "Ingredient"),
     "Assertion": ("guard.provenance.spec", "Assertion"),
@@ -36,15 +38,17 @@ _LAZY: dict[str, tuple[str, str]] = {
     "scan": ("guard.scan.api", "scan"),
     "scan_dataset": ("guard.scan.api", "scan_dataset"),
     "ScanRow": ("guard.scan.row", "ScanRow"),
-    "Ledger": ("guard.ledger", "Ledger"),
+    "Ledger": ("guard.ledger.store", "Ledger"),
     "protect": ("guard.protection", "protect"),
     "Protected": ("guard.protection", "Protected"),
     "protect_file": ("guard.protection.workflow", "protect_file"),
-    "attach": ("guard.hooks", "attach"),
-    "save": ("guard.pipeline_save", "save"),
+    "attach": ("guard.pipeline.hooks", "attach"),
+    "save": ("guard.pipeline.save", "save"),
 }
 
 __all__ = ["__version__", *_LAZY]
+
+_moved.install()  # `import guard.infotext` and the other pre-split paths keep working
 
 
 def __getattr__(name: str) -> Any:
@@ -58,10 +62,10 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from guard.errors import GuardError
-    from guard.hooks import attach
     from guard.identity import Identity
     from guard.ledger import Ledger
-    from guard.pipeline_save import save
+    from guard.pipeline.hooks import attach
+    from guard.pipeline.save import save
     from guard.protection import Protected, protect
     from guard.protection.workflow import protect_file
     from guard.provenance.spec import Assertion, Ingredient, ManifestSpec

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from guard import __version__, carried, imageio, reencoding
-from guard.atomic_write import save_atomic
+from guard import __version__
 from guard.errors import ImageInputError, TooSmallError
-from guard.image_formats import EXTENSIONS, MIME, SUFFIX, format_for
+from guard.media import carried, imageio, reencoding
+from guard.media.atomic_write import save_atomic
+from guard.media.formats import EXTENSIONS, MIME, SUFFIX, format_for
 from guard.provenance import c2pa_io, vocab, xmp
 from guard.provenance import manifest as manifest_mod
 from guard.provenance.spec import Ingredient, ManifestSpec, Training
@@ -263,7 +264,7 @@ def _watermark_algorithm() -> str:
 
 
 def _fingerprint(pixels: Image.Image) -> bytes:
-    from guard import fingerprint
+    from guard.ledger import fingerprint
 
     return fingerprint.compute(pixels)
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guard import imageio, ledger_match, trust
 from guard.errors import ImageInputError
-from guard.image_formats import MIME
+from guard.identity import trust
+from guard.ledger import match as ledger_match
+from guard.media import imageio
+from guard.media.formats import MIME
 from guard.provenance import c2pa_io, vocab, xmp
 
 if TYPE_CHECKING:

@@ -40,8 +40,9 @@ def draw(size: int = 512, seed: int = 7) -> Image.Image:
 
 
 def main() -> None:
-    import guard
     from guard.local_ca import init_local
+
+    import guard
 
     artwork = HERE / "artwork.png"
     draw().save(artwork, optimize=True)

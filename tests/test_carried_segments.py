@@ -24,7 +24,7 @@ import piexif.helper
 import pytest
 from PIL import Image, ImageCms
 
-from guard import jpeg_segments
+from guard.media import jpeg_segments
 from guard.publishing import publish, sign
 from tests.helpers import art
 
@@ -266,8 +266,8 @@ def test_a_tiffs_exif_goes_into_a_jpeg_as_written(tmp_path: Path) -> None:
 def test_guard_writes_its_parameters_into_a_tiff(tmp_path: Path) -> None:
     """A generation saved as TIFF (the pipeline hook, generate): Pillow's TIFF writer refused the
     EXIF pointer (RuntimeError) before; the text is now in EXIF UserComment, readable by guard."""
-    from guard.infotext import read_file
     from guard.provenance.spec import ManifestSpec
+    from guard.webui.infotext import read_file
 
     text = "a lighthouse at dusk\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 320x256"
     spec = ManifestSpec(action="created", source="ai", text={"parameters": text})

@@ -16,8 +16,8 @@ from PIL import Image
 from skimage import data as skdata
 
 import guard
-from guard import fingerprint
 from guard import watermark as wm
+from guard.ledger import fingerprint
 
 
 def _photo(which: str, size: tuple[int, int] = (640, 512)) -> Image.Image:

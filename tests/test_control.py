@@ -14,7 +14,7 @@ from PIL import Image
 from generator import control
 from generator.errors import GenerationError
 from generator.pose import COLORS, Pose
-from guard.infotext import Infotext
+from guard.webui.infotext import Infotext
 
 # ---- tiny ControlNets ------------------------------------------------------------------------------
 
@@ -318,8 +318,8 @@ def test_a_pose_json_conditions_the_generation(gen, files):
 
 
 def test_several_controls_and_their_manifest(gen, files, tmp_path):
-    from guard.infotext import GENERATION_ASSERTION
     from guard.verdict import verify
+    from guard.webui.infotext import GENERATION_ASSERTION
 
     pose = control.parse_pose(f"{files['pose']}:0.8:0:0.5")
     pose.model = str(files["root"] / "control_tiny_openpose.safetensors")

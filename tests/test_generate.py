@@ -19,7 +19,7 @@ from generator.publishing import next_index, slug
 from generator.samplers import BASES, parse_sampler
 from generator.settings import Settings, parse_embedding, parse_lora, parse_size
 from guard.errors import ModelNotFoundError
-from guard.infotext import GENERATION_ASSERTION, Infotext, read_file
+from guard.webui.infotext import GENERATION_ASSERTION, Infotext, read_file
 
 
 @pytest.fixture(scope="module")
@@ -591,7 +591,9 @@ def test_weighted_prompt_reaches_the_unet_as_web_ui_weights_it(gen):
     saved = norm.bias.detach().clone()
     try:
         with torch.no_grad():
-            norm.bias.copy_(torch.randn(norm.bias.shape, generator=torch.Generator().manual_seed(3)))
+            norm.bias.copy_(
+                torch.randn(norm.bias.shape, generator=torch.Generator().manual_seed(3))
+            )
         plain = _plain_rows(pipe, ["a blue bird"])[0]
         ids = pipe.tokenizer("a blue bird", padding="max_length", max_length=77).input_ids
         [blue] = pipe.tokenizer("blue", add_special_tokens=False).input_ids

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
 
 from guard.cli import main
-from guard.infotext import read_file
+from guard.webui.infotext import read_file
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -11,10 +11,10 @@ import tiny_models as tm
 import torch
 from PIL import Image
 
-from guard import hooks
-from guard.infotext import GENERATION_ASSERTION, read_file
-from guard.pipeline_record import pending
-from guard.pipeline_save import NoPendingProvenanceError, save
+from guard.pipeline import hooks
+from guard.pipeline.record import pending
+from guard.pipeline.save import NoPendingProvenanceError, save
+from guard.webui.infotext import GENERATION_ASSERTION, read_file
 
 
 def _watermark_ready() -> bool:
@@ -240,7 +240,7 @@ def test_sdxl_gets_guard_watermarker_in_its_post_process_step(tmp_path):
 
 def test_guard_core_hook_imports_no_torch_or_diffusers():
     code = (
-        "import sys, guard, guard.hooks, guard.pipeline_save; guard.attach; guard.save; "
+        "import sys, guard, guard.pipeline.hooks, guard.pipeline.save; guard.attach; guard.save; "
         "bad = [m for m in ('torch', 'diffusers', 'generator') if m in sys.modules]; "
         "assert not bad, bad"
     )

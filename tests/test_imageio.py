@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from guard import imageio
-from guard.atomic_write import save_atomic
 from guard.errors import ImageInputError, OutputExistsError, OutputWriteError
-from guard.image_encoding import encode
+from guard.media import imageio
+from guard.media.atomic_write import save_atomic
+from guard.media.encoding import encode
 from tests.helpers import art, png_bomb, write
 
 

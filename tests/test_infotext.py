@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image, PngImagePlugin
 
-from guard.infotext import (
+from guard.webui.infotext import (
     Infotext,
     format_number,
     lora_tags,

@@ -209,7 +209,7 @@ def test_encrypted_org_key_uses_the_passphrase_env(tmp_path: Path, monkeypatch) 
 def test_a_ca_certificate_cannot_be_used_to_sign(tmp_path: Path) -> None:
     from guard import config
     from guard.errors import IdentityError
-    from guard.local_ca import init_local
+    from guard.identity.local_ca import init_local
 
     init_local(quiet=True)
     folder = config.identity_dir()
@@ -218,7 +218,7 @@ def test_a_ca_certificate_cannot_be_used_to_sign(tmp_path: Path) -> None:
 
 
 def test_private_keys_are_mode_0600(guard_home: Path) -> None:
-    from guard.local_ca import init_local
+    from guard.identity.local_ca import init_local
 
     folder = init_local(quiet=True)
     assert (folder / "signer.key").stat().st_mode & 0o777 == 0o600
@@ -230,7 +230,7 @@ def test_local_certificates_have_the_extensions_c2pa_needs() -> None:
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    from guard.local_ca import init_local
+    from guard.identity.local_ca import init_local
 
     folder = init_local(name="Ada", org="Studio", quiet=True)
     leaf, root = x509.load_pem_x509_certificates((folder / "signer.pem").read_bytes())

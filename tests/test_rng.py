@@ -106,7 +106,7 @@ def _settings(**kw):
 
 
 def test_nv_generation_starts_from_web_uis_noise_and_says_so(gen):
-    from guard.infotext import Infotext
+    from guard.webui.infotext import Infotext
 
     s = _settings(rng="nv", seed=1478966807, sampler="Euler")
     latents = gen._latents(s, [1478966807], [rng.generator(1478966807, "nv", "cpu")])

@@ -8,8 +8,8 @@ import torch
 
 from generator import schedules
 from generator.samplers import BASES, UnknownSamplerError, make_scheduler, parse_sampler
-from guard.infotext import Infotext
-from guard.webui_samplers import SCHEDULES, all_choices, describe, resolve
+from guard.webui.infotext import Infotext
+from guard.webui.samplers import SCHEDULES, all_choices, describe, resolve
 
 # Stable Diffusion 1.5's scheduler config, as shipped in its model folder
 SD15 = {

@@ -29,7 +29,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("GUARD_HOME", str(home))
         mp.delenv("GUARD_LEDGER", raising=False)
         labels = corpus.build(base / "corpus")
-        from guard.local_ca import local_ca_pem
+        from guard.identity.local_ca import local_ca_pem
 
         ca = base / "corpus-ca.pem"
         ca.write_bytes(local_ca_pem())

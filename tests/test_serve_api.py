@@ -115,7 +115,7 @@ def test_by_content_finds_the_record_of_a_stripped_copy(client, signed):
 
 
 def _has_content_check() -> bool:
-    from guard.ledger_match import LedgerMatch
+    from guard.ledger.match import LedgerMatch
 
     return hasattr(LedgerMatch, "content_match")
 

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 import guard
-from guard import imageio
 from guard.cli import main
 from guard.errors import ImageInputError
-from guard.ledger_match import LedgerMatch
+from guard.ledger.match import LedgerMatch
+from guard.media import imageio
 from guard.verdict import verify_bytes
 from tests.helpers import art, write
 
@@ -511,8 +511,8 @@ def test_a_record_with_a_trusted_manifest_for_its_id_is_believed(tmp_path: Path)
     """The other side of the forgery test: a record passes on its manifest, not on its text."""
     from PIL import Image
 
-    from guard import fingerprint
     from guard.identity import Identity
+    from guard.ledger import fingerprint
 
     published = guard.sign(write(art(), tmp_path / "a.png"), training="notAllowed")
     wid = published.watermark_id

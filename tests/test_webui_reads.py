@@ -15,7 +15,7 @@ import tiny_models as tm
 from PIL import Image
 
 from generator import control
-from guard.infotext import Infotext
+from guard.webui.infotext import Infotext
 
 POSE = {
     "people": [

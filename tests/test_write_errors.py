@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from guard.atomic_write import save_atomic
 from guard.cli import main
 from guard.errors import GuardError
 from guard.ledger import Ledger
+from guard.media.atomic_write import save_atomic
 from tests.helpers import art, write
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,8 +138,8 @@ def test_an_unusable_out_dir_is_one_line(tmp_path: Path) -> None:
 
 _KILLED_SIGN = """
 import importlib, os, signal, sys
-atomic_write = importlib.import_module("guard.atomic_write")
-ledger = importlib.import_module("guard.ledger")
+atomic_write = importlib.import_module("guard.media.atomic_write")
+ledger = importlib.import_module("guard.ledger.store")
 from guard.publishing import sign
 point = sys.argv[1]
 if point == "during-save":

@@ -117,7 +117,7 @@ class _LazyIdentity:
     def resolve(self):
         from guard import config
         from guard.identity import Identity
-        from guard.local_ca import init_local
+        from guard.identity.local_ca import init_local
 
         cert, key, name, org, tsa_url = self.args
         if bool(cert) != bool(key):
@@ -133,7 +133,7 @@ def expand_images(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
     """Files as given; folders walked (sorted) for files with an image extension. A folder with
     no image is an input error: an empty result must not read as "all checked, all fine"."""
     from guard.errors import ImageInputError
-    from guard.image_formats import EXTENSIONS
+    from guard.media.formats import EXTENSIONS
 
     files: list[Path] = []
     for path in paths:

@@ -19,7 +19,7 @@ def command(images: tuple[Path, ...], as_json: bool) -> None:
     Exit status 1 when an image holds no parameters.
     """
     from guard.cli._common import PerFile
-    from guard.infotext import read_file
+    from guard.webui.infotext import read_file
 
     reports, missing = [], 0
     batch = PerFile(len(images))

@@ -26,7 +26,7 @@ def init(
 ) -> None:
     """Create a local root CA and signing certificate."""
     from guard.identity import Identity
-    from guard.local_ca import init_local
+    from guard.identity.local_ca import init_local
 
     folder = init_local(name=name, org=org, force=force, tsa_url=tsa_url, quiet=as_json)
     info = Identity.default(create=False).describe() | {"folder": str(folder)}
@@ -60,9 +60,9 @@ def show(as_json: bool) -> None:
 @handle_errors
 def export_ca(output: Path | None, force: bool) -> None:
     """Print (or write) your CA certificate, for verifiers to trust with --trust."""
-    from guard.atomic_write import save_atomic
     from guard.errors import IdentityError
-    from guard.local_ca import local_ca_pem
+    from guard.identity.local_ca import local_ca_pem
+    from guard.media.atomic_write import save_atomic
 
     pem = local_ca_pem()
     if pem is None:
@@ -79,7 +79,7 @@ def export_ca(output: Path | None, force: bool) -> None:
 @handle_errors
 def trust_ca(ca_pem: Path) -> None:
     """Always trust signatures chaining to CA_PEM (adds it to the configured trust list)."""
-    from guard import trust
+    from guard.identity import trust
 
     dest = trust.add(ca_pem)
     click.echo(f"trusting {ca_pem} (copied to {dest})")

@@ -60,9 +60,9 @@ def command(
     as_json: bool,
 ) -> None:
     """Sign IMAGES: embed a watermark, then a C2PA manifest saying who made them and how."""
-    from guard import imageio
     from guard.cli._common import PerFile, check_collisions
     from guard.ledger import Ledger
+    from guard.media import imageio
     from guard.provenance.vocab import source_uri
     from guard.publishing import default_output, sign
 

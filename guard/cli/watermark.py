@@ -49,11 +49,11 @@ def embed_command(
     as_json: bool,
 ) -> None:
     """Write a watermarked copy of IN to OUTPUT (format from its extension)."""
-    from guard import carried, imageio, reencoding
     from guard import watermark as wm
-    from guard.atomic_write import save_atomic
     from guard.cli._common import check_collisions, read_key
-    from guard.image_formats import format_for
+    from guard.media import carried, imageio, reencoding
+    from guard.media.atomic_write import save_atomic
+    from guard.media.formats import format_for
 
     data = _parse_payload(payload) if payload else wm.new_payload()
     key = read_key(key_file)
@@ -88,9 +88,9 @@ def detect_command(input_path: Path, key_file: Path | None, as_json: bool) -> No
 
     Exit code: 0 found, 1 not found (or too small to carry one), 2 usage or input error.
     """
-    from guard import imageio
     from guard import watermark as wm
     from guard.cli._common import read_key
+    from guard.media import imageio
 
     key = read_key(key_file)
     loaded = imageio.load(input_path)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guard import imageio
 from guard.errors import ImageInputError, OutputExistsError
-from guard.image_formats import EXTENSIONS
+from guard.media import imageio
+from guard.media.formats import EXTENSIONS
 from guard.protection.params import ASSERTION_LABEL, DEFAULT_STRENGTH, Mode, Protection, preset
 from guard.publishing import Published
 

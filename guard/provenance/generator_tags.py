@@ -8,7 +8,7 @@ to carry a `prompt` or `Software` text is not mistaken for generated:
 | tool                                   | where                       | checked                          |
 |----------------------------------------|-----------------------------|----------------------------------|
 | Stable Diffusion web UI (A1111, Forge, | PNG `parameters`; JPEG/WebP | a web UI parameter line with     |
-| SD.Next, Civitai, guard generate)      | EXIF UserComment            | `Steps:` (guard.infotext parses) |
+| SD.Next, Civitai, guard generate)      | EXIF UserComment            | `Steps:` (guard.webui.infotext parses) |
 | Fooocus                                | PNG `parameters` (JSON) +   | `fooocus_scheme`, or a Fooocus   |
 |                                        | `fooocus_scheme`            | `Version`                        |
 | SwarmUI                                | PNG `parameters` (JSON)     | a `sui_image_params` object      |
@@ -21,7 +21,7 @@ to carry a `prompt` or `Software` text is not mistaken for generated:
 |                                        | `sd-metadata`, `Dream`      |                                  |
 | Easy Diffusion                         | PNG `use_stable_diffusion_model` | the key                     |
 
-This module reads text already extracted by `guard.imageio` (PNG text chunks, and web UI's EXIF
+This module reads text already extracted by `guard.media.imageio` (PNG text chunks, and web UI's EXIF
 UserComment surfaced as `parameters`) plus the EXIF `Software` tag; it opens no file itself.
 """
 
@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from guard.infotext import Infotext
+from guard.webui.infotext import Infotext
 
 MAX_TEXT = 1 << 20  # longer values are not parsed (a hostile chunk must not cost seconds)
 

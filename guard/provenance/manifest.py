@@ -104,12 +104,12 @@ def soft_binding(watermark_id: str, alg: str) -> dict[str, Any]:
     }
 
 
-FINGERPRINT_ALG = "org.guard.fingerprint.v1"
+FINGERPRINT_ALG = "org.guard.ledger.fingerprint.v1"
 
 
 def fingerprint_binding(fingerprint: bytes) -> dict[str, Any]:
     """C2PA counts fingerprints as soft bindings too: the marked picture's own fingerprint, so a
-    verifier can check that a file found through the watermark is this picture (guard.fingerprint).
+    verifier can check that a file found through the watermark is this picture (guard.ledger.fingerprint).
     """
     return {
         "label": "c2pa.soft-binding",

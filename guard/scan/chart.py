@@ -73,6 +73,6 @@ def _label(n: int, total: int) -> str:
 
 
 def write(summary: Summary, path: str | os.PathLike[str], title: str = "guard scan") -> Path:
-    from guard.atomic_write import save_atomic
+    from guard.media.atomic_write import save_atomic
 
     return save_atomic(path, render(summary, title), force=True)

@@ -57,7 +57,7 @@ class Labelled:
 
 def _ensure_identity() -> None:
     from guard import config
-    from guard.identity import init_local
+    from guard.identity.local_ca import init_local
 
     if not (config.identity_dir() / "signer.pem").exists():
         init_local(name="Corpus Signer", org="guard corpus")
@@ -76,8 +76,10 @@ def build(folder: str | Path) -> list[Labelled]:
 
 def _build(folder: Path, scratch: Path) -> list[Labelled]:
     """The files; `scratch` holds the inputs that signing needs (never part of the corpus)."""
-    from guard import image_encoding, imageio, publish
+    from guard import publish
     from guard import sign as guard_sign
+    from guard.media import encoding as image_encoding
+    from guard.media import imageio
     from guard.provenance import vocab, xmp
     from guard.provenance.spec import ManifestSpec
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guard.errors import GuardError, OutputExistsError
-from guard.safe_read import FileTooLarge, read_regular
+from guard.media.safe_read import FileTooLarge, read_regular
 from guard.scan.report import iter_rows
 from guard.scan.sources import (
     DEFAULT_MAX_BYTES,
@@ -48,7 +48,7 @@ def allowed_rows(report: str | os.PathLike[str]):
 
 def keep_list(report: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
     """Write the allowed images' paths (SHARD#MEMBER for shard samples), one per line."""
-    from guard.atomic_write import atomic_file
+    from guard.media.atomic_write import atomic_file
 
     n = 0
     with atomic_file(out, force=True) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
@@ -185,7 +185,7 @@ def _write_companion(target: Path, data: bytes | None, row: dict, result: CopyRe
 
 def _place(target: Path, data: bytes) -> str:
     """'copied', 'there' (the same bytes already are), or why not; never overwrites."""
-    from guard.atomic_write import save_atomic
+    from guard.media.atomic_write import save_atomic
 
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -18,14 +18,14 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from guard.safe_read import FileTooLarge, read_regular
+from guard.media.safe_read import FileTooLarge, read_regular
 from guard.scan.policy import STRICT, Found, Policy
 from guard.scan.row import ScanRow
 from guard.scan.sources import DEFAULT_MAX_BYTES, Item, read_beside
 
 if TYPE_CHECKING:
-    from guard.imageio import LoadedImage
     from guard.ledger import Ledger
+    from guard.media.imageio import LoadedImage
 
 # IPTC digital source types that mean "made by a generative model". Others that mention
 # algorithms (algorithmicMedia: a formula, no training data; algorithmicallyEnhanced: minor

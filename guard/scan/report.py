@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from guard.atomic_write import atomic_file
 from guard.errors import GuardError
+from guard.media.atomic_write import atomic_file
 from guard.scan.row import COLUMNS, DECISIONS, SCHEMA_VERSION, ScanRow
 from guard.scan.unit_set import UnitSet
 

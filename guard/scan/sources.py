@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from guard.errors import GuardError
-from guard.image_formats import EXTENSIONS
-from guard.safe_read import FileTooLarge, open_regular, read_regular
+from guard.media.formats import EXTENSIONS
+from guard.media.safe_read import FileTooLarge, open_regular, read_regular
 from guard.scan.unit_set import UnitSet
 
 # Files that look like images but that guard cannot read still get a row (unverifiable), so

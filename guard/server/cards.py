@@ -199,7 +199,7 @@ def _thumbnails(data: bytes) -> dict[str, bytes]:
 def _mime(data: bytes) -> str | None:
     from PIL import Image
 
-    from guard.image_formats import MIME
+    from guard.media.formats import MIME
 
     try:
         with Image.open(io.BytesIO(data)) as im:

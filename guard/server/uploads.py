@@ -1,7 +1,7 @@
 """Uploads in, bounded: how many files, how many bytes, how many pixels, and a safe name.
 
 The pixel count is read from the image header before anything is decoded; the decode itself is
-guard's own safe loader (guard.imageio), inside verify, sign and protect.
+guard's own safe loader (guard.media.imageio), inside verify, sign and protect.
 """
 
 from __future__ import annotations

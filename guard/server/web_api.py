@@ -179,7 +179,7 @@ def _file(path: Path, name: str, *, attachment: bool = True) -> FileResponse:
 def _image_type(path: Path) -> str | None:
     from PIL import Image
 
-    from guard.image_formats import MIME
+    from guard.media.formats import MIME
 
     try:
         with Image.open(path) as im:

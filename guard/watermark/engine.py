@@ -83,7 +83,7 @@ class Alignment:
     A pixel at working coordinates x (short side scaled to 512) of the received image lies at
     `matrix @ x + shift` in the marked picture's working frame, give or take whole multiples of
     `period` in each direction: the mark repeats (v1 every tile, v2 every 4 tiles), so that is
-    all it can tell. The content check (guard.fingerprint) uses it to compare like with like.
+    all it can tell. The content check (guard.ledger.fingerprint) uses it to compare like with like.
     """
 
     matrix: tuple[tuple[float, float], tuple[float, float]]

@@ -6,18 +6,18 @@ given. What other tools put in the file must come out as they wrote it and where
   tEXt/zTXt/iTXt chunks are copied as they are, so compression, language and translated-keyword
   tags stay exactly as written (Pillow's PngInfo would re-encode them and lose the flags);
 - EXIF: the input's block is kept as it is, only the orientation reset to 1 because the pixels
-  are now upright (guard.exif_block). Pillow and exiv2 re-serialise EXIF and turn web UI's
+  are now upright (guard.media.exif_block). Pillow and exiv2 re-serialise EXIF and turn web UI's
   UserComment (UNDEFINED, "UNICODE\\0" prefix) into int8u bytes that web UI cannot read, so after
-  exiv2 has placed the XMP, the original block is spliced back in (guard.reencoding). A TIFF's EXIF
+  exiv2 has placed the XMP, the original block is spliced back in (guard.media.reencoding). A TIFF's EXIF
   sub-directories, which Pillow cannot write, are placed by exiv2 (exif_block.into_tiff);
 - JPEG APPn segments of other tools (APP13 Photoshop/IPTC-IIM, XMP extension segments, FlashPix,
   maker segments, ...) and the comment (COM), as raw segments. Not carried: what guard writes
   itself from the decoded picture (JFIF, EXIF, the main XMP packet, ICC, Adobe's colour transform
   flag, a C2PA store) and what describes data the new file no longer has (MPF's images after the
   first, a JFXX thumbnail, JPEG XT extensions): those are named in a note.
-ICC and XMP go through guard.image_encoding and guard.provenance.xmp. guard.reencoding encodes
-with what this module chose and undoes exiv2's rewrites; guard.png_chunks and
-guard.jpeg_segments move the bytes.
+ICC and XMP go through guard.media.encoding and guard.provenance.xmp. guard.media.reencoding encodes
+with what this module chose and undoes exiv2's rewrites; guard.media.png_chunks and
+guard.media.jpeg_segments move the bytes.
 
 The byte surgery is hand-written because no library keeps these bytes untouched: Pillow and
 piexif rebuild the EXIF directory, piexif.insert replaces a JPEG's JFIF segment, and Pillow and
@@ -30,11 +30,11 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from guard import exif_block, jpeg_segments, png_chunks
-from guard.exif_block import EXIF_HEADER, reset_orientation, set_user_comment, user_comment
+from guard.media import exif_block, jpeg_segments, png_chunks
+from guard.media.exif_block import EXIF_HEADER, reset_orientation, set_user_comment, user_comment
 
 if TYPE_CHECKING:
-    from guard.imageio import LoadedImage
+    from guard.media.imageio import LoadedImage
 
 # JPEG segments guard writes itself from the decoded picture: carrying them would duplicate them
 _WRITTEN_BY_GUARD = (

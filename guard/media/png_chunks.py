@@ -1,6 +1,6 @@
 """A PNG's chunks as raw bytes: list the text chunks, read one, insert, remove, replace.
 
-guard.carried decides which chunks other tools wrote and must ride along through a re-encode;
+guard.media.carried decides which chunks other tools wrote and must ride along through a re-encode;
 this module only moves bytes. Hand-written because Pillow's PngInfo re-encodes text chunks and
 loses their compression, language and translated-keyword flags, while these must come out byte
 for byte.

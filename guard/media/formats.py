@@ -1,6 +1,6 @@
 """The image formats guard reads, writes and signs: their MIME types and file extensions.
 
-Shared by the reader (guard.imageio), the encoder (guard.image_encoding) and everything that
+Shared by the reader (guard.media.imageio), the encoder (guard.media.encoding) and everything that
 names output files, so the list lives once.
 """
 

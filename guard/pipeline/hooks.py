@@ -4,14 +4,14 @@
     guard.save(pipe("a red fox").images[0], "fox.png")   # ... and is written signed
 
 `attach` keeps the pipeline object and its output type: `pipe(...)` still returns the usual
-output. Each PIL image carries its pending provenance (guard.pipeline_record: the call's
-parameters, the watermark ID already in its pixels) in `image.info`; `save` (guard.pipeline_save)
+output. Each PIL image carries its pending provenance (guard.pipeline.record: the call's
+parameters, the watermark ID already in its pixels) in `image.info`; `save` (guard.pipeline.save)
 hands it to guard.publish, which signs without marking the pixels a second time.
 
 When the caller passes no generator, the hook passes one seeded generator per image (seeds s,
 s+1, ... as web UI numbers a batch), so every image has a seed to record. Pipelines derived from
 an attached one with `from_pipe` are attached with the same settings. SDXL pipelines get
-guard's mark inside their own post-process step (guard.pipeline_watermarker).
+guard's mark inside their own post-process step (guard.pipeline.watermarker).
 
 Nothing here imports torch or diffusers at module level.
 """
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guard import pipeline_record
-from guard.pipeline_record import INFO_KEY, Pending
-from guard.pipeline_watermarker import GuardWatermarker, mark_arrays
+from guard.pipeline import record as pipeline_record
+from guard.pipeline.record import INFO_KEY, Pending
+from guard.pipeline.watermarker import GuardWatermarker, mark_arrays
 from guard.provenance.spec import Training
 
 

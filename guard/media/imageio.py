@@ -1,5 +1,5 @@
-"""Bytes → pixels, safely: the one reader of image files. Writing is guard.image_encoding
-(pixels → bytes) and guard.atomic_write (bytes → file); guard.image_formats lists the formats.
+"""Bytes → pixels, safely: the one reader of image files. Writing is guard.media.encoding
+(pixels → bytes) and guard.media.atomic_write (bytes → file); guard.media.formats lists the formats.
 
 Policy, applied on load so every later stage sees one of four modes (RGB, RGBA, L, LA):
 
@@ -35,8 +35,8 @@ from pathlib import Path
 from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
 from guard.errors import ImageInputError
-from guard.image_formats import MIME
-from guard.safe_read import read_regular
+from guard.media.formats import MIME
+from guard.media.safe_read import read_regular
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's hard bomb limit (2 × MAX_IMAGE_PIXELS)
 # Magic bytes -> format, so a caller can read metadata before any pixel is decoded.

@@ -1,9 +1,9 @@
 """guard's mark inside a diffusers pipeline's own post-process step.
 
 SDXL pipelines watermark inside their post-process step (`pipe.watermark.apply_watermark`);
-guard.hooks.attach installs `GuardWatermarker` there, so guard's mark goes in at the same point
+guard.pipeline.hooks.attach installs `GuardWatermarker` there, so guard's mark goes in at the same point
 (after Stability's own mark, which is kept). Pipelines without that step get the same mark from
-guard.hooks after the call: on PIL images, or on np/pt arrays through `mark_arrays`.
+guard.pipeline.hooks after the call: on PIL images, or on np/pt arrays through `mark_arrays`.
 
 Nothing here imports torch or diffusers at module level.
 """

@@ -23,7 +23,7 @@ def configured() -> list[Path]:
 
 
 def anchors_pem(extra: Iterable[str | os.PathLike[str]] = ()) -> str:
-    from guard.local_ca import local_ca_pem
+    from guard.identity.local_ca import local_ca_pem
 
     chunks: list[str] = []
     local = local_ca_pem()
@@ -36,7 +36,7 @@ def anchors_pem(extra: Iterable[str | os.PathLike[str]] = ()) -> str:
 
 def add(path: str | os.PathLike[str]) -> Path:
     """Copy a CA certificate into the configured list (validated first)."""
-    from guard.atomic_write import save_atomic
+    from guard.media.atomic_write import save_atomic
 
     src = Path(path)
     text = _read_pem(src)

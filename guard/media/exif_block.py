@@ -108,7 +108,7 @@ def _copy_exif(source: bytes, target: bytes) -> bytes:
 def from_tiff(data: bytes) -> bytes | None:
     """A TIFF file's EXIF as a block with every value as written (types, rationals, UserComment
     bytes), sub-directories included; None when exiv2 finds none or cannot read the file."""
-    from guard import jpeg_segments
+    from guard.media import jpeg_segments
 
     try:
         carrier = _copy_exif(data, _carrier())

@@ -2,7 +2,7 @@
 
 The watermark only says which record a file points at. The record's facts come from its stored
 manifest, validated on its own (signature, trust, and a soft binding to this watermark ID), and
-reach the file only when the file's picture is the record's picture (`guard.fingerprint`): a
+reach the file only when the file's picture is the record's picture (`guard.ledger.fingerprint`): a
 mark can be lifted onto anything.
 """
 
@@ -16,8 +16,8 @@ from guard.provenance import c2pa_io, vocab
 if TYPE_CHECKING:
     from PIL import Image
 
-    from guard.fingerprint import ContentMatch
-    from guard.ledger import Ledger, Record
+    from guard.ledger.fingerprint import ContentMatch
+    from guard.ledger.store import Ledger, Record
     from guard.watermark import Detection
 
 
@@ -115,7 +115,7 @@ def find(
 
 
 def _lookup(watermark_id: str, ledger: Ledger | None) -> Record | None:
-    from guard.ledger import Ledger
+    from guard.ledger.store import Ledger
 
     if ledger is not None:
         return ledger.get(watermark_id)
@@ -147,7 +147,7 @@ def _content(
 ) -> ContentMatch:
     """Compare the picture with the record's: the signed fingerprint first, then the record's
     own, then one rebuilt from its thumbnail (records made before fingerprints)."""
-    from guard import fingerprint
+    from guard.ledger import fingerprint
 
     reference = (manifest.fingerprint if manifest else None) or record.fingerprint
     if reference is None and record.thumbnail:

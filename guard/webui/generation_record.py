@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from guard.infotext import GENERATION_ASSERTION, Infotext, format_number
 from guard.provenance.spec import Assertion, ManifestSpec, Training
+from guard.webui.infotext import GENERATION_ASSERTION, Infotext, format_number
 
 Task = Literal["txt2img", "img2img", "inpaint"]
 

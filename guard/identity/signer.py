@@ -2,7 +2,7 @@
 
 Three sources, one type:
 - a local identity created on first use (a root CA + an end-entity certificate, under GUARD_HOME;
-  guard.local_ca makes it);
+  guard.identity.local_ca makes it);
 - an organisation's own PEM chain and key (`--cert/--key`, passphrase from GUARD_KEY_PASSPHRASE);
 - a callback (HSM/KMS): guard hands over the bytes to sign and never sees the key.
 Keys are never printed, logged or put in a repr.
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from guard import config
 from guard.errors import IdentityError
-from guard.local_ca import init_local, read_settings
+from guard.identity.local_ca import init_local, read_settings
 
 if TYPE_CHECKING:
     import c2pa

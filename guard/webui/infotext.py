@@ -215,7 +215,7 @@ def read_file(path: str | Path) -> tuple[Infotext | None, str | None]:
     Order: the PNG 'parameters' chunk or EXIF UserComment (web UI and guard both write these), then
     guard's C2PA generation assertion (which survives tools that drop text chunks but keep C2PA).
     """
-    from guard import imageio
+    from guard.media import imageio
 
     loaded = imageio.load(path)
     text = loaded.text.get("parameters")

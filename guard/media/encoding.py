@@ -2,7 +2,7 @@
 
 The metadata that must be inside the signed bytes goes in here: PNG text chunks, EXIF (web UI's
 `parameters` as UserComment outside PNG), ICC, and for AVIF the XMP packet (exiv2 places it
-elsewhere). Re-encoding an input with what other tools wrote is guard.reencoding's job.
+elsewhere). Re-encoding an input with what other tools wrote is guard.media.reencoding's job.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import io
 
 from PIL import Image, PngImagePlugin
 
-from guard import exif_block, png_chunks
 from guard.errors import ImageInputError
-from guard.image_formats import MIME
+from guard.media import exif_block, png_chunks
+from guard.media.formats import MIME
 
 
 def encode(
@@ -33,7 +33,7 @@ def encode(
 
     `text` becomes PNG text chunks; elsewhere its 'parameters' entry goes to EXIF UserComment in
     exactly web UI's form (piexif, "UNICODE" prefix, type UNDEFINED), where web UI and the tools
-    that read it look. `chunks` are raw PNG chunks carried from an input (guard.carried);
+    that read it look. `chunks` are raw PNG chunks carried from an input (guard.media.carried);
     `comment` a JPEG COM segment.
     """
     if fmt not in MIME:

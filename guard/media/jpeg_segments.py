@@ -1,6 +1,6 @@
 """A JPEG's marker segments before the scan, as raw bytes: list, name, insert, replace.
 
-guard.carried decides which segments other tools wrote and must ride along through a re-encode;
+guard.media.carried decides which segments other tools wrote and must ride along through a re-encode;
 this module only moves bytes. Hand-written because the libraries that write JPEG metadata
 (Pillow, piexif, exiv2) rebuild the segments they know and drop or rewrite the others, while
 these must come out byte for byte.

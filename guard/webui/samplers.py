@@ -3,7 +3,7 @@ sampler means. Pure data and name logic: nothing here imports diffusers.
 
 It lives in guard core because two sides need the same vocabulary: `guard generate` turns a name
 into a scheduler (generator/samplers.py), and the pipeline hook turns a platform's scheduler back
-into the name web UI would write (guard/pipeline_record.py), which must not import the generator.
+into the name web UI would write (guard/pipeline/record.py), which must not import the generator.
 
 Reading follows web UI's `get_sampler_and_scheduler` (modules/sd_samplers.py): a schedule suffix on
 the sampler name ("DPM++ 2M Karras", the pre-1.9 spelling) wins over the `Schedule type` field, and

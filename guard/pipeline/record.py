@@ -2,10 +2,10 @@
 
 Each PIL image an attached pipeline returns carries a `Pending` in `image.info` (which survives
 `copy()` and `convert()`): the manifest spec built from the call's parameters and the watermark
-ID already in its pixels. guard.pipeline_save publishes it.
+ID already in its pixels. guard.pipeline.save publishes it.
 
 What is recorded is what web UI would write: the sampler and schedule type by their web UI names
-(not the scheduler's class), and a seed for every image (guard.hooks passes one seeded generator
+(not the scheduler's class), and a seed for every image (guard.pipeline.hooks passes one seeded generator
 per image when the caller passes none).
 """
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard import generation_record
 from guard.provenance.spec import ManifestSpec, Training
-from guard.webui_samplers import describe
+from guard.webui import generation_record
+from guard.webui.samplers import describe
 
 INFO_KEY = "guard.pending"
 
@@ -89,7 +89,7 @@ def sampler_fields(scheduler: Any) -> dict[str, str]:
     """web UI's `Sampler` and `Schedule type` for a pipeline's scheduler.
 
     A scheduler guard built carries its web UI names; any other is named by its settings
-    (guard.webui_samplers.describe), or by its class when web UI has no name for it.
+    (guard.webui.samplers.describe), or by its class when web UI has no name for it.
     """
     if scheduler is None:
         return {}

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from guard.ledger import ID_PATTERN, LedgerError, Record, normalise_id
+from guard.ledger.record import ID_PATTERN, LedgerError, Record, normalise_id
 
 MAX_LINE = 24 * 2**20  # characters; a manifest of MAX_MANIFEST bytes in base64 fits
 MAX_MANIFEST = 16 * 2**20

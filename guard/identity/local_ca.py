@@ -1,5 +1,5 @@
 """The local identity's files: a root CA and an end-entity signing certificate, created on
-first use under GUARD_HOME/identity (keys 0600 in a 0700 folder). guard.identity.Identity.default
+first use under GUARD_HOME/identity (keys 0600 in a 0700 folder). guard.identity.signer.Identity.default
 loads them; nothing here signs.
 """
 

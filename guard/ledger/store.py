@@ -7,19 +7,15 @@ SQLite in WAL mode with synchronous=FULL: a committed record survives a crash or
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import json
 import os
-import re
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from guard import config
-from guard.errors import GuardError
+from guard.ledger.record import LedgerError, Record, normalise_id
 
 # Column -> declaration, in table order. An existing ledger missing a column gets it added
 # (ALTER TABLE ADD COLUMN) when opened, so every ledger file ever written stays readable.
@@ -61,57 +57,7 @@ RECORD_COLUMNS = (
     "origin",
     "verified",
 )
-ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
-
-
-def normalise_id(watermark_id: str) -> str:
-    """IDs are 16 lower-case hex digits everywhere: stored, looked up, exported."""
-    return watermark_id.strip().lower().removeprefix("0x")
-
-
 LEDGER_VERSION = 2  # the schema this guard writes; older ledgers are migrated on first open
-
-
-class LedgerError(GuardError):
-    pass
-
-
-@dataclass
-class Record:
-    watermark_id: str
-    signer: str | None = None
-    sha256: str | None = None
-    file_name: str | None = None
-    manifest_label: str | None = None
-    manifest: bytes | None = field(default=None, repr=False)
-    summary: dict[str, Any] = field(default_factory=dict)
-    thumbnail: bytes | None = field(default=None, repr=False)
-    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
-    fingerprint: bytes | None = field(default=None, repr=False)
-    # 'local' (signed on this machine) or 'imported'; for imported records `verified` says
-    # whether the stored manifest's signature verified and binds this watermark ID. The
-    # free-text fields (signer, summary) of an unverified record are claims, not facts.
-    origin: str = "local"
-    verified: bool | None = None
-
-    def __post_init__(self) -> None:
-        self.watermark_id = normalise_id(self.watermark_id)
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in BINARY_FIELDS:
-            out[key] = base64.b64encode(out[key]).decode() if out[key] else None
-        return out
-
-    @classmethod
-    def from_json(cls, obj: Any) -> Record:
-        """A record from an export line, validated field by field (see guard.ledger_schema)."""
-        from guard.ledger_schema import record_fields
-
-        return cls(**record_fields(obj))
-
-
-BINARY_FIELDS = ("manifest", "thumbnail", "fingerprint")
 
 
 class Ledger:
@@ -181,7 +127,7 @@ class Ledger:
         file never appeared is removed, so the ledger never points at a file that was not
         written. Records of writers still running are left alone.
         """
-        from guard.atomic_write import pid_alive
+        from guard.media.atomic_write import pid_alive
 
         rows = self._db.execute(
             "SELECT watermark_id, sha256, pending_path, pending_pid FROM records "
@@ -321,7 +267,7 @@ class Ledger:
 
     def export(self, path: str | os.PathLike[str]) -> int:
         """JSON Lines, one record per line: diffable, mergeable, readable without guard."""
-        from guard.atomic_write import save_atomic
+        from guard.media.atomic_write import save_atomic
 
         lines = [json.dumps(r.to_json(), sort_keys=True) for r in self]
         save_atomic(path, ("\n".join(lines) + "\n" if lines else "").encode(), force=True)
@@ -338,10 +284,10 @@ class Ledger:
         stored manifest checked before one transaction adds them. Existing records are never
         overwritten. A record whose manifest does not verify (or does not bind its ID) is
         refused, or with `keep_unverified` stored flagged as unverified."""
-        from guard.ledger_schema import read_export
+        from guard.ledger.schema import read_export
 
         if check is None:
-            from guard.ledger_schema import check_manifest as check
+            from guard.ledger.schema import check_manifest as check
         records = read_export(path)
         refused = []
         for n, record in records:

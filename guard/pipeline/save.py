@@ -1,6 +1,6 @@
 """`guard.save(image, path)`: publish an image an attached pipeline returned.
 
-The image's pending provenance (guard.pipeline_record) goes to guard.publish, which signs
+The image's pending provenance (guard.pipeline.record) goes to guard.publish, which signs
 without marking the pixels a second time; the call's in-memory input pictures become the
 manifest's ingredients.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.errors import GuardError
-from guard.pipeline_record import INFO_KEY, pending
+from guard.pipeline.record import INFO_KEY, pending
 from guard.provenance.spec import Ingredient, ManifestSpec
 
 

@@ -1,6 +1,6 @@
 """The one re-encode path: new pixels in, a file out that keeps what other tools wrote.
 
-guard.carried says what the output keeps from the input; this module encodes with it (a TIFF's
+guard.media.carried says what the output keeps from the input; this module encodes with it (a TIFF's
 EXIF sub-directories placed by exiv2), lets exiv2 place guard's XMP packet, then puts back byte
 for byte what exiv2 rewrote on the way (`restore`). Other tools' JPEG segments go in last, so no
 rewriter sees them.
@@ -12,14 +12,14 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from guard import exif_block, jpeg_segments, png_chunks
-from guard.carried import carry, foreign_jpeg_segments, pillow_info
-from guard.exif_block import EXIF_HEADER, set_user_comment
+from guard.media import exif_block, jpeg_segments, png_chunks
+from guard.media.carried import carry, foreign_jpeg_segments, pillow_info
+from guard.media.exif_block import EXIF_HEADER, set_user_comment
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from guard.imageio import LoadedImage
+    from guard.media.imageio import LoadedImage
 
 
 def reencode(
@@ -35,7 +35,7 @@ def reencode(
     guard's `text` and XMP `packet`; returns the bytes and notes on what could not be kept.
 
     The one re-encode path for publish and `guard watermark embed`."""
-    from guard.image_encoding import encode
+    from guard.media.encoding import encode
     from guard.provenance import xmp
 
     text = dict(text or {})
