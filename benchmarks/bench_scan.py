@@ -286,8 +286,8 @@ def false_positives(size: int | None, workers: int) -> dict:
 def compare(chart: Path | None) -> list[dict]:
     import guard
     from guard.scan import chart as chart_mod
-    from guard.scan import compare, corpus
     from guard.scan import report as report_mod
+    from tests.scan_corpus import compare, corpus
 
     with tempfile.TemporaryDirectory(prefix="bench-scan-corpus-") as tmp:
         labels = corpus.build(Path(tmp) / "corpus")

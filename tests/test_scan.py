@@ -13,9 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 import guard
-from guard.scan import compare, corpus, export, policy
+from guard.scan import export, policy
 from guard.scan import report as report_mod
 from guard.scan.sources import units
+from tests.scan_corpus import compare, corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 

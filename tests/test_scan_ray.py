@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import guard
-from guard.scan import corpus
 from guard.scan import report as report_mod
+from tests.scan_corpus import corpus
 
 ray = pytest.importorskip("ray")
 # Ray Data warns about its own deprecated context fields when it copies the context

@@ -4,7 +4,7 @@ Used by the tests (every file must get its expected decision and signal), by
 benchmarks/bench_scan.py (the side-by-side comparison with datadiligence) and by anyone who
 wants to see the scanner at work:
 
-    python -m guard.scan.corpus DIR      # writes the files and DIR/labels.json
+    python -m tests.scan_corpus.corpus DIR      # writes the files and DIR/labels.json
 
 Signing uses the current guard identity and ledger (GUARD_HOME); scan the corpus with the same
 GUARD_HOME so the stripped copies find their ledger records. Images are small (320x256) so the
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from guard.scan.corpus_parts import (
+from tests.scan_corpus.parts import (
     COMFY_PROMPT,
     COMFY_WORKFLOW,
     NOVELAI_COMMENT,
@@ -357,6 +357,6 @@ def _shard(path: Path) -> list[Labelled]:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m guard.scan.corpus DIR")
+        sys.exit("usage: python -m tests.scan_corpus.corpus DIR")
     for item in build(sys.argv[1]):
         print(f"{item.decision:<13} {item.signal or '-':<32} {item.path}")

@@ -10,7 +10,7 @@ import io
 import tarfile
 import tempfile
 
-from guard.scan.corpus import Labelled
+from tests.scan_corpus.corpus import Labelled
 
 
 def datadiligence_says(item: Labelled) -> str:
