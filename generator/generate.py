@@ -12,7 +12,7 @@ Conventions kept from Stable Diffusion web UI, so its users get what they expect
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,12 @@ from generator.adapters import Adapters, prompt_for_encoder, prompt_with_tags
 from generator.errors import GenerationError
 from generator.models import LoadedModel, Task
 from generator.passes import Conditioner, hires_pass
-from generator.publishing import GeneratedImage, publish_all
+from generator.publishing import GeneratedImage, PublishOptions, publish_all
 from generator.rng import INFOTEXT as RNG_INFOTEXT
 from generator.rng import generator, initial_noise
 from generator.samplers import Sampler, make_scheduler
 from generator.settings import MAX_SEED, MAX_SIDE, Settings, load_input, validate
 from guard import __version__
-from guard.provenance.spec import Training
 from guard.webui.infotext import Infotext, format_hash_list, format_number
 
 
@@ -184,33 +183,11 @@ class Generator:
                     yield MadeImage(image, image_seed, info, task, index, control_images)
 
     def generate(
-        self,
-        settings: Settings,
-        out_dir: str | Path,
-        *,
-        identity: Any = None,
-        training: Training = "notAllowed",
-        watermark: bool = True,
-        watermark_key: bytes | None = None,
-        ledger: Any = None,
-        fmt: str = "png",
-        on_written: Callable[[GeneratedImage], None] | None = None,
+        self, settings: Settings, out_dir: str | Path, options: PublishOptions | None = None
     ) -> list[GeneratedImage]:
         """Generate and publish every image (watermark, C2PA, ledger) into `out_dir`."""
         self.check(settings)  # bad settings fail before the folder is created
-        return publish_all(
-            self.images(settings),
-            settings,
-            self.model,
-            out_dir,
-            identity=identity,
-            training=training,
-            watermark=watermark,
-            watermark_key=watermark_key,
-            ledger=ledger,
-            fmt=fmt,
-            on_written=on_written,
-        )
+        return publish_all(self.images(settings), settings, self.model, out_dir, options)
 
     # -- infotext ---------------------------------------------------------------------------------
     def infotext(

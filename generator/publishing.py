@@ -71,19 +71,27 @@ def next_index(folder: Path) -> int:
     return highest + 1
 
 
+@dataclass(frozen=True)
+class PublishOptions:
+    """How each generated image is published: the one definition behind `Generator.generate` and
+    `publish_all`. identity: an Identity or None (the local one); ledger: a Ledger or None (the
+    default one); fmt: png, jpeg or webp; on_written(item) runs as each file lands."""
+
+    identity: Any = None
+    training: Training = "notAllowed"
+    watermark: bool = True
+    watermark_key: bytes | None = None
+    ledger: Any = None
+    fmt: str = "png"
+    on_written: Callable[[GeneratedImage], None] | None = None
+
+
 def publish_all(
     images: Iterable[MadeImage],
     settings: Settings,
     model: LoadedModel,
     out_dir: str | Path,
-    *,
-    identity: Any = None,
-    training: Training = "notAllowed",
-    watermark: bool = True,
-    watermark_key: bytes | None = None,
-    ledger: Any = None,
-    fmt: str = "png",
-    on_written: Callable[[GeneratedImage], None] | None = None,
+    options: PublishOptions | None = None,
 ) -> list[GeneratedImage]:
     """Publish every image (watermark, C2PA, ledger) into `out_dir` under the next free names.
 
@@ -91,6 +99,7 @@ def publish_all(
     folder that cannot be used."""
     from guard.publishing import publish
 
+    opts = options or PublishOptions()
     folder = Path(out_dir).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -105,9 +114,9 @@ def publish_all(
     with tempfile.TemporaryDirectory(prefix="guard-control-") as tmp:
         scratch = Path(tmp)
         for made in images:
-            spec = build_spec(made, model, settings, training, scratch)
+            spec = build_spec(made, model, settings, opts.training, scratch)
             for _attempt in range(1000):
-                path = folder / f"{index:05d}-{made.seed}-{slug(settings.prompt)}.{fmt}"
+                path = folder / f"{index:05d}-{made.seed}-{slug(settings.prompt)}.{opts.fmt}"
                 index += 1
                 if path.exists():
                     continue
@@ -116,10 +125,10 @@ def publish_all(
                         made.image,
                         path,
                         spec,
-                        identity=identity,
-                        watermark=watermark,
-                        watermark_key=watermark_key,
-                        ledger=ledger,
+                        identity=opts.identity,
+                        watermark=opts.watermark,
+                        watermark_key=opts.watermark_key,
+                        ledger=opts.ledger,
                     )
                     break
                 except OutputExistsError:  # another process took the name meanwhile
@@ -135,8 +144,8 @@ def publish_all(
                 list(result.notes),
             )
             written.append(item)
-            if on_written is not None:
-                on_written(item)
+            if opts.on_written is not None:
+                opts.on_written(item)
     return written
 
 

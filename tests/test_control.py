@@ -14,6 +14,7 @@ from PIL import Image
 from generator import control
 from generator.errors import GenerationError
 from generator.pose import COLORS, Pose
+from generator.publishing import PublishOptions
 from guard.webui.infotext import Infotext
 
 # ---- tiny ControlNets ------------------------------------------------------------------------------
@@ -325,7 +326,9 @@ def test_several_controls_and_their_manifest(gen, files, tmp_path):
     pose.model = str(files["root"] / "control_tiny_openpose.safetensors")
     edges = control.parse_control(f"canny:{files['photo']}")
     edges.model = str(files["root"] / "control_tiny_canny")
-    [item] = gen.generate(_settings(controls=[pose, edges]), tmp_path, watermark=False)
+    [item] = gen.generate(
+        _settings(controls=[pose, edges]), tmp_path, PublishOptions(watermark=False)
+    )
     info = item.infotext.params
     unit0 = control.parse_unit(info["ControlNet 0"])
     unit1 = control.parse_unit(info["ControlNet 1"])

@@ -15,7 +15,7 @@ from PIL import Image
 from generator.errors import GenerationError, ModelLoadError
 from generator.generate import Generator
 from generator.models import load_model
-from generator.publishing import next_index, slug
+from generator.publishing import PublishOptions, next_index, slug
 from generator.samplers import BASES, parse_sampler
 from generator.settings import Settings, parse_embedding, parse_lora, parse_size
 from guard.errors import ModelNotFoundError
@@ -75,7 +75,9 @@ def manifest(path: Path):
 
 # ---- txt2img and publishing --------------------------------------------------------------------
 def test_txt2img_writes_a_signed_png_with_web_ui_infotext(gen, model, tmp_path):
-    [item] = gen.generate(settings(prompt="A blue bird, flying!"), tmp_path, watermark=False)
+    [item] = gen.generate(
+        settings(prompt="A blue bird, flying!"), tmp_path, PublishOptions(watermark=False)
+    )
     assert item.path == tmp_path / "00000-42-a-blue-bird-flying.png"
     info, where = read_file(item.path)
     assert where == "PNG text chunk"
@@ -103,13 +105,13 @@ def test_txt2img_writes_a_signed_png_with_web_ui_infotext(gen, model, tmp_path):
 
 
 def test_training_permission_is_recorded(gen, tmp_path):
-    [item] = gen.generate(settings(), tmp_path, watermark=False, training="allowed")
+    [item] = gen.generate(settings(), tmp_path, PublishOptions(watermark=False, training="allowed"))
     assert manifest(item.path).training == "allowed"
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "webp"])
 def test_other_formats_carry_infotext_in_exif(gen, tmp_path, fmt):
-    [item] = gen.generate(settings(), tmp_path, watermark=False, fmt=fmt)
+    [item] = gen.generate(settings(), tmp_path, PublishOptions(watermark=False, fmt=fmt))
     assert item.path.suffix == f".{fmt}"
     info, where = read_file(item.path)
     assert where == "EXIF UserComment"
@@ -147,7 +149,7 @@ def test_files_are_numbered_and_never_overwritten(gen, tmp_path):
     existing = tmp_path / "00000-42-a-blue-bird.png"
     existing.write_bytes(b"someone else's file")
     (tmp_path / "00006-1-other.png").write_bytes(b"x")
-    items = gen.generate(settings(batch_size=2), tmp_path, watermark=False)
+    items = gen.generate(settings(batch_size=2), tmp_path, PublishOptions(watermark=False))
     assert [p.path.name for p in items] == ["00007-42-a-blue-bird.png", "00008-43-a-blue-bird.png"]
     assert existing.read_bytes() == b"someone else's file"
     assert next_index(tmp_path) == 9
@@ -171,7 +173,9 @@ def test_img2img(gen, tmp_path, init_and_mask):
     weak = one(gen, init_image=init, strength=0.3, steps=4)
     strong = one(gen, init_image=init, strength=0.9, steps=4)
     assert not np.array_equal(weak, strong)
-    [item] = gen.generate(settings(init_image=init, strength=0.6), tmp_path, watermark=False)
+    [item] = gen.generate(
+        settings(init_image=init, strength=0.6), tmp_path, PublishOptions(watermark=False)
+    )
     assert item.infotext.params["Denoising strength"] == "0.6"
     v = manifest(item.path)
     assert v.state == "trusted"
@@ -210,7 +214,9 @@ def test_inpaint_keeps_pixels_outside_the_mask(gen, tmp_path, init_and_mask):
     assert np.array_equal(out[outside], original[outside])
     assert np.abs(out[~outside] - original[~outside]).mean() > 5
 
-    [item] = gen.generate(settings(init_image=init, mask=mask), tmp_path, watermark=False)
+    [item] = gen.generate(
+        settings(init_image=init, mask=mask), tmp_path, PublishOptions(watermark=False)
+    )
     assert item.infotext.params["Mask blur"] == "4"
     v = manifest(item.path)
     assert "c2pa.edited" in [a["action"] for a in v.c2pa.actions]
@@ -431,7 +437,7 @@ def test_refiner_needs_an_sdxl_base(model, tmp_path_factory):
 )
 def test_bad_settings(gen, kw, match, tmp_path):
     with pytest.raises(Exception, match=match):
-        gen.generate(settings(**kw), tmp_path / "out", watermark=False)
+        gen.generate(settings(**kw), tmp_path / "out", PublishOptions(watermark=False))
     assert not (tmp_path / "out").exists()
 
 
@@ -466,7 +472,7 @@ def test_generation_assertion_is_json_and_complete(gen, tmp_path, files):
             loras=[(files["lora"], 0.5)],
         ),
         tmp_path,
-        watermark=False,
+        PublishOptions(watermark=False),
     )
     data = manifest(item.path).c2pa.assertions[GENERATION_ASSERTION]
     json.dumps(data)
@@ -634,7 +640,7 @@ def hires(**kw):
 def test_hires_fix_makes_the_larger_image_and_writes_web_ui_infotext(gen, tmp_path):
     s = settings(steps=2, hires=hires(scale=2, steps=3, upscaler="Latent", denoise=0.5))
     with _UnetCalls(gen.model.pipe) as states:
-        [item] = gen.generate(s, tmp_path, watermark=False)
+        [item] = gen.generate(s, tmp_path, PublishOptions(watermark=False))
     assert len(states) == 2 + 3  # the first pass, then exactly --hires-steps steps
     assert [st.shape[0] for st in states] == [2] * 5
     assert Image.open(item.path).size == (128, 128)

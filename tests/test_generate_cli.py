@@ -12,6 +12,7 @@ import tiny_models as tm
 from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
 
+from generator.publishing import PublishOptions
 from guard.cli import main
 from guard.webui.infotext import read_file
 
@@ -325,7 +326,9 @@ def test_info_falls_back_to_the_c2pa_assertion(files, tmp_path):
 
     gen = Generator(load_model(files["folder"], progress=False), progress=False)
     [item] = gen.generate(
-        Settings("a cat", steps=2, width=64, height=64, seed=4), tmp_path, watermark=False
+        Settings("a cat", steps=2, width=64, height=64, seed=4),
+        tmp_path,
+        PublishOptions(watermark=False),
     )
     from guard.provenance import c2pa_io
 

@@ -15,6 +15,7 @@ import tiny_models as tm
 from PIL import Image
 
 from generator import control
+from generator.publishing import PublishOptions
 from guard.webui.infotext import Infotext
 
 POSE = {
@@ -84,7 +85,7 @@ def test_web_ui_reads_guards_infotext(gen, tmp_path, fmt):
         rng="nv",
         controls=[pose],
     )
-    [item] = gen.generate(settings, tmp_path, watermark=False, fmt=fmt)
+    [item] = gen.generate(settings, tmp_path, PublishOptions(watermark=False, fmt=fmt))
     with Image.open(item.path) as im:
         text = webui_read_info(im)
     assert text == item.infotext.to_text()

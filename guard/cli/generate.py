@@ -212,6 +212,7 @@ def command(
     from generator.generate import Generator
     from generator.hires import from_options
     from generator.models import DEFAULT_MODEL, load_model
+    from generator.publishing import PublishOptions
     from generator.settings import Settings, parse_embedding, parse_lora, parse_size, validate
     from guard.ledger import Ledger
 
@@ -275,9 +276,7 @@ def command(
 
     created = _first_missing(out_dir)
     with Ledger(ledger_path) as ledger, _removed_if_left_empty(created):
-        results = generator.generate(
-            settings,
-            out_dir,
+        options = PublishOptions(
             identity=signer,
             training=training,  # type: ignore[arg-type]
             watermark=not no_watermark,
@@ -285,6 +284,7 @@ def command(
             fmt=fmt,
             on_written=written,
         )
+        results = generator.generate(settings, out_dir, options)
     if as_json:
         emit_json([r.to_dict() for r in results])
 

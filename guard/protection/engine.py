@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from PIL import Image
 
 from guard.errors import ImageInputError, TooSmallError
-from guard.protection.params import DEFAULT_OPTIMISER, MODES, Protected, Protection, default_steps
+from guard.protection.params import (
+    DEFAULT_OPTIMISER,
+    MODES,
+    Mode,
+    Protected,
+    Protection,
+    default_steps,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -88,14 +95,14 @@ def _mask_array(mask: Any, size: tuple[int, int]) -> np.ndarray:
     return arr.clip(0, 1) if arr.max() <= 1 else (arr > 0).astype(np.float32)
 
 
-def protect_image(
+def protect(
     image: Image.Image,
     *,
     model: str | Path | ProtectionModel | None = None,
     encoder: nn.Module | None = None,
     decoder: nn.Module | None = None,
     unet: nn.Module | None = None,
-    mode: str = "textural",
+    mode: Mode = "textural",
     eps: float = 8 / 255,
     steps: int | None = None,
     target: Image.Image | None = None,
@@ -105,10 +112,27 @@ def protect_image(
     progress: bool | str = True,
     on_progress: Callable[[int, int], None] | None = None,
     optimiser: str = DEFAULT_OPTIMISER,
-    strategy: str = "tiles",
+    strategy: Literal["tiles", "resize"] = "tiles",
     tile: int | None = None,
     seed: int = 0,
 ) -> Protected:
+    """Return `image` with an adversarial perturbation of at most `eps` per pixel (0-1 scale),
+    and the record of the run (`Protected.image`, `Protected.record`).
+
+    model: hub id, diffusers folder or single-file checkpoint whose VAE (and, for semantic/fused,
+        UNet) is attacked, or a `load_model()` result; default: the SD 1.5 VAE. Or pass `encoder`
+        ((N,3,H,W) in [0,1] -> latent), optionally `decoder` (latent -> image; makes the textural
+        attack much stronger) and `unet` (a diffusers UNet2DConditionModel, or a module
+        (noisy latent, t) -> noise).
+    mode: 'textural' (disrupt the autoencoder), 'semantic' (disrupt the denoiser) or 'fused'.
+    steps: default from the eps preset (8 at eps 8/255). target: pattern for the latent pull
+        (default: guard's stripes). mask: same-size L image or HxW array; protects where > 0.
+    robust: optimise over JPEG/resize/crop so the protection survives re-encoding.
+    progress: a tqdm bar (a string names it); on_progress(done, total) is called after each
+        optimisation step, for front ends that show their own progress.
+    optimiser: 'sign-cosine', 'sign', 'momentum' or 'adam'. strategy: 'tiles' (full resolution,
+        overlapping tiles of side `tile`) or 'resize' (one pass at a working resolution).
+    """
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
