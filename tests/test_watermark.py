@@ -500,10 +500,10 @@ def test_cli_private_key_and_errors(tmp_path, photo: Image.Image) -> None:
     key.write_bytes(b"my private key\n")
     runner = CliRunner()
     r = runner.invoke(
-        main, ["watermark", "embed", str(src), "-o", str(out), "--key", str(key), "--json"]
+        main, ["watermark", "embed", str(src), "-o", str(out), "--watermark-key", str(key), "--json"]
     )
     assert r.exit_code == 0 and json.loads(r.output)["key"] == "private"
-    assert runner.invoke(main, ["watermark", "detect", str(out), "--key", str(key)]).exit_code == 0
+    assert runner.invoke(main, ["watermark", "detect", str(out), "--watermark-key", str(key)]).exit_code == 0
     assert runner.invoke(main, ["watermark", "detect", str(out)]).exit_code == 1
 
     bad = runner.invoke(

@@ -34,6 +34,49 @@ training_option = click.option(
     show_default=True,
     help="AI training / data mining permission recorded in the Content Credentials.",
 )
+trust_option = click.option(
+    "--trust",
+    "trust_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Extra trusted CA certificate (PEM); repeatable.",
+)
+_KEY_FILE = click.Path(dir_okay=False, path_type=Path)
+WATERMARK_KEY_HELP = (
+    "Private watermark key file (default: guard's public key, which anyone can detect)."
+)
+
+
+def watermark_key_option(*, old_spelling: bool = False) -> Callable[[F], F]:
+    """--watermark-key FILE, passed on as `key_file`. `--key` is the PEM signing key beside
+    `--cert` in every command; verify, scan and watermark once used it for the watermark key, so
+    there (old_spelling) it is still taken, hidden and deprecated, for one release."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(
+            *args: Any, key_file: Path | None, old_key_file: Path | None = None, **kwargs: Any
+        ) -> Any:
+            if key_file is not None and old_key_file is not None and key_file != old_key_file:
+                raise click.UsageError("--key is the old spelling of --watermark-key; give one")
+            return fn(*args, key_file=key_file or old_key_file, **kwargs)
+
+        out = click.option("--watermark-key", "key_file", type=_KEY_FILE, help=WATERMARK_KEY_HELP)(
+            wrapper
+        )
+        if old_spelling:
+            out = click.option(
+                "--key",
+                "old_key_file",
+                type=_KEY_FILE,
+                hidden=True,
+                deprecated="use --watermark-key; --key means the signing key beside --cert",
+            )(out)
+        return out  # type: ignore[return-value]
+
+    return decorate
+
+
 device_option = click.option(
     "--device",
     type=click.Choice(["auto", "cuda", "mps", "cpu"]),

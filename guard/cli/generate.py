@@ -14,7 +14,9 @@ from guard.cli._common import (
     identity_options,
     json_option,
     ledger_option,
+    read_key,
     training_option,
+    watermark_key_option,
 )
 
 _path = click.Path(path_type=Path)
@@ -156,6 +158,7 @@ _path = click.Path(path_type=Path)
 @click.option("--no-watermark", is_flag=True, help="Do not embed guard's invisible watermark.")
 @ledger_option
 @identity_options
+@watermark_key_option()
 @json_option
 @handle_errors
 def command(
@@ -198,6 +201,7 @@ def command(
     no_watermark: bool,
     ledger_path: Path | None,
     identity: object,
+    key_file: Path | None,
     as_json: bool,
 ) -> None:
     """Generate images from PROMPT; each one is watermarked, C2PA-signed and recorded.
@@ -280,6 +284,7 @@ def command(
             identity=signer,
             training=training,  # type: ignore[arg-type]
             watermark=not no_watermark,
+            watermark_key=read_key(key_file),
             ledger=ledger,
             fmt=fmt,
             on_written=written,

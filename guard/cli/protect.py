@@ -16,6 +16,7 @@ from guard.cli._common import (
     handle_errors,
     identity_options,
     json_option,
+    watermark_key_option,
 )
 from guard.errors import ImageInputError, OutputExistsError
 from guard.protection.params import DEFAULT_STRENGTH, MODES, PRESETS
@@ -67,6 +68,7 @@ def _eps(value: float | None) -> float | None:
 )
 @device_option
 @identity_options
+@watermark_key_option()
 @force_option
 @json_option
 @handle_errors
@@ -82,6 +84,7 @@ def command(
     no_robust: bool,
     device: str,
     identity: Any,
+    key_file: Path | None,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -91,7 +94,7 @@ def command(
     (or in --out-dir); a folder runs as a batch and skips outputs that already exist, so an
     interrupted batch resumes where it stopped.
     """
-    from guard.cli._common import PerFile, check_collisions
+    from guard.cli._common import PerFile, check_collisions, read_key
     from guard.protection import load_model
     from guard.protection.workflow import artworks, lossy_warning, output_for, protect_files
 
@@ -110,6 +113,7 @@ def command(
             click.echo(f"guard: warning: {warning}", err=True)
     if not batch and jobs[0][1].exists() and not force:
         raise OutputExistsError(f"{jobs[0][1]} exists; pass --force to overwrite it")
+    watermark_key = read_key(key_file)
     shared: Any = model  # loaded once, by the first file that is not skipped (as protect_files)
     results, per_file = [], PerFile(len(jobs))
     for src, dst in jobs:
@@ -129,6 +133,7 @@ def command(
                 steps=steps,
                 robust=not no_robust,
                 identity=identity.resolve,  # resolved only once an input has been protected
+                watermark_key=watermark_key,
                 progress=not as_json,
             ):
                 results.append(r.to_dict())

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from guard.cli._common import emit_json, handle_errors, json_option, ledger_option
+from guard.cli._common import (
+    emit_json,
+    handle_errors,
+    json_option,
+    ledger_option,
+    trust_option,
+    watermark_key_option,
+)
+
+if TYPE_CHECKING:
+    from guard.scan.api import ScanOptions
 
 _ADDRESS = re.compile(r"^(auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d+)$")
 
@@ -53,16 +64,8 @@ _ADDRESS = re.compile(r"^(auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d+)$")
     is_flag=True,
     help="Metadata only: skip guard's and third-party watermark checks (faster).",
 )
-@click.option(
-    "--trust",
-    "trust_files",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Extra trusted CA certificate (PEM); repeatable.",
-)
-@click.option(
-    "--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), help="Watermark key."
-)
+@trust_option
+@watermark_key_option(old_spelling=True)
 @ledger_option
 @click.option(
     "--user-agent",
@@ -124,7 +127,7 @@ def command(
         raise click.UsageError("give at least one DATASET (or --summary REPORT)")
     if keep_list and copy_clean:
         raise click.UsageError("--keep-list and --copy-clean: choose one")
-    options = dict(
+    options: ScanOptions = dict(
         policy=policy,
         watermark=not no_watermark,
         watermark_key=read_key(key_file),

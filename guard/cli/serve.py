@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from guard.cli._common import handle_errors, identity_options, ledger_option, read_key
+from guard.cli._common import (
+    handle_errors,
+    identity_options,
+    ledger_option,
+    read_key,
+    trust_option,
+    watermark_key_option,
+)
 
 
 @click.command("serve")
@@ -23,19 +30,8 @@ from guard.cli._common import handle_errors, identity_options, ledger_option, re
     type=click.Path(dir_okay=False, path_type=Path),
     help="File holding the token (safer than --token, which other users can see in ps).",
 )
-@click.option(
-    "--trust",
-    "trust_files",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Extra trusted CA certificate (PEM) for verify; repeatable.",
-)
-@click.option(
-    "--watermark-key",
-    "key_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Private watermark key file for sign, protect and verify.",
-)
+@trust_option
+@watermark_key_option()
 @click.option("--model", help="What protect defends against: hub id, diffusers folder or file.")
 @click.option(
     "--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True

@@ -14,6 +14,7 @@ from guard.cli._common import (
     json_option,
     ledger_option,
     training_option,
+    watermark_key_option,
 )
 from guard.provenance.vocab import SOURCE_TYPES
 
@@ -41,6 +42,7 @@ from guard.provenance.vocab import SOURCE_TYPES
 )
 @ledger_option
 @identity_options
+@watermark_key_option()
 @force_option
 @json_option
 @handle_errors
@@ -56,11 +58,12 @@ def command(
     sidecar: bool,
     ledger_path: Path | None,
     identity: object,
+    key_file: Path | None,
     force: bool,
     as_json: bool,
 ) -> None:
     """Sign IMAGES: embed a watermark, then a C2PA manifest saying who made them and how."""
-    from guard.cli._common import PerFile, check_collisions
+    from guard.cli._common import PerFile, check_collisions, read_key
     from guard.ledger import Ledger
     from guard.media import imageio
     from guard.provenance.vocab import source_uri
@@ -88,6 +91,7 @@ def command(
     check_collisions(plan)  # before any work: --force never overwrites the run's own files
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
+    watermark_key = read_key(key_file)
     results = []
     batch = PerFile(len(images))
     with Ledger(ledger_path) as ledger:
@@ -103,6 +107,7 @@ def command(
                     training=training,  # type: ignore[arg-type]
                     identity=identity.resolve(),  # type: ignore[attr-defined]
                     watermark=not no_watermark,
+                    watermark_key=watermark_key,
                     ledger=ledger,
                     force=force,
                     sidecar=sidecar,

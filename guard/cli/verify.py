@@ -7,25 +7,21 @@ from pathlib import Path
 
 import click
 
-from guard.cli._common import emit_json, handle_errors, json_option, ledger_option
+from guard.cli._common import (
+    emit_json,
+    handle_errors,
+    json_option,
+    ledger_option,
+    trust_option,
+    watermark_key_option,
+)
 
 
 @click.command("verify")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--trust",
-    "trust_files",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Extra trusted CA certificate (PEM); repeatable.",
-)
+@trust_option
 @click.option("--no-watermark", is_flag=True, help="Skip the watermark and third-party mark check.")
-@click.option(
-    "--key",
-    "key_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Private watermark key file.",
-)
+@watermark_key_option(old_spelling=True)
 @ledger_option
 @json_option
 @handle_errors

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
-from guard.cli._common import emit_json, force_option, handle_errors, json_option
-
-_key_option = click.option(
-    "--key",
-    "key_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Private watermark key file (default: guard's public key, which anyone can verify).",
+from guard.cli._common import (
+    emit_json,
+    force_option,
+    handle_errors,
+    json_option,
+    watermark_key_option,
 )
+
+_key_option = watermark_key_option(old_spelling=True)
 
 
 @click.group("watermark")

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from guard.scan.image import Settings
 from guard.scan.policy import Policy
@@ -22,6 +22,18 @@ from guard.scan.unit_set import UnitSet
 
 if TYPE_CHECKING:  # pyarrow is imported only when a report is written
     from guard.scan.report import ReportWriter
+
+
+class ScanOptions(TypedDict, total=False):
+    """settings_for's keyword arguments, as scan_on_ray passes them through (and scan takes)."""
+
+    policy: str | os.PathLike[str] | Policy | None
+    watermark: bool
+    watermark_key: bytes | None
+    trust_files: Iterable[str | os.PathLike[str]]
+    ledger: str | os.PathLike[str] | None
+    max_bytes: int
+    user_agent: str | None
 
 
 def settings_for(
@@ -143,7 +155,7 @@ def scan_on_ray(
     address: str | None = None,
     num_cpus: int | None = None,
     fresh: bool = False,
-    **options,
+    **options: Unpack[ScanOptions],
 ) -> Path:
     """The same scan on Ray (a local instance, or the cluster at `address`); returns the report."""
     from guard.scan import ray_engine
