@@ -295,6 +295,7 @@ def test_web_ui_pt_embedding_with_a_custom_token(gen, files):
 
 
 # ---- samplers ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_every_sampler_runs_in_the_pipeline(gen):
     outputs = {}
     for name in [*BASES, "Euler SGM Uniform", "DPM++ 2M Exponential", "Euler Align Your Steps"]:

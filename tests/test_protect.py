@@ -349,6 +349,7 @@ def test_cli_one_bad_artwork_does_not_stop_the_batch(sd, tmp_path):
 # -- the real effect, on the trained taef2 stand-in ----------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_default_preset_disrupts_a_trained_autoencoder(shared_dir):
     d = shared_dir / "models" / "taef2"

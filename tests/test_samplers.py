@@ -124,6 +124,7 @@ def test_infotext_fields_are_web_ui_1_10s():
     assert parse_sampler("DPM++ 2M").name == "DPM++ 2M Karras"  # the pre-1.9 spelling
 
 
+@pytest.mark.slow
 def test_every_pair_resolves_samples_and_round_trips_through_the_infotext():
     choices = all_choices()
     pairs = [(c.name, c.schedule) for c in choices]

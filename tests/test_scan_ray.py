@@ -12,7 +12,10 @@ from tests.scan_corpus import corpus
 
 ray = pytest.importorskip("ray")
 # Ray Data warns about its own deprecated context fields when it copies the context
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+pytestmark = [
+    pytest.mark.slow,  # a local Ray instance takes about 10 s to start
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+]
 
 
 @pytest.fixture(scope="module")

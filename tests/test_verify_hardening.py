@@ -368,6 +368,7 @@ def test_large_images_can_be_decoded_reduced_for_analysis(fmt: str) -> None:
     assert small.image.mode == "RGB"
 
 
+@pytest.mark.slow
 def test_verify_reduces_huge_images_and_still_finds_the_watermark(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -138,6 +138,7 @@ def test_a_near_miss_decode_never_names_a_wrong_id() -> None:
     assert found >= 20  # the test is near the threshold, where misreads happened
 
 
+@pytest.mark.slow
 def test_the_v1_readers_early_exit_never_drops_a_detection() -> None:
     """Reed-Solomon is skipped when the inner words bound the correlation below the threshold;
     that bound must never reject a codeword the detector would have reported."""
@@ -208,6 +209,7 @@ def _unmarked_images() -> list[Image.Image]:
     return [Image.fromarray(a) for a in synthetic + natural]
 
 
+@pytest.mark.slow
 def test_no_false_positives_on_unmarked_images() -> None:
     for im in _unmarked_images():
         for variant in (im, _jpeg(im.convert("RGB"), 75)):
@@ -215,6 +217,7 @@ def test_no_false_positives_on_unmarked_images() -> None:
             assert not hit.found and hit.p_value > 1e-6
 
 
+@pytest.mark.slow
 def test_many_unmarked_images_under_many_keys_stay_far_from_the_threshold() -> None:
     """The p-value is a bound, so unmarked images should not even come close to 1e-6."""
     keys = [None, b"k1", b"platform key", b"another"]
@@ -500,10 +503,16 @@ def test_cli_private_key_and_errors(tmp_path, photo: Image.Image) -> None:
     key.write_bytes(b"my private key\n")
     runner = CliRunner()
     r = runner.invoke(
-        main, ["watermark", "embed", str(src), "-o", str(out), "--watermark-key", str(key), "--json"]
+        main,
+        ["watermark", "embed", str(src), "-o", str(out), "--watermark-key", str(key), "--json"],
     )
     assert r.exit_code == 0 and json.loads(r.output)["key"] == "private"
-    assert runner.invoke(main, ["watermark", "detect", str(out), "--watermark-key", str(key)]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["watermark", "detect", str(out), "--watermark-key", str(key)]
+        ).exit_code
+        == 0
+    )
     assert runner.invoke(main, ["watermark", "detect", str(out)]).exit_code == 1
 
     bad = runner.invoke(
