@@ -160,3 +160,25 @@ def png_bytes(im: Image.Image, **params: object) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "PNG", **params)
     return buf.getvalue()
+
+
+def scan_bomb(repeats: int, size: int = 1024) -> bytes:
+    """A progressive JPEG whose smallest scan (16 bytes on a flat picture) is repeated: libjpeg
+    decodes each repeat over the whole picture (8,000 repeats at 4096 px: 227 KB, 3 s here)."""
+    import re
+
+    b = io.BytesIO()
+    Image.new("RGB", (size, size), (120, 130, 140)).save(b, "JPEG", quality=90, progressive=True)
+    data = b.getvalue()
+    scans, pos = [], 2
+    while data[pos + 1] != 0xD9:
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if data[pos + 1] == 0xDA:
+            end = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]").search(data, pos + 2 + length)
+            assert end is not None
+            scans.append(data[pos : end.start()])
+            pos = end.start()
+        else:
+            pos += 2 + length
+    eoi = data.rindex(b"\xff\xd9")
+    return data[:eoi] + min(scans, key=len) * repeats + data[eoi:]

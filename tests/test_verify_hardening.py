@@ -623,3 +623,24 @@ def test_a_pipe_or_device_named_like_an_image_is_an_input_error_not_a_hang(
         imageio.read_file(path)
     result = CliRunner().invoke(main, ["verify", str(path)])
     assert result.exit_code == 2 and "not a regular file" in result.output
+
+
+# ---- bounded work per file -----------------------------------------------------------------
+def test_a_jpeg_with_thousands_of_scans_is_refused_before_decoding(tmp_path):
+    """Each scan of a progressive JPEG is a pass over the whole picture: 8,000 repeats of a
+    16-byte scan kept libjpeg busy for 3 s, and a 32 MiB upload holds 2 million."""
+    from PIL import Image
+
+    from guard.media.jpeg_segments import count_scans
+    from tests.helpers import scan_bomb
+
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(scan_bomb(5000))
+    assert count_scans(bomb.read_bytes(), 10**6) == 5000 + 10
+    assert count_scans(bomb.read_bytes(), imageio.MAX_JPEG_SCANS) == imageio.MAX_JPEG_SCANS + 1
+    result = CliRunner().invoke(main, ["verify", str(bomb)])
+    assert result.exit_code == 2 and "more than 100 scans" in result.stderr
+    progressive = tmp_path / "fine.jpg"  # an ordinary progressive JPEG still decodes
+    Image.open(bomb).convert("RGB").resize((256, 256)).save(progressive, progressive=True)
+    assert count_scans(progressive.read_bytes(), 100) == 10
+    assert imageio.load(progressive).image.size == (256, 256)

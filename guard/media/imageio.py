@@ -35,10 +35,14 @@ from pathlib import Path
 from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
 from guard.errors import ImageInputError
+from guard.media import jpeg_segments
 from guard.media.formats import MIME
 from guard.media.safe_read import read_regular
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's hard bomb limit (2 × MAX_IMAGE_PIXELS)
+# Progressive encoders write about 10 scans (libjpeg, jpegtran) and mozjpeg up to about 20; a
+# file with more is built to keep a decoder busy (see jpeg_segments.count_scans).
+MAX_JPEG_SCANS = 100
 # Magic bytes -> format, so a caller can read metadata before any pixel is decoded.
 _MAGIC = (
     (0, b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -149,6 +153,12 @@ def decode(
     `reduced_from` then holds the file's own size.
     """
     im, fmt = _open(data, name)
+    if fmt == "JPEG" and jpeg_segments.count_scans(data, MAX_JPEG_SCANS) > MAX_JPEG_SCANS:
+        raise _fail(
+            name,
+            f"a progressive JPEG with more than {MAX_JPEG_SCANS} scans: each costs a pass over "
+            "the whole picture, so it is not decoded",
+        )
     w, h = im.size
     if w == 0 or h == 0:
         raise _fail(name, "has zero width or height")
@@ -172,7 +182,11 @@ def decode(
         data=data,
         icc_profile=info.get("icc_profile") or None,
         xmp=_as_bytes(info.get("xmp") or info.get("XML:com.adobe.xmp")),
-        text={k: v for k, v in info.items() if isinstance(v, str) and k != "XML:com.adobe.xmp"},
+        text={
+            k: v
+            for k, v in info.items()
+            if isinstance(k, str) and isinstance(v, str) and k != "XML:com.adobe.xmp"
+        },
         source_mode=im.mode,
         lossless=_is_lossless(fmt, data),
     )

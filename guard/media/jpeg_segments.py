@@ -8,6 +8,7 @@ these must come out byte for byte.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -67,6 +68,44 @@ def segments(data: bytes) -> list[Segment]:
         out.append(Segment(marker, data[pos : pos + 2 + length], pos))
         pos += 2 + length
     return out
+
+
+# the next marker in entropy-coded data: 0xFF, then anything but a stuffed zero, a restart
+# marker (RST0-7, inside a scan) or a fill byte
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def count_scans(data: bytes, stop_after: int) -> int:
+    """Start-of-scan segments in the first image, counted from the markers alone (no decoding),
+    up to `stop_after + 1`.
+
+    A progressive JPEG may repeat a tiny scan thousands of times (61 bytes each), and libjpeg
+    decodes every one over the whole picture: 460 KB kept a decoder busy for 27 s. libjpeg-turbo
+    added a scan limit to its own API for this reason; Pillow has none, so guard counts first.
+    """
+    if data[:2] != b"\xff\xd8":
+        return 0
+    pos, scans = 2, 0
+    while pos + 4 <= len(data) and scans <= stop_after:
+        if data[pos] != 0xFF:
+            match = _NEXT_MARKER.search(data, pos)  # entropy-coded data after a scan header
+            if match is None:
+                break
+            pos = match.start()
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill, RSTn, TEM
+            pos += 1 if marker == 0xFF else 2
+            continue
+        if marker == EOI:
+            break
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if length < 2:
+            break
+        if marker == SOS:
+            scans += 1
+        pos += 2 + length
+    return scans
 
 
 def build(marker: int, payload: bytes) -> bytes:
