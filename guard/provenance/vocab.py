@@ -56,26 +56,55 @@ TRAINING_ENTRIES = (
 )
 TRAINING_VALUES = ("allowed", "notAllowed", "constrained")
 
-# PLUS Data Mining vocabulary (http://ns.useplus.org/ldf/vocab/) equivalent of each CAWG choice.
+# PLUS Data Mining vocabulary (http://ns.useplus.org/ldf/vocab/): the CAWG choice guard writes as
+# each term. "constrained" is IPTC's "Prohibited, see plus:OtherConstraints".
 PLUS = "http://ns.useplus.org/ldf/vocab/"
 PLUS_DATA_MINING = {
     "allowed": PLUS + "DMI-ALLOWED",
     "notAllowed": PLUS + "DMI-PROHIBITED-AIMLTRAINING",
-    "constrained": PLUS + "DMI-ALLOWED-WITH-CONSTRAINTS",
+    "constrained": PLUS + "DMI-PROHIBITED-SEECONSTRAINT",
 }
-_PLUS_TO_TRAINING = {
-    PLUS + "DMI-ALLOWED": "allowed",
-    PLUS + "DMI-PROHIBITED": "notAllowed",
-    PLUS + "DMI-PROHIBITED-AIMLTRAINING": "notAllowed",
-    PLUS + "DMI-PROHIBITED-GENAIMLTRAINING": "notAllowed",
-    PLUS + "DMI-PROHIBITED-EXCEPTSEARCHENGINEINDEXING": "notAllowed",
-    PLUS + "DMI-ALLOWED-WITH-CONSTRAINTS": "constrained",
-    PLUS + "DMI-PROHIBITED-SEEOTHERS": "constrained",
+# Every term IPTC publishes, with the label IPTC tells tools to write when they write text
+# rather than the URI (ExifTool's PLUS table spells them the same). None: no prohibition.
+PLUS_TERMS: dict[str, tuple[str, str | None]] = {
+    "DMI-UNSPECIFIED": ("Unspecified - no prohibition defined", None),
+    "DMI-ALLOWED": ("Allowed", "allowed"),
+    "DMI-PROHIBITED-AIMLTRAINING": ("Prohibited for AI/ML training", "notAllowed"),
+    "DMI-PROHIBITED-GENAIMLTRAINING": ("Prohibited for Generative AI/ML training", "notAllowed"),
+    "DMI-PROHIBITED-EXCEPTSEARCHENGINEINDEXING": (
+        "Prohibited except for search engine indexing",
+        "notAllowed",
+    ),
+    "DMI-PROHIBITED": ("Prohibited", "notAllowed"),
+    "DMI-PROHIBITED-SEECONSTRAINT": ("Prohibited, see plus:OtherConstraints", "constrained"),
+    "DMI-PROHIBITED-SEEEMBEDDEDRIGHTSEXPR": (
+        "Prohibited, see iptcExt:EmbdEncRightsExpr",
+        "constrained",
+    ),
+    "DMI-PROHIBITED-SEELINKEDRIGHTSEXPR": (
+        "Prohibited, see iptcExt:LinkedEncRightsExpr",
+        "constrained",
+    ),
+    # written by guard 0.1 for "constrained"; not IPTC terms, still read as they were meant
+    "DMI-ALLOWED-WITH-CONSTRAINTS": ("", "constrained"),
+    "DMI-PROHIBITED-SEEOTHERS": ("", "constrained"),
 }
+_PLUS_LABELS = {
+    label.lower().replace("\u2013", "-"): term for term, (label, _) in PLUS_TERMS.items() if label
+}
+UNREADABLE = "unreadable"  # a DataMining value that is none of the terms: fail closed
 
 
 def plus_to_training(value: str | None) -> str | None:
-    return _PLUS_TO_TRAINING.get(value or "") if value else None
+    """allowed / notAllowed / constrained for a DataMining value written as IPTC's URI, its bare
+    term or its text label; None when absent or unspecified; UNREADABLE for anything else."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    term = text.removeprefix(PLUS) if text.startswith(PLUS) else text
+    if term not in PLUS_TERMS:
+        term = _PLUS_LABELS.get(text.lower().replace("\u2013", "-"), "")
+    return PLUS_TERMS[term][1] if term in PLUS_TERMS else UNREADABLE
 
 
 TRAINING_WORDS = {

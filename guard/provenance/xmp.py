@@ -26,7 +26,14 @@ class XmpFacts:
 
     @property
     def training(self) -> str | None:
-        return vocab.plus_to_training(self.data_mining)
+        """The CAWG choice the DataMining value means; None also for a value that is no IPTC
+        term (`readable` is then False, and scan calls the image unverifiable)."""
+        value = vocab.plus_to_training(self.data_mining)
+        return None if value == vocab.UNREADABLE else value
+
+    @property
+    def readable(self) -> bool:
+        return vocab.plus_to_training(self.data_mining) != vocab.UNREADABLE
 
     def to_dict(self) -> dict[str, str | None]:
         return {

@@ -141,13 +141,17 @@ def _scan(item: Item, settings: Settings, row: ScanRow, found: list[Found]) -> N
 
 
 def _robots(meta: dict[str, Any] | None, settings: Settings, row: ScanRow, found: list[Found]):
-    from guard.provenance import robots_tag
+    """The HTTP opt-outs the downloader recorded: X-Robots-Tag, TDMRep, Content-Usage and
+    Content-Signal."""
+    from guard.provenance import robots_tag, usage_headers
 
     values = robots_tag.recorded_values(meta)
     reason = robots_tag.opt_out(meta, settings.user_agent)
     row.x_robots_tag = "; ".join(values) if values else (reason if reason else None)
     if reason:
         found.append(Found("robots_noai", f"opted out when downloaded: {reason}"))
+    for signal in usage_headers.signals(meta):
+        found.append(Found(signal.code, f"when downloaded: {signal.words}"))
 
 
 def _decode(
@@ -253,6 +257,14 @@ def _verdict_signals(d: dict[str, Any], row: ScanRow, found: list[Found]) -> Non
             )
         )
     xmp_training = xmp.get("training")
+    if vocab.plus_to_training(row.xmp_data_mining) == vocab.UNREADABLE:
+        found.append(
+            Found(
+                "xmp_training_unreadable",
+                f"IPTC PLUS DataMining in XMP holds {row.xmp_data_mining!r}, which is none of "
+                "IPTC's terms or labels: the owner's choice cannot be read",
+            )
+        )
     if xmp_training in ("notAllowed", "constrained"):
         found.append(
             Found(

@@ -75,6 +75,12 @@ SIGNALS: dict[str, Signal] = {
         ),
         Signal("xmp_training_constrained", "opted_out", "IPTC PLUS DataMining: constrained"),
         Signal(
+            "xmp_training_unreadable",
+            "unverifiable",
+            "IPTC PLUS DataMining in XMP holds a value that is no IPTC term or label",
+            fixed=True,
+        ),
+        Signal(
             "ledger_training_not_allowed",
             "opted_out",
             "the ledger record of guard's watermark says notAllowed",
@@ -86,6 +92,17 @@ SIGNALS: dict[str, Signal] = {
             "the ledger record of guard's watermark: constrained",
         ),
         Signal("robots_noai", "opted_out", "X-Robots-Tag noai/noimageai when downloaded", True),
+        Signal("tdm_reserved", "opted_out", "TDMRep tdm-reservation: 1 when downloaded", True),
+        Signal(
+            "aipref_train_ai_n", "opted_out", "IETF AI preferences Content-Usage train-ai=n", True
+        ),
+        Signal("content_signal_ai_train_no", "opted_out", "Content-Signal: ai-train=no", True),
+        Signal(
+            "usage_header_unreadable",
+            "unverifiable",
+            "a recorded TDMRep, Content-Usage or Content-Signal header that cannot be read",
+            fixed=True,
+        ),
         # evidence of generation
         Signal("c2pa_ai_source", "ai_generated", "C2PA digital source type is AI"),
         Signal("xmp_ai_source", "ai_generated", "IPTC DigitalSourceType in XMP is AI"),
