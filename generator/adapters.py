@@ -17,11 +17,17 @@ from guard.webui.infotext import format_number
 
 
 def prompt_for_encoder(prompt: str, lora_names: set[str]) -> str:
-    """web UI's `<lora:name:w>` tags are instructions, not words: strip them before encoding.
+    """web UI's `<lora:name:w>` tags are instructions, not words: strip them before encoding."""
+    from guard.webui.infotext import strip_lora_tags
 
-    A tag naming a LoRA that was not given with --lora is an error rather than silently ignored.
-    """
-    from guard.webui.infotext import lora_tags, strip_lora_tags
+    check_lora_tags(prompt, lora_names)
+    return strip_lora_tags(prompt)
+
+
+def check_lora_tags(prompt: str, lora_names: set[str]) -> None:
+    """A tag naming a LoRA that was not given with --lora is an error rather than silently
+    ignored; it needs no model, so validate() asks before one loads."""
+    from guard.webui.infotext import lora_tags
 
     missing = [name for name, _ in lora_tags(prompt) if name not in lora_names]
     if missing:
@@ -29,7 +35,6 @@ def prompt_for_encoder(prompt: str, lora_names: set[str]) -> str:
             f"the prompt asks for LoRA '{missing[0]}' but no --lora file named {missing[0]}.* "
             "was given; add --lora path/to/" + missing[0] + ".safetensors"
         )
-    return strip_lora_tags(prompt)
 
 
 def prompt_with_tags(prompt: str, tags: list[tuple[str, float]]) -> str:

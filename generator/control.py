@@ -291,12 +291,11 @@ def load_controlnet(ref: str | Path, base: Any) -> LoadedControlNet:
                 f"{' '.join(str(exc).split())[:240]}. Use a ControlNet made for this model family."
             ) from exc
     else:
-        path = (
-            download_snapshot(model_ref, "ControlNet")
-            if model_ref.kind == "hub"
-            else model_ref.path
-        )
-        assert path is not None
+        if model_ref.kind == "hub":
+            path = download_snapshot(model_ref, "ControlNet")
+        else:
+            assert model_ref.path is not None
+            path = model_ref.path
         with loading(model_ref, "ControlNet"):
             model = diffusers.ControlNetModel.from_pretrained(str(path), local_files_only=True)
         expected = int(base.pipe.unet.config.cross_attention_dim)

@@ -20,6 +20,7 @@ from typing import Any
 from generator import control as controlnet
 from generator import hires as hires_fix
 from generator.adapters import Adapters, prompt_for_encoder, prompt_with_tags
+from generator.control import LoadedControlNet  # by name: in the class, `controlnet` is a method
 from generator.errors import GenerationError
 from generator.models import LoadedModel, Task
 from generator.passes import Conditioner, hires_pass
@@ -29,6 +30,7 @@ from generator.rng import generator, initial_noise
 from generator.samplers import Sampler, make_scheduler
 from generator.settings import MAX_SEED, MAX_SIDE, Settings, load_input, validate
 from guard import __version__
+from guard.progress import disable as bar_disable
 from guard.webui.infotext import Infotext, format_hash_list, format_number
 
 
@@ -105,7 +107,7 @@ class Generator:
         nets = [self.controlnet(c) for c in s.controls]
         if nets:
             pipe = self.model.control_pipeline(task, [n.model for n in nets])
-            pipe.set_progress_bar_config(disable=not self.progress, leave=False)
+            pipe.set_progress_bar_config(disable=bar_disable(self.progress), leave=False)
         else:
             pipe = self.model.pipeline(task)
         sdxl = self.model.family == "sdxl"
@@ -138,7 +140,9 @@ class Generator:
                 desc = f"batch {b + 1}/{s.batch_count}" if s.batch_count > 1 else "sampling"
                 for p in (pipe, refiner_pipe):
                     if p is not None:
-                        p.set_progress_bar_config(desc=desc, disable=not self.progress, leave=False)
+                        p.set_progress_bar_config(
+                            desc=desc, disable=bar_disable(self.progress), leave=False
+                        )
                 args: dict[str, Any] = {
                     "num_inference_steps": s.steps,
                     "guidance_scale": conditioner.guidance(s.cfg_scale),
@@ -196,7 +200,7 @@ class Generator:
         sampler: Sampler,
         seed: int,
         adapters: Adapters | None = None,
-        nets: list[controlnet.LoadedControlNet] | None = None,
+        nets: list[LoadedControlNet] | None = None,
     ) -> Infotext:
         m = self.model
         params: dict[str, str] = {

@@ -306,8 +306,8 @@ def encode(pipe: Any, images: list[Any], generators: list[Any]) -> Any:
     out = []
     with torch.no_grad(), _vae_precision(vae) as dtype:
         for image, gen in zip(images, generators, strict=True):
-            x = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-            x = torch.from_numpy(np.moveaxis(x, 2, 0))[None] * 2.0 - 1.0
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            x = torch.from_numpy(np.moveaxis(rgb, 2, 0))[None] * 2.0 - 1.0
             dist = vae.encode(x.to(vae.device, dtype)).latent_dist
             out.append(dist.sample(generator=gen) * vae.config.scaling_factor)
     return torch.cat(out)

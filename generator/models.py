@@ -19,6 +19,8 @@ from generator.vae import set_vae
 from guard.devices import pick_device
 from guard.errors import ModelNotFoundError
 from guard.modelref import ModelRef, loading, resolve
+from guard.progress import disable as bar_disable
+from guard.progress import drawn as bar_drawn
 
 # SD 1.5-family default: runs on 4 GB GPUs and on CPU, 512x512 native, and it is what most
 # LoRAs, embeddings and web UI infotexts in circulation were made for (see docs/generate.md).
@@ -143,7 +145,7 @@ def load_model(
     from diffusers.utils import logging as dlogging
 
     dlogging.set_verbosity_error()  # diffusers' warnings are for developers, not for users
-    if not progress:
+    if not bar_drawn(progress):  # loading and download bars: one global switch, guard's rule
         from transformers.utils import logging as tlogging
 
         dlogging.disable_progress_bar()
@@ -204,7 +206,7 @@ def load_model(
         pipe.enable_attention_slicing()
         pipe.vae.enable_tiling()
     pipe.to(device)
-    pipe.set_progress_bar_config(disable=not progress, leave=False)
+    pipe.set_progress_bar_config(disable=bar_disable(progress), leave=False)
     return loaded
 
 

@@ -14,6 +14,7 @@ from generator import hires as hr
 from generator.conditioning import Encoded, PromptEncoder
 from generator.prompt_syntax import split_prompt_weight
 from generator.step_conditioning import StepConditioning, step_counter, webui_steps
+from guard.progress import disable as bar_disable
 
 
 class Conditioner:
@@ -105,7 +106,7 @@ def hires_pass(
         start = hr.crop(hr.encode(first, pictures, make_generators()), target)
     steps = h.steps or settings.steps
     total, strength = hr.img2img_schedule(steps, h.denoise)
-    second.set_progress_bar_config(desc="hires fix", disable=not progress, leave=False)
+    second.set_progress_bar_config(desc="hires fix", disable=bar_disable(progress), leave=False)
     args = {
         "image": start.to(second.unet.dtype),
         "num_inference_steps": total,

@@ -147,7 +147,8 @@ def _draw_body(canvas: np.ndarray, points: list[Point]) -> None:
         angle = math.degrees(math.atan2(ys[0] - ys[1], xs[0] - xs[1]))
         centre = (int(np.mean(xs)), int(np.mean(ys)))
         polygon = cv2.ellipse2Poly(centre, (int(length / 2), 4), int(angle), 0, 360, 1)
-        cv2.fillConvexPoly(canvas, polygon, [int(c * 0.6) for c in color])
+        # ellipse2Poly returns an (N, 2) int32 array (OpenCV's stubs say a list): no copy
+        cv2.fillConvexPoly(canvas, np.asarray(polygon), [int(c * 0.6) for c in color])
     for point, color in zip(points, COLORS):
         if point is not None:
             cv2.circle(canvas, (int(point[0] * sx), int(point[1] * sy)), 4, color, thickness=-1)

@@ -102,7 +102,7 @@ def valid_names() -> list[str]:
     return names
 
 
-def _scheduler_cls(name: str) -> type:
+def _scheduler_cls(name: str) -> type[Any]:
     return getattr(importlib.import_module("diffusers"), name)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from generator import control as controlnet
 from generator import hires as hires_fix
+from generator.adapters import check_lora_tags
 from generator.errors import GenerationError
 from generator.models import Task
 from generator.rng import SOURCES
@@ -136,6 +137,7 @@ def validate(s: Settings) -> Sampler:
     for path, _ in s.loras:
         if not path.is_file():
             raise GenerationError(f"--lora {path}: no such file")
+    check_lora_tags(s.prompt, {path.stem for path, _ in s.loras})  # named as Adapters loads them
     for path, _ in s.embeddings:
         if not path.is_file():
             raise GenerationError(f"--embedding {path}: no such file")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from guard import __version__
 from guard.errors import ImageInputError, TooSmallError
 from guard.media import carried, imageio, reencoding
-from guard.media.atomic_write import save_atomic
+from guard.media.atomic_write import make_folder, save_atomic
 from guard.media.formats import EXTENSIONS, MIME, SUFFIX, format_for
 from guard.provenance import c2pa_io, vocab, xmp
 from guard.provenance import manifest as manifest_mod
@@ -78,7 +78,7 @@ def publish(
     out = Path(out)
     fmt = format_for(out)
     loaded = image if isinstance(image, imageio.LoadedImage) else None
-    pixels = loaded.image if loaded else image
+    pixels = image.image if isinstance(image, imageio.LoadedImage) else image
     _check_output(out, force, sidecar, [i.path for i in spec.ingredients], loaded)
     identity = identity or Identity.default()
     notes: list[str] = []
@@ -191,12 +191,14 @@ def sign(
     sidecar: bool = False,
 ) -> Published:
     """Sign an existing image file. A manifest already in it becomes the parent ingredient,
-    so the history chain is extended, never overwritten."""
+    so the history chain is extended, never overwritten. The output's folder is created, as
+    protect_file and generate create theirs."""
     loaded = src if isinstance(src, imageio.LoadedImage) else imageio.load(src)
     if loaded.path is None:
         raise ImageInputError("sign needs an image loaded from a file; use publish() for pixels")
     src = loaded.path
     out = Path(out) if out else default_output(src, loaded.format, ".signed")
+    make_folder(out.parent)  # once the input has loaded: a bad input creates nothing
     spec = ManifestSpec(
         action="created", source=source, author=author, title=title, training=training
     )

@@ -81,7 +81,9 @@ class Verdict:
         lines = [f"{self.file}: {c.state.upper()}" + _state_gloss(c)]
         if c.state != "absent":
             if c.signer_name:
-                lines.append(f"  signed by: {c.signer_name} (issuer: {c.signer.get('issuer')})")
+                lines.append(
+                    f"  signed by: {c.signer_name} (issuer: {(c.signer or {}).get('issuer')})"
+                )
             lines.append(f"  signed at: {c.signed_at or 'not timestamped'}")
             if c.claim_generator:
                 lines.append(f"  made with: {c.claim_generator}")

@@ -58,6 +58,22 @@ def test_output_options_and_no_overwrite(picture: Path, tmp_path: Path) -> None:
     assert code == 0 and (tmp_path / "signed" / "art.signed.png").exists()
 
 
+def test_sign_output_creates_its_missing_folder(picture: Path, tmp_path: Path) -> None:
+    """`sign -o newdir/x.png` creates the folder, as `sign --out-dir`, `protect -o` and
+    `generate -o` do."""
+    from guard.verdict import verify
+
+    out = tmp_path / "new" / "deeper" / "x.png"
+    code, stdout, err = run("sign", picture, "-o", out, "--no-watermark")
+    assert code == 0, err
+    assert str(out) in stdout and verify(out, watermark=False).ok
+    # a bad input creates no folder
+    bad = write(art(), tmp_path / "bad.png")
+    bad.write_bytes(b"not a picture" * 20)
+    code, _, err = run("sign", bad, "-o", tmp_path / "other" / "x.png", "--no-watermark")
+    assert code == 2 and str(bad) in err and not (tmp_path / "other").exists()
+
+
 def test_force_never_overwrites_the_input(picture: Path) -> None:
     before = sha256(picture)
     code, _, err = run("sign", picture, "-o", picture, "--force", "--no-watermark")
@@ -247,6 +263,24 @@ def test_watermark_embed_never_replaces_its_input(tmp_path: Path) -> None:
     assert code == 2 and sha256(pic) == before
 
 
+def test_info_json_is_a_list_for_one_image_too(tmp_path: Path) -> None:
+    """One shape per command, as verify, sign and generate: a list, whatever the input count."""
+    from PIL import PngImagePlugin
+
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5")
+    made = write(art(32, 32), tmp_path / "made.png", pnginfo=meta)
+    plain = write(art(32, 32), tmp_path / "plain.png")
+    code, out, _ = run("info", made, "--json")
+    assert code == 0
+    [report] = json.loads(out)
+    assert report["file"] == str(made) and report["found"] and report["seed"] == 5
+    code, out, _ = run("info", plain, "--json")
+    assert code == 1 and json.loads(out) == [{"file": str(plain), "found": False}]
+    code, out, _ = run("info", made, plain, "--json")
+    assert code == 1 and [r["found"] for r in json.loads(out)] == [True, False]
+
+
 def test_verify_and_info_report_each_file_of_a_batch(tmp_path: Path) -> None:
     """The shared per-file loop: a bad file is one line (or its JSON entry) and the rest go on;
     exit 2 when a file failed, else as documented (verify 0/1, info 1 when one has none)."""
@@ -269,3 +303,47 @@ def test_verify_and_info_report_each_file_of_a_batch(tmp_path: Path) -> None:
     assert code == 2 and json.loads(out) == [{"file": str(good), "found": False}]
     assert err.strip().startswith("guard: error:") and str(bad) in err
     assert run("info", good)[0] == 1
+
+
+# ---- one meaning per flag ---------------------------------------------------------------------
+def test_watermark_key_is_one_option_everywhere_and_key_is_the_signing_key(tmp_path: Path) -> None:
+    """--key is the PEM key beside --cert; the watermark key is --watermark-key in every command
+    that marks or reads a mark. verify, scan and watermark once took --key for it: still taken,
+    with a deprecation warning, for one release."""
+    pic, wm_key = tmp_path / "in.png", tmp_path / "wm.key"
+    write(art(320, 320), pic)
+    wm_key.write_bytes(b"platform secret\n")
+    signed = tmp_path / "signed.png"
+    code, out, err = run("sign", pic, "-o", signed, "--watermark-key", wm_key, "--json")
+    assert code == 0, err
+    [record] = json.loads(out)
+
+    def found(*args: str | Path) -> tuple[bool, str]:
+        code, out, err = run("verify", signed, "--json", *args)
+        assert code in (0, 1), err
+        return json.loads(out)[0]["watermark"]["found"], err
+
+    assert found("--watermark-key", wm_key) == (True, "")
+    assert found()[0] is False  # marked under the private key: the public one sees nothing
+    with_old, warning = found("--key", wm_key)
+    assert with_old is True and "deprecated" in warning and "--watermark-key" in warning
+    assert record["watermark_id"]
+    for command in ("sign", "protect", "generate", "serve"):
+        help_text = run(command, "--help")[1]
+        assert "--watermark-key" in help_text and "PEM private key for --cert" in help_text
+    for command in (("verify",), ("scan",), ("watermark", "detect")):
+        help_text = run(*command, "--help")[1]
+        assert "--watermark-key" in help_text and "--key" not in help_text.replace("-key F", "")
+    other = tmp_path / "other.key"
+    other.write_bytes(b"another")
+    code, _, err = run("verify", signed, "--key", other, "--watermark-key", wm_key)
+    assert code == 2 and "old spelling" in err
+
+
+def test_trust_is_declared_once() -> None:
+    from guard.cli import _common, scan, serve, verify
+
+    for module in (scan, serve, verify):
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        assert '"--trust"' not in source and "trust_option" in source, module.__name__
+    assert '"--trust"' in Path(_common.__file__).read_text(encoding="utf-8")

@@ -123,6 +123,18 @@ def test_human_output_lists_each_file(files, tmp_path):
     assert "not watermarked" in stderr
 
 
+def test_no_progress_bar_is_drawn_into_a_redirected_stderr(files, tmp_path):
+    """`guard generate … 2> log`: neither the loading, sampling nor hires-fix bar writes its
+    `\\r` frames into the log (CliRunner's stderr is not a terminal)."""
+    code, stdout, stderr = run(
+        "generate", "a red cat", "-m", files["folder"], *TINY, "--seed", "3",
+        "--hires-scale", "1.5", "--hires-steps", "1", "--no-watermark", "-o", tmp_path,
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert stdout.strip().endswith("(seed 3)")
+    assert "\r" not in stderr and "it/s" not in stderr
+
+
 def test_model_from_environment_and_low_memory(files, tmp_path):
     code, _, stderr = run(
         "generate", "a cat", *TINY, "--low-memory", "-o", tmp_path, "--no-watermark",
@@ -294,7 +306,7 @@ def test_info_on_a_web_ui_image(tmp_path):
     code, stdout, _ = run("info", path)
     assert code == 0 and stdout == WEB_UI + "\n"
     code, stdout, _ = run("info", path, "--json")
-    data = json.loads(stdout)
+    [data] = json.loads(stdout)
     assert data["found"] and data["source"] == "PNG text chunk"
     assert data["seed"] == 2822745983 and data["sampler"] == "Euler a"
     assert data["width"] == data["height"] == 512
@@ -339,7 +351,7 @@ def test_info_falls_back_to_the_c2pa_assertion(files, tmp_path):
     copy.write_bytes(stripped)
     assert "parameters" not in Image.open(copy).info
     code, stdout, _ = run("info", copy, "--json")
-    report = json.loads(stdout)
+    [report] = json.loads(stdout)
     assert code == 0 and report["source"] == "C2PA assertion org.guard.generation"
     assert report["infotext"] == item.infotext.to_text()
 
@@ -376,7 +388,7 @@ def test_hires_fix_options_and_info(files, tmp_path):
     assert "Size: 64x64" in text and "Denoising strength: 0.55" in text
     assert "Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Latent (bicubic), " in text
     code, out, _ = run("info", path, "--json")
-    data = json.loads(out)
+    [data] = json.loads(out)
     assert data["hires_upscale"] == 1.5 and data["hires_upscaler"] == "Latent (bicubic)"
 
 

@@ -95,7 +95,7 @@ def test_a_failed_run_leaves_no_empty_output_folder(tmp_path: Path, monkeypatch)
         def __init__(self, *args, **kwargs) -> None:
             pass
 
-        def generate(self, settings, out_dir, **kwargs):
+        def generate(self, settings, out_dir, options=None):
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             raise GenerationError("the pipeline failed")
 
@@ -109,3 +109,42 @@ def test_a_failed_run_leaves_no_empty_output_folder(tmp_path: Path, monkeypatch)
     out.mkdir(parents=True)
     assert run("generate", "a cat", "-o", out)[0] == 2
     assert out.is_dir()
+
+
+def test_a_prompt_lora_tag_without_its_file_fails_before_the_model(
+    tmp_path: Path, no_model: list[str]
+) -> None:
+    """`<lora:missing:0.7>` with no --lora file of that name is refused like every other input:
+    before any model loads, also when another --lora is given."""
+    other = tmp_path / "detail.safetensors"
+    other.write_bytes(b"not read before the model")
+    out = tmp_path / "outputs"
+    for extra in ([], ["--lora", other]):
+        code, _, err = run("generate", "a cat <lora:missing:0.7>", *extra, "-o", out)
+        assert code == 2 and "Traceback" not in err
+        [line] = err.strip().splitlines()
+        assert line.startswith("guard: error:") and "'missing'" in line and "--lora" in line
+    assert no_model == [] and not out.exists()
+
+
+def test_a_sampler_web_ui_does_not_know_is_a_warning(tmp_path: Path, monkeypatch) -> None:
+    """DDPM and DEIS are written as `Sampler: DDPM`, which web UI's paste reads as DPM++ 2M:
+    say so once, on stderr, before the run; web UI's own samplers get no warning."""
+    import generator.models
+    from generator.errors import GenerationError
+
+    def stop(ref, **kwargs):
+        raise GenerationError("stopped at the model load")
+
+    monkeypatch.setattr(generator.models, "load_model", stop)
+    assert run("keys", "init")[0] == 0  # its first-use lines are not what this test reads
+    for name in ("DDPM", "deis"):
+        code, stdout, err = run("generate", "a cat", "--sampler", name, "-o", tmp_path / "o")
+        assert code == 2 and stdout == ""
+        warning, error = err.strip().splitlines()
+        assert warning.startswith("guard: warning:") and "web UI" in warning
+        assert name.upper() in warning and "DPM++ 2M" in warning
+        assert error == "guard: error: stopped at the model load"
+    for name in ("Euler a", "DPM++ 2M Karras", "UniPC"):
+        code, _, err = run("generate", "a cat", "--sampler", name, "-o", tmp_path / "o")
+        assert code == 2 and err == "guard: error: stopped at the model load\n"

@@ -148,3 +148,183 @@ def test_image_without_parameters(tmp_path):
     path = tmp_path / "plain.png"
     Image.new("RGB", (32, 32)).save(path)
     assert read_file(path) == (None, None)
+
+
+# ---- ComfyUI's `prompt` graph -------------------------------------------------------------------
+# The `prompt` text chunk of ComfyUI's default text-to-image workflow, as ComfyUI writes it.
+COMFYUI_PROMPT = {
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {
+            "seed": 156680208700286,
+            "steps": 20,
+            "cfg": 8,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1,
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["5", 0],
+        },
+    },
+    "4": {
+        "class_type": "CheckpointLoaderSimple",
+        "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"},
+    },
+    "5": {
+        "class_type": "EmptyLatentImage",
+        "inputs": {"width": 512, "height": 512, "batch_size": 1},
+    },
+    "6": {
+        "class_type": "CLIPTextEncode",
+        "inputs": {
+            "text": "beautiful scenery nature glass bottle landscape, , purple galaxy bottle,",
+            "clip": ["4", 1],
+        },
+    },
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "text, watermark", "clip": ["4", 1]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+}
+COMFYUI_FIELDS = {
+    "generator": "ComfyUI",
+    "prompt": "beautiful scenery nature glass bottle landscape, , purple galaxy bottle,",
+    "negative_prompt": "text, watermark",
+    "checkpoint": "v1-5-pruned-emaonly.safetensors",
+    "seed": 156680208700286,
+    "steps": 20,
+    "sampler": "euler",
+    "scheduler": "normal",
+    "cfg_scale": 8.0,
+}
+
+
+def _comfyui_png(path, prompt_text: str):
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("prompt", prompt_text)
+    Image.new("RGB", (16, 16)).save(path, pnginfo=meta)
+    return path
+
+
+def _info(*args):
+    from click.testing import CliRunner
+
+    from guard.cli import main
+
+    result = CliRunner().invoke(main, ["info", *map(str, args)], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_comfyui_prompt_graph_gives_its_parameters():
+    from guard.provenance.generator_tags import comfyui_parameters
+
+    params = comfyui_parameters({"prompt": json.dumps(COMFYUI_PROMPT)})
+    assert params is not None and params.to_dict() == COMFYUI_FIELDS
+    assert comfyui_parameters({"parameters": ISSUE_EXAMPLE}) is None
+    assert comfyui_parameters({"prompt": "a photo of a cat"}) is None  # not ComfyUI's
+
+
+def test_guard_info_on_a_comfyui_png(tmp_path):
+    path = _comfyui_png(tmp_path / "ComfyUI_00001_.png", json.dumps(COMFYUI_PROMPT))
+    code, stdout, stderr = _info(path)
+    assert code == 0, stderr
+    assert stdout.splitlines() == [
+        "Prompt: beautiful scenery nature glass bottle landscape, , purple galaxy bottle,",
+        "Negative prompt: text, watermark",
+        "Checkpoint: v1-5-pruned-emaonly.safetensors",
+        "Seed: 156680208700286",
+        "Steps: 20",
+        "Sampler: euler",
+        "Scheduler: normal",
+        "CFG: 8",
+    ]
+    code, stdout, _ = _info(path, "--json")
+    [report] = json.loads(stdout)
+    assert code == 0 and report["found"] and report["source"] == "ComfyUI prompt graph"
+    assert {k: report[k] for k in COMFYUI_FIELDS} == COMFYUI_FIELDS
+
+
+def _graph(**changes):
+    graph = json.loads(json.dumps(COMFYUI_PROMPT))
+    for node, inputs in changes.items():
+        graph[node]["inputs"].update(inputs)
+    return graph
+
+
+def _chain(n: int) -> dict:
+    """A KSampler whose positive prompt is n conditioning nodes away (a hostile, deep graph)."""
+    graph = _graph(**{"3": {"positive": ["c0", 0]}})
+    for i in range(n):
+        graph[f"c{i}"] = {
+            "class_type": "ConditioningZeroOut",
+            "inputs": {"conditioning": [f"c{i + 1}", 0]},
+        }
+    return graph
+
+
+HOSTILE = {
+    # chunk text -> the fields still read from it (None: no generation parameters at all)
+    "malformed JSON": ('{"3": {"class_type": "KSampler", "inputs": {"seed": 1', None),
+    "not an object": ("[1, 2, 3]", None),
+    "nested too deep": ("[" * 100_000 + "]" * 100_000, None),
+    "over the size limit": (json.dumps({**COMFYUI_PROMPT, "x": "y" * (1 << 20)}), None),
+    "links to missing nodes": (
+        json.dumps(_graph(**{"3": {"positive": ["99", 0], "model": ["98", 0]}})),
+        {"prompt": None, "checkpoint": "v1-5-pruned-emaonly.safetensors", "steps": 20},
+    ),
+    "link cycles": (
+        json.dumps(
+            {
+                **_graph(**{"3": {"positive": ["10", 0], "negative": ["3", 0]}}),
+                "10": {"class_type": "ConditioningCombine", "inputs": {"conditioning": ["11", 0]}},
+                "11": {"class_type": "ConditioningCombine", "inputs": {"conditioning": ["10", 0]}},
+            }
+        ),
+        {"prompt": None, "negative_prompt": None, "seed": 156680208700286},
+    ),
+    "a model cycle and no loader": (
+        json.dumps(
+            {
+                k: v
+                for k, v in _graph(**{"3": {"model": ["12", 0]}}).items()
+                if v["class_type"] != "CheckpointLoaderSimple"
+            }
+            | {"12": {"class_type": "LoraLoader", "inputs": {"model": ["12", 0]}}}
+        ),
+        {"checkpoint": None, "negative_prompt": "text, watermark"},
+    ),
+    "wrong types everywhere": (
+        json.dumps(
+            _graph(
+                **{
+                    "3": {"seed": "1", "steps": True, "cfg": [1], "sampler_name": 3, "positive": 6},
+                    "7": {"text": ["6"]},
+                }
+            )
+            | {"x": "not a node", "y": {"class_type": "KSampler", "inputs": "not a dict"}}
+        ),
+        {"seed": None, "steps": None, "cfg_scale": None, "sampler": None, "prompt": None},
+    ),
+    "a huge graph": (
+        json.dumps(_chain(10_000)),  # 0.9 MB: under the size limit
+        {"prompt": None, "negative_prompt": "text, watermark", "scheduler": "normal"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_a_hostile_comfyui_prompt_chunk_is_a_clean_message_or_partial(tmp_path, case):
+    from guard.provenance.generator_tags import comfyui_parameters
+
+    text, expected = HOSTILE[case]
+    params = comfyui_parameters({"prompt": text})
+    code, stdout, stderr = _info(_comfyui_png(tmp_path / "comfy.png", text))
+    assert "Traceback" not in stderr
+    if expected is None:
+        assert params is None
+        assert code == 1 and stderr.endswith("no generation parameters found\n") and not stdout
+    else:
+        assert params is not None
+        assert {k: params.to_dict()[k] for k in expected} == expected
+        assert code == 0 and stdout.strip() and not stderr

@@ -247,7 +247,7 @@ def test_cli_writes_a_signed_protected_png(sd, tmp_path):
     before = sha256(src)
     code, out, err = run("protect", src, "--model", sd, "--steps", "1", "--json")
     assert code == 0, err
-    result = json.loads(out)
+    [result] = json.loads(out)  # a list for one input too, as every command's --json
     dst = tmp_path / "art.protected.png"
     assert Path(result["output"]) == dst and sha256(src) == before
     assert Image.open(dst).format == "PNG"
@@ -259,6 +259,17 @@ def test_cli_writes_a_signed_protected_png(sd, tmp_path):
     assert v.c2pa.assertions[ASSERTION_LABEL]["eps_255"] == 8.0
     assert [i.get("relationship") for i in v.c2pa.ingredients] == ["parentOf"]
     assert result["watermark_id"] and v.watermark and v.watermark.found
+
+
+def test_cli_draws_no_progress_bar_into_a_redirected_stderr(sd, tmp_path):
+    """`guard protect art.png 2> log`: no tqdm frames in the log (CliRunner's stderr is no
+    terminal); the bar is drawn on a terminal only."""
+    src = tmp_path / "art.png"
+    art(64, 64).save(src)
+    code, out, err = run("protect", src, "--model", sd, "--steps", "2")
+    assert code == 0, err
+    assert "protected" in out and (tmp_path / "art.protected.png").exists()
+    assert "\r" not in err and "step/s" not in err
 
 
 def test_cli_batch_resumes_and_warns_about_jpeg(sd, tmp_path):

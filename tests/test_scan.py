@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -489,6 +490,49 @@ def test_cli_scan_usage_errors(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "not a policy" in bad.output
     missing = runner.invoke(main, ["scan", "--summary", str(tmp_path / "none.parquet")])
     assert missing.exit_code == 2 and "no such report" in missing.output
+
+
+def test_cli_scan_draws_no_progress_bar_into_a_redirected_stderr(tmp_path: Path) -> None:
+    """`guard scan DIR 2> log`: the log gets no tqdm frames (the bar is drawn on a terminal
+    only); CliRunner's stderr is not a terminal."""
+    from guard.cli import main
+
+    _small_set(tmp_path / "data", 3)
+    report = tmp_path / "r.parquet"
+    args = ["scan", str(tmp_path / "data"), "--report", str(report), "--workers", "0"]
+    result = CliRunner().invoke(main, [*args, "--no-watermark"])
+    assert result.exit_code == 0, result.output
+    assert report.is_file() and "allowed" in result.stdout
+    assert "\r" not in result.stderr and "scanning" not in result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_cli_scan_draws_its_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    _small_set(tmp_path / "data", 2)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    args = ["scan", str(tmp_path / "data"), "--report", str(tmp_path / "r.parquet")]
+    done = subprocess.run(
+        [sys.executable, "-m", "guard", *args, "--workers", "0", "--no-watermark"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        cwd=ROOT,
+        timeout=120,
+    )
+    os.close(follower)
+    seen = b""
+    with contextlib.suppress(OSError):  # EIO once the terminal's last writer has gone
+        while chunk := os.read(leader, 65536):
+            seen += chunk
+    os.close(leader)
+    assert done.returncode == 0
+    assert b"\rscanning: 100%" in seen
 
 
 # -- the readers in core ----------------------------------------------------------------------

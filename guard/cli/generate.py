@@ -255,7 +255,10 @@ def command(
         controls=units,
         hires=from_options(hires_scale, hires_size, hires_steps, hires_upscaler, hires_denoise),
     )
-    validate(settings)  # cheap checks first: a typo must not cost a model load
+    chosen = validate(settings)  # cheap checks first: a typo must not cost a model load
+    warning = chosen.choice.webui_warning()
+    if warning:
+        click.echo(f"guard: warning: {warning}", err=True)
     signer = identity.resolve()  # type: ignore[attr-defined]
     base = load_model(
         model or DEFAULT_MODEL,

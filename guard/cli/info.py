@@ -14,18 +14,19 @@ from guard.cli._common import emit_json, handle_errors, json_option
 @json_option
 @handle_errors
 def command(images: tuple[Path, ...], as_json: bool) -> None:
-    """Print the generation parameters of IMAGES (made by guard or by Stable Diffusion web UI).
+    """Print the generation parameters of IMAGES (made by guard, Stable Diffusion web UI or
+    ComfyUI). --json prints a list, one object per image.
 
     Exit status 1 when an image holds no parameters.
     """
     from guard.cli._common import PerFile
-    from guard.webui.infotext import read_file
+    from guard.provenance.generator_tags import read_parameters
 
     reports, missing = [], 0
     batch = PerFile(len(images))
     for path in images:
         with batch.file() as outcome:
-            info, where = read_file(path)
+            info, where = read_parameters(path)
         if outcome.error is not None:
             continue
         if info is None:
@@ -42,5 +43,5 @@ def command(images: tuple[Path, ...], as_json: bool) -> None:
                 click.echo(f"== {path} ({where})")
             click.echo(info.to_text())
     if as_json:
-        emit_json(reports[0] if len(images) == 1 and reports else reports)
+        emit_json(reports)  # a list for one image too, as every command's --json
     batch.finish(1 if missing else 0)

@@ -139,8 +139,8 @@ def command(
                 results.append(r.to_dict())
                 if not as_json:
                     click.echo(_line(results[-1]))
-    if as_json and results:
-        emit_json(results if batch else results[0])
+    if as_json:  # a list, one input or many, as every command's --json
+        emit_json(results)
     per_file.finish()
 
 

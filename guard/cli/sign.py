@@ -66,6 +66,7 @@ def command(
     from guard.cli._common import PerFile, check_collisions, read_key
     from guard.ledger import Ledger
     from guard.media import imageio
+    from guard.media.atomic_write import make_folder
     from guard.provenance.vocab import source_uri
     from guard.publishing import default_output, sign
 
@@ -89,8 +90,6 @@ def command(
         if out is not None:
             plan.append((src, [out, out.with_suffix(".c2pa")] if sidecar else [out]))
     check_collisions(plan)  # before any work: --force never overwrites the run's own files
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
     watermark_key = read_key(key_file)
     results = []
     batch = PerFile(len(images))
@@ -98,9 +97,12 @@ def command(
         for src in images:
             with batch.file():
                 loaded = imageio.load(src)  # before the identity: a bad input creates nothing
+                out = target(src, loaded.format)
+                if out is not None:  # -o's or --out-dir's folder, before the identity too
+                    make_folder(out.parent)
                 published = sign(
                     loaded,
-                    target(src, loaded.format),
+                    out,
                     source=source,
                     author=author,
                     title=title,

@@ -42,6 +42,7 @@ def command(
 
     from guard.cli._common import PerFile, expand_images, read_key
     from guard.ledger import Ledger
+    from guard.progress import disable
     from guard.verdict import verify
 
     files = expand_images(paths)
@@ -49,7 +50,7 @@ def command(
     worst, out = 0, []
     with Ledger(ledger_path) as ledger:
         bar = tqdm(
-            files, desc="verifying", unit="file", disable=len(files) < 5 or None, leave=False
+            files, desc="verifying", unit="file", disable=disable(len(files) >= 5), leave=False
         )
         # every file gets a result, a single one too: an input error is its JSON entry
         batch = PerFile(

@@ -91,7 +91,9 @@ class Identity:
                 ) from exc
             raise IdentityError(f"{key}: not a PEM private key ({exc})") from exc
         certs = _load_chain(chain_pem, str(cert))
-        if certs[0].public_key().public_numbers() != private.public_key().public_numbers():
+        # the SubjectPublicKeyInfo of both: defined for every key type (Ed25519 has no numbers)
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if certs[0].public_key().public_bytes(*spki) != private.public_key().public_bytes(*spki):
             raise IdentityError(f"{key} does not belong to the first certificate in {cert}")
         _check_end_entity(certs[0], str(cert))
         pem = private.private_bytes(

@@ -77,6 +77,19 @@ def atomic_file(path: str | os.PathLike[str], *, force: bool = False) -> Iterato
     _fsync_dir(folder)
 
 
+def make_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create an output's folder, parents included: `-o new/x.png` and `--out-dir new/` work
+    alike in every command, while the writer above still refuses a folder nobody created.
+    A folder that cannot be made is one OutputWriteError naming it."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OutputWriteError(f"{path}: cannot create this folder ({reason})") from exc
+    return path
+
+
 def _write_error(target: Path, exc: OSError) -> OutputWriteError:
     reason = exc.strerror or str(exc)
     return OutputWriteError(f"{target}: cannot be written ({reason}); nothing was saved")

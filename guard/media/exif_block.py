@@ -121,7 +121,9 @@ def from_tiff(data: bytes) -> bytes | None:
 
 
 def has_sub_directories(exif: bytes | None) -> bool:
-    return bool(exif) and bool(_pillow_exif(exif, lambda ex: any(t in ex for t in SUB_DIRECTORIES)))
+    if not exif:
+        return False
+    return bool(_pillow_exif(exif, lambda ex: any(t in ex for t in SUB_DIRECTORIES)))
 
 
 def ifd0_only(exif: bytes) -> bytes | None:

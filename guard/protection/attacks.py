@@ -39,6 +39,8 @@ class Surrogate(nn.Module):
     noise schedule, `scaling` of the latent and `prediction_type` ('epsilon' or 'v_prediction').
     """
 
+    alphas_cumprod: torch.Tensor  # a buffer (register_buffer), so it follows .to(device)
+
     def __init__(
         self,
         encoder: nn.Module,
@@ -243,7 +245,7 @@ class TexturalAttack(ProtectionAttack):
             c["zt"] = self.encode(tgt.expand_as(xr))
             c["zt_scale"] = F.mse_loss(z0.float(), c["zt"].float()).clamp_min(1e-8)
         if self.use_decoder:
-            rec = self.surrogate.decoder(z0).float()
+            rec = self._decoder(z0).float()
             c["rec_scale"] = F.mse_loss(rec, xr).clamp_min(1e-4)
         return c
 
@@ -253,7 +255,7 @@ class TexturalAttack(ProtectionAttack):
         z = self.encode(xt).float()
         loss = torch.zeros((), device=z.device)
         if self.use_decoder:
-            rec = self.surrogate.decoder(z.to(self._dtype(self.surrogate.decoder))).float()
+            rec = self._decoder(z.to(self._dtype(self._decoder))).float()
             loss = loss + F.mse_loss(rec, ref) / c["rec_scale"]
         if self.target is not None:
             zt = c["zt"].float()
@@ -265,6 +267,13 @@ class TexturalAttack(ProtectionAttack):
 
     def objective(self, x_adv, x_ref, window, step):
         return self.textural(x_adv, x_ref, window, step)
+
+    @property
+    def _decoder(self) -> nn.Module:
+        """The surrogate's decoder, used only when `use_decoder` (which __init__ sets only then)."""
+        decoder = self.surrogate.decoder
+        assert decoder is not None
+        return decoder
 
     @staticmethod
     def _dtype(module: nn.Module) -> torch.dtype:
@@ -292,8 +301,9 @@ class SemanticAttack(ProtectionAttack):
         t = t.to(z.device)
         ac = s.alphas_cumprod.to(z.device)[t].view(n, 1, 1, 1)
         noisy = ac.sqrt() * z + (1 - ac).sqrt() * noise
-        dtype = TexturalAttack._dtype(s.unet)
-        pred = s.unet(noisy.to(dtype), t).float()
+        unet = s.unet
+        assert unet is not None  # __init__ refused a surrogate without one
+        pred = unet(noisy.to(TexturalAttack._dtype(unet)), t).float()
         target = (
             noise if s.prediction_type == "epsilon" else ac.sqrt() * noise - (1 - ac).sqrt() * z
         )

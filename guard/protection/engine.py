@@ -137,6 +137,7 @@ def protect(
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
+    from guard.progress import disable as bar_disable
     from guard.protection.attacks import ATTACKS
     from guard.protection.models import (
         ProtectionModel,
@@ -191,7 +192,7 @@ def protect(
     use_target = mode != "semantic" and (target is not None or sur.decoder is None)
     if use_target:
         pat = target if target is not None else target_pattern(ww + pw, wh + ph)
-        pat = pat.convert("RGB").resize((ww + pw, wh + ph), Image.BICUBIC)
+        pat = pat.convert("RGB").resize((ww + pw, wh + ph), Image.Resampling.BICUBIC)
         target_t = torch.from_numpy(np.asarray(pat, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
     tile_side = None if strategy == "resize" else (tile or _default_tile(sur, dev.type))
@@ -200,7 +201,7 @@ def protect(
     n_win = len(windows(wh + ph, ww + pw, tile_side))
     desc = progress if isinstance(progress, str) else "protect"
     total = steps * n_win
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=total, desc=desc, unit="step", disable=bar_disable(progress), leave=False)
     done = 0
 
     def on_step(n: int) -> None:
@@ -221,7 +222,7 @@ def protect(
         seed=seed,
         on_step=on_step,
     )
-    if use_target:
+    if target_t is not None:  # set exactly when use_target
         kwargs["target"] = target_t.to(dev)
     attack = ATTACKS[mode](sur, **kwargs)
     try:
@@ -236,7 +237,7 @@ def protect(
     out8 = (out * 255).round().astype(np.uint8)
     result = _compose(out8, prep)
     record = Protection(
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         eps=eps,
         steps=steps,
         robust=robust,

@@ -26,6 +26,8 @@ DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 class VaeEncoder(nn.Module):
     """[0,1] image -> unscaled latent mean, whatever the VAE class (taesd encoders want [-1,1] too)."""
 
+    vae: Any  # a diffusers VAE: encode() is its own, not nn.Module's
+
     def __init__(self, vae: nn.Module) -> None:
         super().__init__()
         self.vae = vae
@@ -38,6 +40,8 @@ class VaeEncoder(nn.Module):
 
 
 class VaeDecoder(nn.Module):
+    vae: Any  # a diffusers VAE: decode() is its own, not nn.Module's
+
     def __init__(self, vae: nn.Module) -> None:
         super().__init__()
         self.vae = vae
@@ -49,6 +53,8 @@ class VaeDecoder(nn.Module):
 
 class NoisePredictor(nn.Module):
     """A UNet2DConditionModel with a fixed (empty-prompt) conditioning: (noisy latent, t) -> pred."""
+
+    cond: torch.Tensor  # a buffer (register_buffer)
 
     def __init__(self, unet: nn.Module, cond: torch.Tensor) -> None:
         super().__init__()
@@ -105,7 +111,8 @@ def surrogate_from_modules(
             predictor = unet
         else:
             if cond is None:
-                dim = unet.config.cross_attention_dim
+                config: Any = unet.config  # a diffusers model's FrozenDict config
+                dim = config.cross_attention_dim
                 dim = dim[0] if isinstance(dim, list | tuple) else dim
                 cond = torch.zeros(1, 77, dim)
             predictor = NoisePredictor(unet, cond)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.errors import ImageInputError, OutputExistsError
 from guard.media import imageio
+from guard.media.atomic_write import make_folder
 from guard.media.formats import EXTENSIONS
 from guard.protection.params import ASSERTION_LABEL, DEFAULT_STRENGTH, Mode, Protection, preset
 from guard.publishing import Published
@@ -156,8 +157,7 @@ def protect_file(
         assertions=[Assertion(ASSERTION_LABEL, result.record.to_assertion())],
         action_parameters={"protection": result.record.mode},
     )
-    if not dst.parent.exists():
-        dst.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(dst.parent)
     signer = identity() if callable(identity) else identity
     pub = publish(
         result.image,

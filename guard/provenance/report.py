@@ -136,7 +136,7 @@ def parse_store(store: Any) -> ManifestReport:
     store = r.obj(store, "the manifest store")
     manifests = r.obj(store.get("manifests"), "manifests")
     label = _text(store.get("active_manifest"))
-    active = r.obj(manifests.get(label), f"manifest {label}")
+    active = r.obj(manifests.get(label) if label is not None else None, f"manifest {label}")
     report = ManifestReport(state="invalid", label=label, store=store)
 
     sig = r.obj(active.get("signature_info"), "signature_info")
@@ -252,7 +252,7 @@ def _chain(
             "manifest": child,
         }
         out.append(entry)
-        sub = manifests.get(child)
+        sub = manifests.get(child) if child is not None else None
         if child in seen or not isinstance(sub, dict):
             continue
         entry["signer"] = _text(_obj(sub.get("signature_info")).get("common_name"))

@@ -72,7 +72,8 @@ def _content_usage(meta: Mapping[str, Any]) -> UsageSignal | None:
         return _unreadable("Content-Usage", values, "is not a structured-field dictionary")
     assert isinstance(parsed, dict)
     for label in AIPREF_TRAINING_LABELS:
-        value, _params = parsed.get(label, (None, {}))
+        entry = parsed.get(label)  # parse gives (value, parameters); its types allow a bare value
+        value = entry[0] if isinstance(entry, tuple) else entry
         if isinstance(value, http_sf.Token) and value == "n":  # only the token n: no
             return UsageSignal("aipref_train_ai_n", f"Content-Usage: {label}=n")
     return None

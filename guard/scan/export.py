@@ -77,7 +77,7 @@ def copy_clean(report: str | os.PathLike[str], out_dir: str | os.PathLike[str]) 
     shard: str | None = None
     run: list[dict] = []  # allowed rows of `shard`, in report order
     for row in allowed_rows(report):
-        if row["shard"] != shard and run:
+        if run and shard is not None and row["shard"] != shard:  # run: rows of `shard`
             _copy_from_shard(shard, run, _shard_folder(out, shard, root), result)
             run = []
         shard = row["shard"]
@@ -85,7 +85,7 @@ def copy_clean(report: str | os.PathLike[str], out_dir: str | os.PathLike[str]) 
             run.append(row)
         else:
             _copy_loose(row, out / os.path.relpath(row["path"], root), result)
-    if run:
+    if run and shard is not None:
         _copy_from_shard(shard, run, _shard_folder(out, shard, root), result)
     return result
 

@@ -192,6 +192,8 @@ def scan_units(
     """The local engine with the report writer and the progress bar around `run`."""
     from tqdm import tqdm
 
+    from guard import progress as progress_rule
+
     workers = (os.cpu_count() or 1) if workers is None else workers
     last_flush = time.monotonic()
 
@@ -208,7 +210,12 @@ def scan_units(
                 last_flush = time.monotonic()
 
     bar = tqdm(
-        total=total, desc="scanning", unit="img", disable=not progress, smoothing=0.05, leave=True
+        total=total,
+        desc="scanning",
+        unit="img",
+        disable=progress_rule.disable(progress),
+        smoothing=0.05,
+        leave=True,
     )
     counts: dict[str, int] = {}
     try:

@@ -86,7 +86,7 @@ def items_of_rows(rows: list[dict[str, Any]]) -> list[Item]:
                 continue
             items.append(
                 Item(
-                    path=member_path(shard, f"{key}.{suffix}"),
+                    path=member_path(str(shard), f"{key}.{suffix}"),  # read_webdataset sets __url__
                     data=data,
                     sidecar=row.get("c2pa"),
                     meta=meta,

@@ -71,7 +71,7 @@ class ScanRow:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScanRow:
-        row = cls(**{k: data.get(k) for k in COLUMN_NAMES if k in data})
+        row = cls(**{k: data[k] for k in COLUMN_NAMES if k in data})
         for name in ("reasons", "signals", "third_party_marks"):
             value = getattr(row, name)
             setattr(row, name, list(value) if value is not None else [])

@@ -18,10 +18,10 @@ import os
 import re
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from guard.errors import GuardError
 from guard.media.formats import EXTENSIONS
@@ -168,7 +168,7 @@ def _list(path: Path) -> Iterator[Unit]:
         yield Unit(_norm(p), kind)
 
 
-def _list_entries(path: Path) -> Iterator[str]:
+def _list_entries(path: Path) -> Generator[str, None, None]:
     if path.suffix.lower() != ".parquet":
         try:
             with path.open(encoding="utf-8") as fh:
@@ -214,7 +214,7 @@ def _is_image_suffix(suffix: str) -> bool:
 
 
 @contextlib.contextmanager
-def open_shard(shard: str, mode: str = "r:*") -> Iterator[tarfile.TarFile]:
+def open_shard(shard: str, mode: Literal["r:*", "r:"] = "r:*") -> Iterator[tarfile.TarFile]:
     """A shard as a tar archive, read through `safe_read` (a pipe named x.tar is refused)."""
     with open_regular(shard) as fh, tarfile.open(fileobj=fh, mode=mode) as tar:
         yield tar

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
@@ -75,7 +75,19 @@ MaxResults = Annotated[
         description="The maximum number of manifest identifiers to return for each query.",
     ),
 ]
-RESULT = {"response_model": SoftBindingQueryResult, "response_model_exclude_none": True}
+
+
+class _ResultArgs(TypedDict):
+    """The route arguments every /matches endpoint shares, spread into its decorator."""
+
+    response_model: type[SoftBindingQueryResult]
+    response_model_exclude_none: bool
+
+
+RESULT: _ResultArgs = {
+    "response_model": SoftBindingQueryResult,
+    "response_model_exclude_none": True,
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": 'Invalid query value (JSON: {"error": ...})'},
 }

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from guard.identity import Identity
     from guard.protection.models import ProtectionModel
+    from guard.protection.params import Mode
     from guard.server.ledgers import Ledgers
     from guard.server.settings import ServeSettings
     from guard.server.uploads import Upload
@@ -38,7 +39,7 @@ class Work:
                 self._identity = source() if callable(source) else (source or Identity.default())
             return self._identity
 
-    def model(self, mode: str) -> ProtectionModel:
+    def model(self, mode: Mode) -> ProtectionModel:
         need_unet = mode != "textural"
         with self._lock:
             if need_unet not in self._models:
@@ -47,7 +48,7 @@ class Work:
                 self._models[need_unet] = load_model(
                     self.settings.model,
                     mode=mode,
-                    device=self.settings.device,  # type: ignore[arg-type]
+                    device=self.settings.device,
                 )
             return self._models[need_unet]
 
@@ -76,7 +77,7 @@ class Work:
             "notes": list(pub.notes),
         }
 
-    def protect(self, job: Job, *, strength: str, mode: str) -> None:
+    def protect(self, job: Job, *, strength: str, mode: Mode) -> None:
         import guard
 
         src = _input(job)
@@ -86,7 +87,7 @@ class Work:
         pub = guard.protect_file(
             src,
             strength=strength,
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,
             model=model,
             identity=self.identity,
             watermark_key=self.settings.watermark_key,

@@ -111,9 +111,9 @@ class KeyedLayout:
         self.payload_idx = order[self.n_pilot :]
         self.pilot_sign = rng.choice([-1.0, 1.0], self.n_pilot)
         self.payload_sign = rng.choice([-1.0, 1.0], n_payload)
-        pilot = np.zeros(N_CHIP)
-        pilot[self.pilot_idx] = self.pilot_sign
-        self.pilot_bins = pilot[:N_BIN] + 1j * pilot[N_BIN:]  # pilot as complex data bins
+        pilot_chips = np.zeros(N_CHIP)
+        pilot_chips[self.pilot_idx] = self.pilot_sign
+        self.pilot_bins = pilot_chips[:N_BIN] + 1j * pilot_chips[N_BIN:]  # as complex data bins
 
     def chips(self, payload_chips: np.ndarray) -> np.ndarray:
         chips = np.zeros(N_CHIP)

@@ -237,14 +237,14 @@ def register(
     # kept only if the full pilot peak grows.
     for band in (_LOW_BAND, _FULL_BAND):
         for _ in range(iterations):
-            m = _newton_step(folder, best, layout, band)
-            if m is None:
+            stepped = _newton_step(folder, best, layout, band)
+            if stepped is None:
                 break
-            bins = folder.bins(m)
+            bins = folder.bins(stepped)
             offset, z = _pilot_offset(bins, layout)
             if z <= best.z:
                 break
-            best = Registration(m, offset, bins, _ring_power(bins), z, layout)
+            best = Registration(stepped, offset, bins, _ring_power(bins), z, layout)
     return best
 
 
@@ -273,7 +273,10 @@ def chip_weights(reg: Registration, layout: KeyedLayout, group: int = 3) -> np.n
     ring_group = CHIP_CLASS // group
     pil = layout.pilot_idx
     n = int(ring_group.max()) + 1
-    signal = np.bincount(ring_group[pil], weights=soft[pil] * layout.pilot_sign, minlength=n)
+    # with weights, bincount sums floats (numpy's stubs type every bincount as integers)
+    signal: np.ndarray = np.bincount(
+        ring_group[pil], weights=soft[pil] * layout.pilot_sign, minlength=n
+    )
     signal /= np.maximum(np.bincount(ring_group[pil], minlength=n), 1)
     scale = np.sqrt(np.mean(soft**2)) + 1e-12
     return np.maximum(signal / scale, 0.02)[ring_group] / scale

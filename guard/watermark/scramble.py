@@ -26,6 +26,7 @@ import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -52,7 +53,11 @@ def signs(key: bytes, n_payload: int) -> np.ndarray:
     return rng.permuted(np.tile(base[:, None], (1, n_payload)), axis=0)
 
 
-def slot_of(ty: np.ndarray, tx: np.ndarray) -> np.ndarray:
+@overload
+def slot_of(ty: int, tx: int) -> int: ...
+@overload
+def slot_of(ty: np.ndarray, tx: np.ndarray) -> np.ndarray: ...
+def slot_of(ty: np.ndarray | int, tx: np.ndarray | int) -> np.ndarray | int:
     """Grid slot of tile row ty, tile column tx (any integers, negative included)."""
     return (ty % SUPER) * SUPER + (tx % SUPER)
 

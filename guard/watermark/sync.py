@@ -138,7 +138,7 @@ def _lattice_refine(spec: _Spectrum, pose: Pose, lattice: np.ndarray) -> Pose:
         fx, fy = np.where(flip, -fx, fx), np.where(flip, -fy, fy) + h // 2
         x0, y0 = np.floor(fx).astype(int), np.floor(fy).astype(int)
         ax, ay = fx - x0, fy - y0
-        total = 0.0
+        total = np.zeros_like(ax)
         for dy in (0, 1):
             for dx in (0, 1):
                 v = ratio[
@@ -189,7 +189,7 @@ def _scores_at(spec: _Spectrum, scales, angles, bilinear, mirror=False):
     (fx, fy), y0, x0 = _positions(spec.shape, scales, angles, mirror)
     ph, pw = spec.ratio.shape
     ax, ay = fx - x0, fy - y0
-    total = 0.0
+    total = np.zeros_like(ax)
     for dy in (0, 1):
         for dx in (0, 1):
             v = spec.ratio[np.clip(y0 + dy, 0, ph - 1), np.clip(x0 + dx, 0, pw - 1)]

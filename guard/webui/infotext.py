@@ -18,7 +18,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from guard.media.imageio import LoadedImage
 
 # Key: a word character then word characters, spaces, '-' or '/'; value: a JSON string or up to ','.
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -209,15 +212,16 @@ class Infotext:
 GENERATION_ASSERTION = "org.guard.generation"
 
 
-def read_file(path: str | Path) -> tuple[Infotext | None, str | None]:
-    """The generation parameters stored in an image file, and where they were found.
+def read_file(path: str | Path | LoadedImage) -> tuple[Infotext | None, str | None]:
+    """The generation parameters stored in an image file, and where they were found. A file
+    already loaded is not read again (guard info then looks for other tools' text in it).
 
     Order: the PNG 'parameters' chunk or EXIF UserComment (web UI and guard both write these), then
     guard's C2PA generation assertion (which survives tools that drop text chunks but keep C2PA).
     """
     from guard.media import imageio
 
-    loaded = imageio.load(path)
+    loaded = path if isinstance(path, imageio.LoadedImage) else imageio.load(path)
     text = loaded.text.get("parameters")
     if text and text.strip():
         where = "PNG text chunk" if loaded.format == "PNG" else "EXIF UserComment"

@@ -126,6 +126,9 @@ SAMPLERS: tuple[SamplerDef, ...] = (
 )
 BY_NAME = {s.name: s for s in SAMPLERS}
 
+# what web UI 1.10 reads a sampler name it does not know as: its first sampler, schedule Automatic
+WEBUI_FALLBACK = ("DPM++ 2M", "Automatic")
+
 # web UI samplers that diffusers cannot run: named in the error instead of "unknown"
 UNAVAILABLE = ("DPM fast", "DPM adaptive", "Restart", "DDIM CFG++")
 
@@ -184,6 +187,19 @@ class Choice:
             fields["Beta schedule alpha"] = str(BETA_ALPHA)
             fields["Beta schedule beta"] = str(BETA_BETA)
         return fields
+
+    def webui_warning(self) -> str | None:
+        """Why the infotext will mislead web UI, for a sampler web UI does not have (DDPM, DEIS):
+        its paste (get_sampler_and_scheduler) silently reads an unknown name as its first
+        sampler, so the image would be remade with another one."""
+        if self.sampler.origin == "web UI":
+            return None
+        name = self.sampler.name
+        return (
+            f"--sampler {name} is not a web UI sampler ({self.sampler.origin} has it): web UI "
+            f"will not recognise 'Sampler: {name}' in the infotext and will read it as "
+            f"{WEBUI_FALLBACK[0]} ({WEBUI_FALLBACK[1]})"
+        )
 
 
 def _norm(text: str) -> str:
