@@ -110,6 +110,8 @@ def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, loca
     shards = {
         "split.tar": [("a.jpg", jpeg), ("b.jpg", jpeg), ("a.json", b"{}")],  # "a" split by "b"
         "many.tar": [(f"m.{i:03d}.jpg", jpeg) for i in range(300)],  # one sample, 300 members
+        "dup.tar": [("d.jpg", jpeg), ("./d.jpg", jpeg), ("ok.jpg", jpeg)],  # an alias
+        "nl.tar": [("zz\n" + str(folder / "fine.jpg"), jpeg)],  # a second keep-list line
     }
     for name, members in shards.items():
         with tarfile.open(folder / name, "w") as tar:
@@ -128,4 +130,7 @@ def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, loca
     assert rows[str(folder / "pipe.jpg")]["decision"] == "unverifiable"
     assert rows[str(folder / "pipe.tar") + "#"]["decision"] == "unverifiable"
     assert rows[str(folder / "split.tar") + "#a.jpg"]["decision"] == "unverifiable"
+    assert rows[str(folder / "dup.tar") + "#./d.jpg"]["decision"] == "unverifiable"
+    assert rows[str(folder / "dup.tar") + "#ok.jpg"]["decision"] == "allowed"
+    assert [p for p in rows if "\n" in p] == []
     assert rows[str(folder / "many.tar") + "#m.*"]["decision"] == "unverifiable"

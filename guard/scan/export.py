@@ -16,14 +16,9 @@ from pathlib import Path
 
 from guard.errors import GuardError, OutputExistsError
 from guard.media.safe_read import FileTooLarge, read_regular
+from guard.scan.item import DEFAULT_MAX_BYTES, name_is_safe, shown
 from guard.scan.report import iter_rows
-from guard.scan.sources import (
-    DEFAULT_MAX_BYTES,
-    SHARD_ERRORS,
-    open_shard,
-    sample_members,
-    split_key,
-)
+from guard.scan.shards import SHARD_ERRORS, open_shard, sample_members, split_key
 
 COLUMNS = ["path", "shard", "key", "sha256", "decision"]
 
@@ -47,12 +42,21 @@ def allowed_rows(report: str | os.PathLike[str]):
 
 
 def keep_list(report: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
-    """Write the allowed images' paths (SHARD#MEMBER for shard samples), one per line."""
+    """Write the allowed images' paths (SHARD#MEMBER for shard samples), one per line: UTF-8,
+    each line ending in LF, no quoting. A name that is not UTF-8 or holds a control character
+    is never allowed by the scan; a report row that holds one anyway (a report is a file, and
+    can be edited) stops the export, since one line must never be read as two paths."""
     from guard.media.atomic_write import atomic_file
 
     n = 0
     with atomic_file(out, force=True) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
         for row in allowed_rows(report):  # streamed: a list of millions is never in memory
+            if not name_is_safe(row["path"]):
+                raise GuardError(
+                    f"{report}: an allowed row's path holds a control character or is not "
+                    f"UTF-8 ({shown(row['path'])}); guard scan never writes such a row, so the "
+                    "report was changed since; no keep-list was written"
+                )
             fh.write(row["path"] + "\n")
             n += 1
     return n

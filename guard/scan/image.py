@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from guard.media.safe_read import FileTooLarge, read_regular
+from guard.scan.item import DEFAULT_MAX_BYTES, Item
 from guard.scan.policy import STRICT, Found, Policy
 from guard.scan.row import ScanRow
-from guard.scan.sources import DEFAULT_MAX_BYTES, Item, read_beside
+from guard.scan.sources import read_beside
 
 if TYPE_CHECKING:
     from guard.ledger import Ledger

@@ -22,9 +22,10 @@ from concurrent.futures.process import BrokenProcessPool
 
 from guard.errors import GuardError
 from guard.scan.image import Settings, scan_item
+from guard.scan.item import Item
 from guard.scan.policy import Found
 from guard.scan.row import ScanRow
-from guard.scan.sources import Item, Unit
+from guard.scan.sources import Unit
 
 FLUSH_ROWS = 2000
 FLUSH_SECONDS = 30.0

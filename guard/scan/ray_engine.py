@@ -19,16 +19,10 @@ from typing import Any
 from guard.errors import GuardError
 from guard.scan import local
 from guard.scan.image import Settings, scan_item
+from guard.scan.item import IMAGE_SUFFIXES, Item, parse_meta
 from guard.scan.row import ScanRow
-from guard.scan.sources import (
-    IMAGE_SUFFIXES,
-    Item,
-    Unit,
-    irregular_samples,
-    member_path,
-    parse_meta,
-    read_beside,
-)
+from guard.scan.shards import irregular_samples, member_path
+from guard.scan.sources import Unit, read_beside
 
 WEBDATASET_FIELDS = ("__key__", "__url__")
 

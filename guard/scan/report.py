@@ -135,7 +135,7 @@ class ReportWriter:
         it is there: a loose file's row, or as many rows as the shard has images. Rows of
         incomplete shards are dropped (the shard is scanned again). Returns the done units.
         """
-        from guard.scan.sources import count_shard
+        from guard.scan.shards import count_shard
 
         adopted: set[str] = set()
         for folder in sorted(p for p in self.staging.glob("ray-*") if p.is_dir()):
