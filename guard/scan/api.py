@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from guard.scan.image import Settings
+from guard.scan.item import DEFAULT_MAX_BYTES, IMAGE_SUFFIXES
 from guard.scan.policy import Policy
 from guard.scan.policy import load as load_policy
 from guard.scan.row import ScanRow
-from guard.scan.sources import DEFAULT_MAX_BYTES, Unit, check, units
+from guard.scan.sources import SourceError, Unit, check, units
 from guard.scan.unit_set import UnitSet
 
 if TYPE_CHECKING:  # pyarrow is imported only when a report is written
@@ -141,11 +142,18 @@ def plan(
 def _todo(datasets: list[str], writer: ReportWriter | None, record: bool = True) -> Iterator[Unit]:
     """The units not finished by an earlier run; every unit joins the report's scope."""
     done = writer.previous.done_units if writer is not None else None
+    found = 0
     for unit in units(datasets):
+        found += 1
         if record and writer is not None and writer.units is not None:
             writer.units.add(unit.id)
         if done is None or unit.id not in done:
             yield unit
+    if not found:  # an empty success would read as "nothing here is opted out"
+        raise SourceError(
+            f"{', '.join(datasets)}: no images, shards or path lists found to scan "
+            f"(images: {', '.join(sorted(IMAGE_SUFFIXES))}; shards: .tar, img2dataset's .parquet)"
+        )
 
 
 def scan_on_ray(

@@ -82,7 +82,7 @@ def copy_clean(report: str | os.PathLike[str], out_dir: str | os.PathLike[str]) 
     run: list[dict] = []  # allowed rows of `shard`, in report order
     for row in allowed_rows(report):
         if run and shard is not None and row["shard"] != shard:  # run: rows of `shard`
-            _copy_from_shard(shard, run, _shard_folder(out, shard, root), result)
+            _copy_run(shard, run, _shard_folder(out, shard, root), result)
             run = []
         shard = row["shard"]
         if shard:
@@ -90,7 +90,7 @@ def copy_clean(report: str | os.PathLike[str], out_dir: str | os.PathLike[str]) 
         else:
             _copy_loose(row, out / os.path.relpath(row["path"], root), result)
     if run and shard is not None:
-        _copy_from_shard(shard, run, _shard_folder(out, shard, root), result)
+        _copy_run(shard, run, _shard_folder(out, shard, root), result)
     return result
 
 
@@ -103,7 +103,43 @@ def _common_folder(report: str | os.PathLike[str]) -> str:
 
 
 def _shard_folder(out: Path, shard: str | None, root: str) -> Path:
-    return out / os.path.relpath(shard or "", root).removesuffix(".tar")
+    return out / os.path.splitext(os.path.relpath(shard or "", root))[0]
+
+
+def _copy_run(shard: str, members: list[dict], folder: Path, result: CopyResult) -> None:
+    if shard.endswith(".parquet"):
+        _copy_from_parquet(shard, members, folder, result)
+    else:
+        _copy_from_shard(shard, members, folder, result)
+
+
+def _copy_from_parquet(shard: str, members: list[dict], folder: Path, result: CopyResult) -> None:
+    """img2dataset's Parquet output: each image with its caption (KEY.txt) and its row's other
+    columns (KEY.json), as img2dataset's own files output lays them out."""
+    import json
+
+    from guard.scan.parquet_shards import rows
+
+    wanted = {r["path"].split("#", 1)[1]: r for r in members}
+    found: set[str] = set()
+    try:
+        for parquet_row in rows(shard, DEFAULT_MAX_BYTES):
+            row = wanted.get(parquet_row.member)
+            if row is None or parquet_row.member in found or parquet_row.problem:
+                continue
+            found.add(parquet_row.member)
+            target = folder / _safe(parquet_row.member)
+            if not _write(target, parquet_row.data, row, result):
+                continue
+            caption = parquet_row.meta.get("caption")
+            if isinstance(caption, str):
+                _write_companion(target.with_suffix(".txt"), caption.encode(), row, result)
+            meta = json.dumps(parquet_row.meta, default=str, ensure_ascii=False).encode()
+            _write_companion(target.with_suffix(".json"), meta, row, result)
+    except Exception as exc:  # pyarrow's errors share no base class below Exception
+        result.skipped.append(f"{shard}: the Parquet shard could not be read ({exc})")
+    for name in wanted.keys() - found:
+        result.skipped.append(f"{wanted[name]['path']}: no longer in its shard")
 
 
 def _copy_loose(row: dict, target: Path, result: CopyResult) -> None:

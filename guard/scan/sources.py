@@ -25,6 +25,8 @@ from guard.scan.item import (
     parse_meta,
     shown,
 )
+from guard.scan.parquet_shards import count as parquet_count
+from guard.scan.parquet_shards import image_column, read_parquet_shard
 from guard.scan.shards import count_shard, read_shard
 from guard.scan.unit_set import UnitSet
 
@@ -42,18 +44,24 @@ class Unit:
     """The grain of resuming: one loose file or one shard."""
 
     id: str
-    kind: str  # "file" | "shard" | "unnamable" (not UTF-8, or a control character; id escaped)
+    # "file" | "shard" (a WebDataset .tar) | "parquet" (img2dataset's Parquet output) |
+    # "unnamable" (not UTF-8, or a control character; the id is escaped)
+    kind: str
 
     def items(self, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
         if self.kind == "file":
             yield Item(path=self.id, file=self.id)
         elif self.kind == "unnamable":
             yield Item(path=self.id, problem=UNNAMABLE)
+        elif self.kind == "parquet":
+            yield from read_parquet_shard(self.id, max_bytes)
         else:
             yield from read_shard(self.id, max_bytes)
 
     def count(self) -> int | None:
         """Images in the unit, when that is cheap to know (uncompressed shards: headers only)."""
+        if self.kind == "parquet":
+            return parquet_count(self.id)
         return count_shard(self.id) if self.kind == "shard" else 1
 
 
@@ -80,7 +88,7 @@ def check(datasets: Iterable[str | os.PathLike[str]]) -> None:
         path = Path(arg)
         if not path.exists():
             raise SourceError(f"{path}: no such file or folder")
-        if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+        if path.is_file() and path.suffix.lower() in LIST_SUFFIXES and not _image_parquet(path):
             entries = _list_entries(path)
             next(entries, None)  # opens the list (and finds a Parquet list's path column)
             entries.close()
@@ -93,6 +101,8 @@ def _units_of(path: Path) -> Iterator[Unit]:
         raise SourceError(f"{path}: no such file or folder")
     elif path.suffix.lower() in SHARD_SUFFIXES:
         yield Unit(_norm(path), "shard")
+    elif _image_parquet(path):
+        yield Unit(_norm(path), "parquet")
     elif path.suffix.lower() in LIST_SUFFIXES:
         yield from _list(path)
     else:
@@ -100,7 +110,8 @@ def _units_of(path: Path) -> Iterator[Unit]:
 
 
 def _walk(folder: Path) -> Iterator[Unit]:
-    """Images and shards below `folder`, sorted; img2dataset's per-shard .parquet is skipped."""
+    """Images and shards below `folder`, sorted. A .parquet that holds images is img2dataset's
+    Parquet output, a shard; one without (the metadata beside its other outputs) is skipped."""
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
@@ -109,6 +120,12 @@ def _walk(folder: Path) -> Iterator[Unit]:
                 yield Unit(_norm(os.path.join(root, name)), "file")
             elif suffix in SHARD_SUFFIXES:
                 yield Unit(_norm(os.path.join(root, name)), "shard")
+            elif suffix == ".parquet" and _image_parquet(Path(root, name)):
+                yield Unit(_norm(os.path.join(root, name)), "parquet")
+
+
+def _image_parquet(path: Path) -> bool:
+    return path.suffix.lower() == ".parquet" and image_column(path) is not None
 
 
 def _list(path: Path) -> Iterator[Unit]:
@@ -120,7 +137,7 @@ def _list(path: Path) -> Iterator[Unit]:
         p = Path(entry)
         p = p if p.is_absolute() else base / p
         kind = "shard" if p.suffix.lower() in SHARD_SUFFIXES else "file"
-        yield Unit(_norm(p), kind)
+        yield Unit(_norm(p), "parquet" if _image_parquet(p) else kind)
 
 
 def _list_entries(path: Path) -> Generator[str, None, None]:
