@@ -24,6 +24,7 @@ from guard.provenance import c2pa_io, vocab, xmp
 
 if TYPE_CHECKING:
     from guard.ledger import Ledger
+    from guard.ledger.fingerprint import Region
     from guard.watermark import Detection, ThirdPartyMark
 
 SCHEMA_VERSION = 1
@@ -134,6 +135,9 @@ class Verdict:
             lines.append(f"    matches a record made on {day}, but the record is UNVERIFIED:")
             lines.append(f"    {m.problem}; none of its claims are used")
             return lines
+        region = m.content_region
+        if m.content_match is False and region is not None:
+            return [*lines, *_region_words(region, day)]
         if m.content_match is False:
             lines.append(f"    this mark BELONGS TO ANOTHER IMAGE (a record made on {day}): the")
             lines.append("    picture does not match the record's picture, so the mark was copied")
@@ -329,6 +333,8 @@ def _geometry_words(g: dict[str, Any]) -> str:
 
 
 def _state_gloss(c: c2pa_io.ManifestReport) -> str:
+    if c.state == "invalid" and c.failures and all(f.code in c2pa_io.UNCHECKED for f in c.failures):
+        return " — the Content Credentials could not be checked"
     return {
         "trusted": " — signature valid, signer trusted",
         "valid": " — signature valid, but the signer is not in your trust list",
@@ -341,3 +347,25 @@ def _action_words(action: dict[str, Any]) -> str:
     name = (action.get("action") or "").removeprefix("c2pa.")
     agent = action.get("software_agent")
     return f"{name} ({agent})" if agent else name
+
+
+def _region_words(region: Region, day: str) -> list[str]:
+    """A record's picture in part of the copy only: where it is, and that the rest is not."""
+    x0, y0, x1, y1 = region.box
+    out = [f"    points to a record made on {day}, whose picture is only PART of this one:"]
+    if region.other_share > 0:
+        out.append(
+            f"    it covers ({x0},{y0})-({x1},{y1}), {region.share:.0%} of this picture; the rest "
+            f"({region.other_share:.0%} with detail of its own) is not from that record"
+        )
+    else:
+        out.append(f"    it covers ({x0},{y0})-({x1},{y1}), {region.share:.0%} of this picture")
+    if region.changed:
+        boxes = ", ".join(f"({a},{b})-({c},{d})" for a, b, c, d in region.changed[:4])
+        more = f" and {len(region.changed) - 4} more" if len(region.changed) > 4 else ""
+        out.append(
+            f"    and {region.changed_share:.0%} of the record's picture was changed here: "
+            f"{boxes}{more}"
+        )
+    out.append("    the record's claims are for that part only, not for this picture")
+    return out

@@ -184,3 +184,63 @@ def test_fingerprint_is_compact() -> None:
     _photo("astronaut", (1024, 1024)).save(buf, "PNG")
     fp = fingerprint.compute(Image.open(buf))
     assert len(fp) < 20_000 and fingerprint.decode(fp).shape == (128, 128)
+
+
+# ---- the record's picture in part of the copy only -------------------------------------------
+def _collage(marked: Image.Image, cover: float) -> tuple[Image.Image, tuple[int, int]]:
+    """The marked picture pasted 1:1 into a real photo, covering `cover` of the result."""
+    w, h = marked.size
+    size = (round(w / cover**0.5), round(h / cover**0.5))
+    canvas = _photo("coffee", size)
+    at = ((size[0] - w) // 3, (size[1] - h) // 2)
+    canvas.paste(marked, at)
+    return canvas, at
+
+
+@pytest.mark.parametrize("cover", [0.44, 0.64])
+def test_a_collage_gets_the_region_not_the_records_claims(published, tmp_path, cover) -> None:
+    """A signed AI image pasted into a real photo got "this picture matches the record's
+    picture ... AI-generated, AI training not allowed" in 48 of 48 collages."""
+    _, _, marked = published
+    collage, (x, y) = _collage(marked, cover)
+    v = guard.verify(_bare(collage, tmp_path / "collage.jpg", quality=90))
+    assert v.ledger is not None and v.ledger.verified
+    assert v.ledger.content_match is False
+    region = v.ledger.content_region
+    assert region is not None and region.other_share > 0.2
+    assert abs(region.share - cover) < 0.06
+    x0, y0, x1, y1 = region.box  # where the marked picture was pasted, to a few pixels
+    w, h = marked.size
+    assert max(abs(x0 - x), abs(y0 - y), abs(x1 - (x + w)), abs(y1 - (y + h))) <= 12
+    assert v.digital_source_type is None and v.training is None  # no claim for the whole
+    text = "\n".join(v.summary())
+    assert "only PART of this one" in text and "is not from that record" in text
+    assert "this picture matches the record's picture" not in text and "record says" not in text
+    assert v.to_dict()["ledger"]["content_region"]["box"] == list(region.box)
+
+
+def test_a_replaced_part_of_the_records_own_picture_is_shown(published, tmp_path) -> None:
+    """With 10% of the area replaced by another photo, the claims still applied in 22/48."""
+    _, _, marked = published
+    w, h = marked.size
+    box = (w // 2, h // 4, w // 2 + w // 3, h // 4 + (h * 3) // 10)  # 10% of the area
+    edited = marked.copy()
+    edited.paste(_photo("coffee").crop(box), box[:2])
+    v = guard.verify(_bare(edited, tmp_path / "edited.jpg", quality=90))
+    assert v.ledger is not None and v.ledger.content_match is False
+    region = v.ledger.content_region
+    assert region is not None and region.changed and region.other_share == 0
+    for cx0, cy0, cx1, cy1 in region.changed:  # every changed block overlaps the pasted box
+        assert cx0 < box[2] and cx1 > box[0] and cy0 < box[3] and cy1 > box[1]
+    assert 0.05 <= region.changed_share <= 0.3
+    assert v.training is None
+    assert "was changed here" in "\n".join(v.summary())
+
+
+def test_a_partial_match_is_no_match_for_the_scan_or_the_resolver(published, tmp_path) -> None:
+    _, _, marked = published
+    collage, _ = _collage(marked, 0.5)
+    path = _bare(collage, tmp_path / "c.jpg", quality=90)
+    [row] = guard.scan([path], workers=0)
+    assert row.decision == "unverifiable" and "watermark_partial_match" in row.signals
+    assert row.content_match is False and row.training is None

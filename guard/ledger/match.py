@@ -16,7 +16,7 @@ from guard.provenance import c2pa_io, vocab
 if TYPE_CHECKING:
     from PIL import Image
 
-    from guard.ledger.fingerprint import ContentMatch
+    from guard.ledger.fingerprint import ContentMatch, Region
     from guard.ledger.store import Ledger, Record
     from guard.watermark import Detection
 
@@ -45,9 +45,16 @@ class LedgerMatch:
 
     @property
     def content_match(self) -> bool | None:
-        """True: the picture is the record's; False: the mark belongs to another picture;
-        None: the record holds nothing to compare (or too little of it is in this file)."""
+        """True: the whole picture is the record's; False: it is not (another picture, or the
+        record's picture in part of it only: see `content_region`); None: the record holds
+        nothing to compare (or too little of it is in this file)."""
         return self.content.match if self.content else None
+
+    @property
+    def content_region(self) -> Region | None:
+        """Where the record's picture is, when it is only part of this file (a collage, an
+        edit): its claims are for that part, never for the whole."""
+        return self.content.region if self.content else None
 
     @property
     def applies(self) -> bool:
@@ -84,6 +91,7 @@ class LedgerMatch:
             "content_match": self.content_match,
             "content_score": self.content.score if self.content else None,
             "content_problem": self.content.reason if self.content else None,
+            "content_region": self.content_region.to_dict() if self.content_region else None,
             "signer": self.signer,
             "signed_at": self.created_at,
             "file_name": self.file_name,

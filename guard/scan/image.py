@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from guard.media.safe_read import FileTooLarge, read_regular
+from guard.scan import budget
 from guard.scan.item import DEFAULT_MAX_BYTES, Item
 from guard.scan.policy import STRICT, Found, Policy
 from guard.scan.row import ScanRow
@@ -46,9 +47,13 @@ class Settings:
     ledger_path: str | None = None  # None: the default ledger (GUARD_LEDGER / GUARD_HOME)
     max_bytes: int = DEFAULT_MAX_BYTES
     user_agent: str | None = None  # X-Robots-Tag directives scoped to this crawler also count
+    file_timeout: float | None = budget.DEFAULT_FILE_TIMEOUT  # seconds per image in a worker
     # the caller's GUARD_* variables (home, ledger, trust, pixel limit): worker processes are
     # forked from a server started earlier, so they are handed over rather than inherited
     env: dict[str, str] = field(default_factory=lambda: _guard_env(), compare=False)
+
+    def __post_init__(self) -> None:
+        budget.check(self.file_timeout)
 
     def apply_env(self) -> None:
         for name in [n for n in os.environ if n.startswith("GUARD_") and n not in self.env]:
@@ -314,7 +319,18 @@ def _watermark_signals(d: dict[str, Any], row: ScanRow, found: list[Found]) -> N
         c2pa.get("state") in OK_STATES
         and (c2pa.get("soft_binding") or {}).get("id") == row.watermark_id
     )
-    if row.ledger_match and row.content_match is False:
+    region = ledger.get("content_region")
+    if row.ledger_match and row.content_match is False and region:
+        found.append(
+            Found(
+                "watermark_partial_match",
+                f"guard's watermark leads to a record whose picture is only part of this image "
+                f"({region['share']:.0%} of its area"
+                + (f"; {region['changed_share']:.0%} of it changed" if region["changed"] else "")
+                + "): the record's claims are for that part only",
+            )
+        )
+    elif row.ledger_match and row.content_match is False:
         found.append(
             Found(
                 "watermark_content_mismatch",

@@ -112,6 +112,11 @@ SIGNALS: dict[str, Signal] = {
         # claims that cannot be checked
         Signal("c2pa_invalid", "unverifiable", "Content Credentials do not match the file"),
         Signal(
+            "watermark_partial_match",
+            "unverifiable",
+            "a guard record's picture is only part of the image (a collage, an edit)",
+        ),
+        Signal(
             "watermark_unresolved",
             "unverifiable",
             "guard's watermark with no record to say what it claims",

@@ -148,6 +148,18 @@ def _ledger(match: dict[str, Any], ledger: Ledger) -> dict[str, Any]:
             + (f" ({match['problem']})" if match.get("problem") else "")
             + ": its claims are not applied to this file."
         )
+    elif content is False and match.get("content_region"):
+        region = match["content_region"]
+        words = (
+            f"The watermark leads to a record whose picture is only part of this one "
+            f"({region['share']:.0%} of its area, at {tuple(region['box'])})"
+            + (
+                f"; {region['changed_share']:.0%} of the record's picture was changed"
+                if region["changed"]
+                else ""
+            )
+            + ". The record's claims are for that part only, not for this picture."
+        )
     elif content is False:
         words = (
             "The watermark belongs to another picture: it was copied onto this one, so the "
@@ -175,6 +187,7 @@ def _ledger(match: dict[str, Any], ledger: Ledger) -> dict[str, Any]:
         "signed_at": match.get("signed_at"),
         "file_name": match.get("file_name"),
         "content_match": content,
+        "content_region": match.get("content_region"),
         "words": words,
         "thumbnail": _data_url(record.thumbnail if record else None),
     }
