@@ -528,9 +528,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --security: only the removal of a public-key mark (rebuilt from its ID)",
     )
+    p.add_argument(
+        "--content",
+        action="store_true",
+        help="whether a record's claims reach only its own picture (collages, edits, copies)",
+    )
     args = p.parse_args(argv)
     if args.security:
         return _security(args)
+    if args.content:
+        return _content(args)
     if args.figures:
         make_figures(DOCS_IMG)
         return 0
@@ -586,6 +593,20 @@ def main(argv: list[str] | None = None) -> int:
     print_tables(summary, methods, speed)
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "speed_ms": speed, "images": results}))
+    return 0
+
+
+def _content(args: argparse.Namespace) -> int:
+    import content_regions as cr
+
+    small = load_images(args.limit, None, [512])
+    big = load_images(args.limit, None, [1024])
+    images = [(n, a, b) for (_, n, a), (_, _, b) in zip(small, big, strict=True)]
+    rows = cr.run(images, args.jobs)
+    cr.print_table(rows)
+    cr.picture(images[0][1], images[1][1], DOCS_IMG / "content_regions.jpg")
+    if args.json:
+        args.json.write_text(json.dumps(rows))
     return 0
 
 

@@ -247,6 +247,8 @@ OTHER_TOLERANCE = 0.02  # share of the copy that may hold detail from outside th
 MIN_BLOCKS = 4  # blocks with detail needed to say where the record's picture is
 PRESENT = 0.5  # share of those blocks that must match for the record's picture to be there
 _ACTIVE = 2.0 * _FLAT  # detail RMS (grey levels) of a block that has something to compare
+CHANGED = 2.0 * _ACTIVE  # detail RMS a change must add (or take away) to count as one
+_OTHER = _FLAT  # detail RMS outside the record's frame that is another picture (soft clouds)
 
 
 def _region(
@@ -300,6 +302,8 @@ def _region(
             if den > 1e-9 and float((a * b).sum()) / den >= LOCAL_MATCH:
                 matched += 1
                 continue
+            if not _changed(a, b):
+                continue  # weak detail that lost its likeness to blur or JPEG: no evidence
             changed_cells += int(inside.sum())
             corners = CELL * np.array(
                 [[x0, y0], [x0 + BLOCK, y0], [x0, y0 + BLOCK], [x0 + BLOCK, y0 + BLOCK]],
@@ -325,7 +329,7 @@ def _region(
     outside = (~in_frame).astype(np.float32)
     # the frame's edge is known to a pixel or two: its strip is neither side's evidence
     away = cv2.erode(outside, np.ones((5, 5), np.uint8))
-    other = (away > 0) & (_local_rms(values, away) >= _ACTIVE)
+    other = (away > 0) & (_local_rms(values, away) >= _OTHER)
     other_share = float(other.mean())
     if not changed and other_share <= OTHER_TOLERANCE:
         return True, None
@@ -341,6 +345,16 @@ def _region(
         changed=tuple(changed),
         changed_share=round(changed_cells / max(1.0, float(mask.sum())), 3),
     )
+
+
+def _changed(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a block that does not correlate was changed, not merely blurred: the copy holds
+    detail the record's picture does not explain, or lost most of the detail it had."""
+    energy_a = float((a * a).sum())
+    k = float((a * b).sum()) / energy_a if energy_a > 1e-9 else 0.0
+    unexplained = float(np.sqrt(((b - k * a) ** 2).mean()))
+    ra, rb = float(np.sqrt((a * a).mean())), float(np.sqrt((b * b).mean()))
+    return unexplained >= CHANGED or (ra >= CHANGED and rb < ra / 3)
 
 
 def _local_rms(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
