@@ -173,6 +173,86 @@ def test_a_store_the_sdk_cannot_parse_is_invalid_with_its_reason(tmp_path: Path)
     assert v.c2pa.failures[0].explanation.startswith("Verify:")
 
 
+C2PA_RS = Path(__file__).parent / "fixtures" / "c2pa-rs"  # the SDK's own test images (README)
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "words", "sdk_words"),
+    [
+        (
+            "no_alg.jpg",
+            "guard.manifest.unknownAlgorithm",
+            "signed with an algorithm guard cannot check",
+            "unknown algorithm",
+        ),
+        (
+            "prerelease.jpg",
+            "guard.manifest.prerelease",
+            "made by a pre-release version of the standard",
+            "prerelease content detected",
+        ),
+    ],
+)
+def test_a_store_the_sdk_will_not_check_says_why_not_misplaced(
+    name: str, code: str, words: str, sdk_words: str
+) -> None:
+    """c2pa-rs refuses these two stores (UnknownAlgorithm, PrereleaseError); they are where JPEG
+    keeps them, so the verdict names the SDK's reason, in plain words, not `misplaced`."""
+    path = C2PA_RS / name
+    v = guard.verify(path, watermark=False)
+    assert v.state == "invalid"
+    assert codes(v) == [code]
+    assert words in v.c2pa.failures[0].meaning
+    assert sdk_words in v.c2pa.failures[0].explanation  # the SDK's own words
+    text = "\n".join(v.summary())
+    assert words in text and "not where its format keeps them" not in text
+    assert "could not be checked" in text.splitlines()[0]  # not "do not match this file"
+
+    exit_code, out, err = run("verify", path, "--no-watermark")
+    assert exit_code == 1, err
+    assert code in out and words in out
+    exit_code, out, _ = run("verify", path, "--no-watermark", "--json")
+    [failure] = json.loads(out)[0]["c2pa"]["failures"]
+    assert failure["code"] == code and words in failure["meaning"]
+
+
+def jpeg_store(data: bytes) -> bytes:
+    """A JPEG's C2PA store: its APP11 JUMBF segments joined. Each payload is "JP", the box
+    instance (2 bytes), the sequence number (4), then the box, whose 8-byte header every segment
+    after the first repeats."""
+    from guard.media import jpeg_segments
+
+    parts = [s.payload for s in jpeg_segments.segments(data) if s.payload[:2] == b"JP"]
+    parts = [p for p in parts if p[2:4] == parts[0][2:4]]
+    return parts[0][8:] + b"".join(p[16:] for p in parts[1:])
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("no_alg.jpg", "guard.manifest.unknownAlgorithm"),
+        ("prerelease.jpg", "guard.manifest.prerelease"),
+    ],
+)
+def test_a_stored_manifest_the_sdk_will_not_check_says_why(name: str, code: str) -> None:
+    """A ledger record's bare store (read_store) gets the same reason as an embedded one."""
+    from guard.provenance import c2pa_io
+
+    store = jpeg_store((C2PA_RS / name).read_bytes())
+    assert c2pa_io.STORE_UUID in store[:64]
+    report = c2pa_io.read_store(store, trust_pem=None)
+    assert report.state == "invalid" and report.detached
+    assert [f.code for f in report.failures] == [code]
+
+
+def test_every_guard_failure_code_is_documented() -> None:
+    from guard.provenance.vocab import FAILURE_WORDS
+
+    doc = (Path(__file__).parents[1] / "docs" / "verify-json.md").read_text()
+    missing = [c for c in FAILURE_WORDS if c.startswith("guard.") and c not in doc]
+    assert not missing, f"codes missing from docs/verify-json.md: {missing}"
+
+
 def test_files_without_credentials_stay_absent_or_input_errors(tmp_path: Path) -> None:
     plain = write(art(), tmp_path / "plain.png")
     assert guard.verify(plain, watermark=False).state == "absent"

@@ -16,6 +16,7 @@ from guard.cli._common import (
     trust_option,
     watermark_key_option,
 )
+from guard.scan.budget import DEFAULT_FILE_TIMEOUT
 
 if TYPE_CHECKING:
     from guard.scan.api import ScanOptions
@@ -49,6 +50,15 @@ _ADDRESS = re.compile(r"^(auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d+)$")
     help="strict, permissive, or a .toml/.yaml policy file (see docs/scan.md).",
 )
 @click.option("--workers", type=int, help="Worker processes (default: every core; 0: in-process).")
+@click.option(
+    "--file-timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_FILE_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time one image's check may take in a worker; past it the worker is replaced and the "
+    "image is unverifiable. 0: no limit.",
+)
 @click.option(
     "--ray",
     "ray_address",
@@ -92,6 +102,7 @@ def command(
     copy_clean: Path | None,
     policy: str,
     workers: int | None,
+    file_timeout: float,
     ray_address: str | None,
     no_watermark: bool,
     trust_files: tuple[Path, ...],
@@ -134,6 +145,7 @@ def command(
         trust_files=trust_files,
         ledger=ledger_path,
         user_agent=user_agent,
+        file_timeout=file_timeout or None,
     )
     if ray_address is not None:
         from guard.scan.api import scan_on_ray

@@ -119,6 +119,19 @@ STORE_UUID = b"c2pa\x00\x11\x00\x10\x80\x00\x00\xaa\x00\x38\x9b\x71"
 HARD_BINDING_CODES = ("assertion.dataHash.", "assertion.boxesHash.", "assertion.bmffHash.")
 DAMAGED = "guard.manifest.damaged"  # a store is there but the SDK cannot parse it
 MISPLACED = "guard.manifest.misplaced"  # a store is in the bytes but not where the format puts it
+UNKNOWN_ALGORITHM = "guard.manifest.unknownAlgorithm"  # found, signed with an algorithm unknown
+PRERELEASE = "guard.manifest.prerelease"  # found, made to a pre-release draft of C2PA
+# Stores the SDK finds and refuses to check, by its reason. c2pa-python raises both as
+# C2paError.Other ("Other: unknown algorithm"), so the words of c2pa-rs's error (its Display text
+# for Error::UnknownAlgorithm and Error::PrereleaseError) are all that tells them apart.
+_REFUSED = {"unknown algorithm": UNKNOWN_ALGORITHM, "prerelease content detected": PRERELEASE}
+UNCHECKED = frozenset(_REFUSED.values())  # the store may well match: it was not checked
+
+
+def _refused(exc: Exception) -> str | None:
+    """guard's code for a store the SDK found but will not check, else None."""
+    words = str(exc).split(": ", 1)[-1].strip().lower()
+    return _REFUSED.get(words)
 
 
 def read(
@@ -129,8 +142,10 @@ def read(
     `absent` only when no store is there at all. The SDK's typed errors decide: ManifestNotFound,
     and the errors about the container rather than a store (Other: the asset does not parse,
     NotSupported, RemoteManifest: not fetched), mean no store was found, unless the store's JUMBF
-    type is in the bytes anyway (then it is `invalid`: misplaced). Every other error means a store
-    was found and could not be read: `invalid`, with the SDK's reason.
+    type is in the bytes anyway (then it is `invalid`: misplaced). A store the SDK found and refuses
+    to check (an unknown signing algorithm, a pre-release claim) is `invalid` with that reason's
+    own code. Every other error means a store was found and could not be read: `invalid`, with the
+    SDK's reason.
     """
     import c2pa
 
@@ -143,6 +158,9 @@ def read(
             store = json.loads(reader.json())
             sdk_state = reader.get_validation_state()
     except c2pa.C2paError as exc:
+        refused = _refused(exc)
+        if refused:
+            return ManifestReport(state="invalid", failures=[failure(refused, str(exc))])
         no_store = (
             c2pa.C2paError.ManifestNotFound,
             c2pa.C2paError.NotSupported,
@@ -181,7 +199,8 @@ def read_store(store: bytes, *, trust_pem: str | None) -> ManifestReport:
         ):
             parsed = json.loads(reader.json())
     except c2pa.C2paError as exc:
-        return ManifestReport(state="invalid", detached=True, failures=[failure(DAMAGED, str(exc))])
+        code = _refused(exc) or DAMAGED
+        return ManifestReport(state="invalid", detached=True, failures=[failure(code, str(exc))])
     report = parse_store(parsed)
     report.detached = True
     report.failures = [f for f in report.failures if not f.code.startswith(HARD_BINDING_CODES)]

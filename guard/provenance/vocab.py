@@ -148,6 +148,13 @@ FAILURE_WORDS: dict[str, str] = {
         "Content Credentials are in the file but not where its format keeps them (the file's "
         "structure was changed)"
     ),
+    "guard.manifest.unknownAlgorithm": (
+        "Content Credentials are present but signed with an algorithm guard cannot check"
+    ),
+    "guard.manifest.prerelease": (
+        "Content Credentials are present but were made by a pre-release version of the standard: "
+        "guard cannot check them"
+    ),
     "guard.assertion.shape": "a statement in the manifest has a shape guard cannot read",
 }
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, Unpack
 
+from guard.scan.budget import DEFAULT_FILE_TIMEOUT
 from guard.scan.image import Settings
 from guard.scan.item import DEFAULT_MAX_BYTES, IMAGE_SUFFIXES
 from guard.scan.policy import Policy
@@ -35,6 +36,7 @@ class ScanOptions(TypedDict, total=False):
     ledger: str | os.PathLike[str] | None
     max_bytes: int
     user_agent: str | None
+    file_timeout: float | None
 
 
 def settings_for(
@@ -46,6 +48,7 @@ def settings_for(
     ledger: str | os.PathLike[str] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     user_agent: str | None = None,
+    file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
 ) -> Settings:
     return Settings(
         policy=policy if isinstance(policy, Policy) else load_policy(policy),
@@ -55,6 +58,7 @@ def settings_for(
         ledger_path=str(ledger) if ledger else None,
         max_bytes=max_bytes,
         user_agent=user_agent,
+        file_timeout=file_timeout,
     )
 
 
@@ -79,12 +83,15 @@ def scan(
     progress: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
     user_agent: str | None = None,
+    file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
 ) -> Iterator[ScanRow]:
     """Scan folders, path lists (.txt/.parquet) and WebDataset shards; yield one row per image.
 
     With `report`, rows are also written to that Parquet file, and a scan that was interrupted
     resumes: units (files, shards) already in the report are skipped and not yielded again.
-    `workers`: processes (default: every core; 0 runs in this process).
+    `workers`: processes (default: every core; 0 runs in this process). `file_timeout`: seconds
+    one image's check may take in a worker before the worker is killed and the image is
+    `unverifiable` (None: no limit; with workers=0 there is no worker to stop, so no limit).
     """
     settings = settings_for(
         policy=policy,
@@ -94,6 +101,7 @@ def scan(
         ledger=ledger,
         max_bytes=max_bytes,
         user_agent=user_agent,
+        file_timeout=file_timeout,
     )
     todo, total, writer = plan(paths, settings, report=report, fresh=fresh, count=progress)
     from guard.scan import local

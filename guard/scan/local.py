@@ -8,19 +8,28 @@ unit names does, a few hundred bytes per file or shard).
 A worker that dies on a file (a crash inside a native decoder, the kernel's OOM killer) does not
 stop the scan: the pool is rebuilt, the images that were in flight are retried one at a time,
 and the one that kills its worker again becomes an `unverifiable` row.
+
+Nor does a file whose check never ends (a decoder caught in a loop): each worker says when it
+begins an image, and one still at it after `Settings.file_timeout` seconds is killed. That image
+becomes an `unverifiable` row; the pool is rebuilt and the other images in flight run again.
+Only the oldest image in flight is ever waited on (rows come out in input order), and a later
+one's time counts from when it began, so none can hold the scan past its own budget.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.queues import SimpleQueue
 
 from guard.errors import GuardError
+from guard.scan import budget
 from guard.scan.image import Settings, scan_item
 from guard.scan.item import Item
 from guard.scan.policy import Found
@@ -30,12 +39,18 @@ from guard.scan.sources import Unit
 FLUSH_ROWS = 2000
 FLUSH_SECONDS = 30.0
 
+# how often the oldest image in flight is looked at while its worker has not yet said it began
+START_POLL = 0.5
+
+Start = tuple[int, int, float]  # (the image's number in its pool, the worker's pid, when it began)
+
 _SETTINGS: Settings | None = None
+_STARTS: SimpleQueue[Start] | None = None
 
 
-def _init(settings: Settings) -> None:
-    global _SETTINGS
-    _SETTINGS = settings
+def _init(settings: Settings, starts: SimpleQueue[Start] | None) -> None:
+    global _SETTINGS, _STARTS
+    _SETTINGS, _STARTS = settings, starts
     settings.apply_env()
     try:
         import cv2
@@ -45,21 +60,35 @@ def _init(settings: Settings) -> None:
         pass
 
 
-def _work(item: Item) -> ScanRow:
+def _work(item: Item, number: int) -> ScanRow:
     assert _SETTINGS is not None
+    if _STARTS is not None:  # a budget is kept: say when this image began (time.monotonic is
+        _STARTS.put((number, os.getpid(), time.monotonic()))  # the system's, in every process)
     return scan_item(item, _SETTINGS)
 
 
-def _crashed(item: Item, settings: Settings) -> ScanRow:
+CRASHED = "the scanner's worker process died on this file (a crash or out of memory)"
+
+
+def _failed(item: Item, settings: Settings, words: str) -> ScanRow:
+    """The row of an image its worker could not answer for."""
     row = ScanRow(path=item.path, shard=item.shard, key=item.key)
-    words = "the scanner's worker process died on this file (a crash or out of memory)"
     row.decision, row.reasons, row.signals = settings.policy.decide([Found("scan_error", words)])
     row.error = words
     return row
 
 
+def _out_of_time(item: Item, settings: Settings) -> ScanRow:
+    assert settings.file_timeout is not None
+    return _failed(item, settings, budget.out_of_time(settings.file_timeout))
+
+
 class PoolError(GuardError):
     """The worker processes could not be started at all."""
+
+
+class OutOfTime(Exception):
+    """An image ran past the budget; its worker was killed, and with it the pool."""
 
 
 class _Pool:
@@ -69,32 +98,100 @@ class _Pool:
         self.workers, self.settings = workers, settings
         self.executor: ProcessPoolExecutor | None = None
         self.results = 0  # rows received: a pool that never gave one could not start
+        # with a budget: the workers' word that they began an image, and what it said so far
+        self.starts: SimpleQueue[Start] | None = None
+        self.numbers: dict[Future[ScanRow], int] = {}  # each image in flight, numbered
+        self.began: dict[int, tuple[int, float]] = {}  # number -> (worker pid, when it began)
+        self.pids: set[int] = set()  # the workers heard from
+        self.submitted = 0
 
     def start(self) -> ProcessPoolExecutor:
         if self.executor is None:
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(["guard.scan.image"])
+            self.starts = None if self.settings.file_timeout is None else ctx.SimpleQueue()
             self.executor = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_init, initargs=(self.settings,)
+                self.workers,
+                mp_context=ctx,
+                initializer=_init,
+                initargs=(self.settings, self.starts),
             )
         return self.executor
 
     def submit(self, item: Item) -> Future[ScanRow]:
+        self.submitted += 1
         try:
-            return self.start().submit(_work, item)
+            future = self.start().submit(_work, item, self.submitted)
         except BrokenProcessPool:
             self.rebuild()
-            return self.start().submit(_work, item)
+            future = self.start().submit(_work, item, self.submitted)
+        if self.starts is not None:
+            self.numbers[future] = self.submitted
+        return future
+
+    def result(self, future: Future[ScanRow]) -> ScanRow:
+        """The row of an image in flight. Raises BrokenProcessPool when a worker died, and
+        OutOfTime when the image has been in its worker for longer than the budget (that worker
+        is killed first, which breaks the pool: the caller submits what else was in flight)."""
+        limit = self.settings.file_timeout
+        number = self.numbers.get(future)
+        self._read_starts()  # every time, so the workers never wait to write
+        try:
+            if limit is None or number is None:
+                return future.result()
+            while True:
+                if future.done():  # a row that is back counts, however long it took
+                    return future.result()
+                began = self.began.get(number)
+                wait = START_POLL if began is None else began[1] + limit - time.monotonic()
+                if began is not None and wait <= 0:
+                    self.kill(began[0])
+                    raise OutOfTime
+                try:
+                    return future.result(timeout=wait)
+                except TimeoutError:
+                    self._read_starts()
+        finally:
+            self.numbers.pop(future, None)
+            if number is not None:
+                self.began.pop(number, None)
+
+    def _read_starts(self) -> None:
+        """Note when each image still in flight began (the word of one already answered is
+        dropped, so nothing here grows with the data set)."""
+        live = set(self.numbers.values())
+        while self.starts is not None and not self.starts.empty():
+            number, pid, when = self.starts.get()
+            self.pids.add(pid)
+            if number in live:
+                self.began[number] = (pid, when)
+
+    def kill(self, *pids: int) -> None:
+        """Kill the workers running these images (one that ran out of time). The executor then
+        ends its other workers and fails their images, which the caller submits again."""
+        for pid in set(pids):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # it ended just now
+                pass
+        self.rebuild()
 
     def rebuild(self) -> None:
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
-        self.executor = None
+        if self.starts is not None:
+            self.starts.close()
+        self.executor, self.starts = None, None
+        self.numbers.clear()
+        self.began.clear()
+        self.pids.clear()
 
     def isolated(self, item: Item) -> ScanRow:
         """Run one item alone; if its worker dies again, the item is the cause."""
         try:
-            row = self.submit(item).result()
+            row = self.result(self.submit(item))
+        except OutOfTime:
+            return _out_of_time(item, self.settings)
         except BrokenProcessPool:
             self.rebuild()
             if not self.results:
@@ -103,14 +200,26 @@ class _Pool:
                     "under `if __name__ == '__main__':` (Python multiprocessing's rule), or pass "
                     "workers=0 to scan in this process"
                 ) from None
-            return _crashed(item, self.settings)
+            return _failed(item, self.settings, CRASHED)
         self.results += 1
         return row
 
     def close(self) -> None:
-        if self.executor is not None:
+        """Let the workers finish, unless images are still in flight (the caller stopped early):
+        their rows are not wanted and one may never end, so the workers are killed (killing the
+        ones heard from is enough: the executor then ends the others)."""
+        if self.executor is None:
+            return
+        self._read_starts()
+        if self.numbers and self.pids:
+            self.kill(*self.pids)
+        else:
             self.executor.shutdown(wait=True, cancel_futures=True)
             self.executor = None
+
+
+def _answered(future: Future[ScanRow]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 Event = tuple[ScanRow | None, str | None]  # (a row, the unit it finishes if it is the last)
@@ -149,12 +258,24 @@ def run(units: Iterable[Unit], settings: Settings, *, workers: int) -> Iterator[
             return
         assert isinstance(entry, Item)
         try:
-            row = future.result()
+            row = pool.result(future)
         except BrokenProcessPool:
             yield from recover(entry)
             return
+        except OutOfTime:
+            yield from overran(entry)
+            return
         pool.results += 1
         yield row, unit_end()
+
+    def overran(item: Item) -> Iterator[Event]:
+        """The oldest image ran out of time and its worker was killed, taking the pool down:
+        the images still in flight go to a fresh pool, in order (rows already back are kept)."""
+        for i in range(len(pending)):
+            entry, future = pending[i]
+            if isinstance(entry, Item) and future is not None and not _answered(future):
+                pending[i] = (entry, pool.submit(entry))
+        yield _out_of_time(item, settings), unit_end()
 
     def recover(first: Item) -> Iterator[Event]:
         """A worker died: every image still in flight is retried alone, in order."""
