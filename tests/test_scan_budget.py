@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+pytestmark = pytest.mark.slow  # each waits out a 5 s budget
+
 import guard
 from guard.scan import local
 from guard.scan.budget import DEFAULT_FILE_TIMEOUT

@@ -724,3 +724,13 @@ def test_a_jpeg_with_thousands_of_scans_is_refused_before_decoding(tmp_path):
     Image.open(bomb).convert("RGB").resize((256, 256)).save(progressive, progressive=True)
     assert count_scans(progressive.read_bytes(), 100) == 10
     assert imageio.load(progressive).image.size == (256, 256)
+
+
+def test_scan_says_a_store_the_sdk_will_not_check_cannot_be_checked(tmp_path) -> None:
+    import shutil
+
+    fixtures = Path(__file__).parent / "fixtures" / "c2pa-rs"
+    shutil.copy(fixtures / "prerelease.jpg", tmp_path)
+    [row] = guard.scan([tmp_path / "prerelease.jpg"], workers=0, watermark=False)
+    assert row.decision == "unverifiable"
+    assert row.reasons[0].startswith("Content Credentials cannot be checked: ")

@@ -223,7 +223,7 @@ def _term(uri: str | None) -> str | None:
 
 
 def _verdict_signals(d: dict[str, Any], row: ScanRow, found: list[Found]) -> None:
-    from guard.provenance import vocab
+    from guard.provenance import c2pa_io, vocab
 
     c2pa, xmp = d.get("c2pa") or {}, d.get("xmp") or {}
     state = c2pa.get("state")
@@ -244,10 +244,11 @@ def _verdict_signals(d: dict[str, Any], row: ScanRow, found: list[Found]) -> Non
     if row.c2pa_signer and state in OK_STATES:
         where += f" signed by {row.c2pa_signer}"
     if state == "invalid":
-        problems = "; ".join(f.get("meaning", "") for f in c2pa.get("failures") or []) or "invalid"
-        found.append(
-            Found("c2pa_invalid", f"Content Credentials do not match the file: {problems}")
-        )
+        failures = c2pa.get("failures") or []
+        problems = "; ".join(f.get("meaning", "") for f in failures) or "invalid"
+        unchecked = failures and all(f.get("code") in c2pa_io.UNCHECKED for f in failures)
+        words = "cannot be checked" if unchecked else "do not match the file"
+        found.append(Found("c2pa_invalid", f"Content Credentials {words}: {problems}"))
     for label, value, prefix in (
         ("cawg.training-mining", row.c2pa_training, "c2pa_training"),
         ("c2pa.training-mining (legacy)", row.c2pa_legacy_training, "c2pa_legacy_training"),
