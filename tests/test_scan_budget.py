@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-pytestmark = pytest.mark.slow  # each waits out a 5 s budget
-
 import guard
 from guard.scan import local
 from guard.scan.budget import DEFAULT_FILE_TIMEOUT
@@ -24,6 +22,7 @@ from guard.scan.policy import Found, Policy
 from guard.scan.row import Decision
 from tests.helpers import art, write
 
+pytestmark = pytest.mark.slow  # each waits out a 5 s budget
 BUDGET = 5.0
 
 STALL = {"X-Robots-Tag": "noai"}  # signals robots_noai: the check never finishes
