@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "protect": "protect",
     "scan": "scan",
     "serve": "serve",
+    "integrations": "integrations",
 }
 
 
