@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from guard.scan.budget import DEFAULT_FILE_TIMEOUT
 from guard.scan.image import Settings
@@ -27,7 +27,16 @@ if TYPE_CHECKING:  # pyarrow is imported only when a report is written
 
 
 class ScanOptions(TypedDict, total=False):
-    """settings_for's keyword arguments, as scan_on_ray passes them through (and scan takes)."""
+    """What a scan checks and how: the one definition behind `scan`, `scan_on_ray` and
+    `scan_dataset` (defaults in `settings_for`).
+
+    policy: strict (default), permissive, a policy file or a Policy. watermark: look for marks
+    (default True); watermark_key: a private watermark key. trust_files: extra CA PEM files.
+    ledger: the ledger to resolve marks in. max_bytes: larger files are unverifiable unread.
+    user_agent: the crawler X-Robots-Tag scopes name. file_timeout: seconds one image's check
+    may take in a worker before the worker is killed and the image is `unverifiable` (None: no
+    limit; with workers=0 there is no worker to stop, so no limit).
+    """
 
     policy: str | os.PathLike[str] | Policy | None
     watermark: bool
@@ -39,26 +48,18 @@ class ScanOptions(TypedDict, total=False):
     file_timeout: float | None
 
 
-def settings_for(
-    *,
-    policy: str | os.PathLike[str] | Policy | None = None,
-    watermark: bool = True,
-    watermark_key: bytes | None = None,
-    trust_files: Iterable[str | os.PathLike[str]] = (),
-    ledger: str | os.PathLike[str] | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    user_agent: str | None = None,
-    file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
-) -> Settings:
+def settings_for(**options: Unpack[ScanOptions]) -> Settings:
+    policy = options.get("policy")
+    ledger = options.get("ledger")
     return Settings(
         policy=policy if isinstance(policy, Policy) else load_policy(policy),
-        watermark=watermark,
-        watermark_key=watermark_key,
-        trust_files=tuple(str(p) for p in trust_files),
+        watermark=options.get("watermark", True),
+        watermark_key=options.get("watermark_key"),
+        trust_files=tuple(str(p) for p in options.get("trust_files", ())),
         ledger_path=str(ledger) if ledger else None,
-        max_bytes=max_bytes,
-        user_agent=user_agent,
-        file_timeout=file_timeout,
+        max_bytes=options.get("max_bytes", DEFAULT_MAX_BYTES),
+        user_agent=options.get("user_agent"),
+        file_timeout=options.get("file_timeout", DEFAULT_FILE_TIMEOUT),
     )
 
 
@@ -73,36 +74,19 @@ def scan(
     paths: Iterable[str | os.PathLike[str]],
     *,
     report: str | os.PathLike[str] | None = None,
-    policy: str | os.PathLike[str] | Policy | None = None,
-    watermark: bool = True,
-    watermark_key: bytes | None = None,
-    trust_files: Iterable[str | os.PathLike[str]] = (),
-    ledger: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     fresh: bool = False,
     progress: bool = False,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    user_agent: str | None = None,
-    file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
+    **options: Unpack[ScanOptions],
 ) -> Iterator[ScanRow]:
     """Scan folders, path lists (.txt/.parquet) and WebDataset shards; yield one row per image.
 
     With `report`, rows are also written to that Parquet file, and a scan that was interrupted
     resumes: units (files, shards) already in the report are skipped and not yielded again.
-    `workers`: processes (default: every core; 0 runs in this process). `file_timeout`: seconds
-    one image's check may take in a worker before the worker is killed and the image is
-    `unverifiable` (None: no limit; with workers=0 there is no worker to stop, so no limit).
+    `workers`: processes (default: every core; 0 runs in this process). The other options are
+    `ScanOptions`.
     """
-    settings = settings_for(
-        policy=policy,
-        watermark=watermark,
-        watermark_key=watermark_key,
-        trust_files=trust_files,
-        ledger=ledger,
-        max_bytes=max_bytes,
-        user_agent=user_agent,
-        file_timeout=file_timeout,
-    )
+    settings = settings_for(**options)
     todo, total, writer = plan(paths, settings, report=report, fresh=fresh, count=progress)
     from guard.scan import local
 
@@ -182,11 +166,11 @@ def scan_on_ray(
     return ray_engine.run(todo, settings, writer, address=address, num_cpus=num_cpus)
 
 
-def scan_dataset(dataset, *, policy=None, watermark: bool = True, **options):
+def scan_dataset(dataset: Any, **options: Unpack[ScanOptions]) -> Any:
     """A Ray Dataset of images (bytes) -> a Ray Dataset of report rows; see ray_engine."""
     from guard.scan import ray_engine
 
-    settings = settings_for(policy=policy, watermark=watermark, **options)
+    settings = settings_for(**options)
     return ray_engine.scan_dataset(dataset, settings)
 
 
