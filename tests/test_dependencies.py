@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 # imported only where a user has installed them, behind a clear message (ControlNet preprocessors)
 OPTIONAL_AT_RUN_TIME = {"controlnet_aux"}
+# benchmarks' optional baselines, imported behind a check and reported as absent
+TEST_OPTIONAL: set[str] = set()
 
 
 def _requirements(extras: bool) -> list[Requirement]:
@@ -28,16 +30,21 @@ def _requirements(extras: bool) -> list[Requirement]:
     return [r for r in out if canonicalize_name(r.name) != "guard"]
 
 
-def _imported_top_level_modules() -> set[str]:
+def _imported_top_level_modules(folders: tuple[str, ...] = ("guard", "generator")) -> set[str]:
     found: set[str] = set()
-    for package in ("guard", "generator"):
-        for path in (ROOT / package).rglob("*.py"):
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            if "integrations" in path.parts and path.parts[-2:][0] in ("extension", "nodes"):
+                continue  # plug-ins run inside web UI / ComfyUI and import the host's modules
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Import):
                     found.update(a.name.split(".")[0] for a in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     found.add(node.module.split(".")[0])
-    return found - set(sys.stdlib_module_names) - {"guard", "generator", "__future__"}
+    local = {"guard", "generator", "__future__", "tests", "tiny_models", "helpers", "conftest"}
+    local |= {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
+    local |= {p.stem for p in (ROOT / "tests").glob("*.py")}
+    return found - set(sys.stdlib_module_names) - local
 
 
 def test_every_imported_package_is_declared():
@@ -45,6 +52,20 @@ def test_every_imported_package_is_declared():
     providers = packages_distributions()
     undeclared = {}
     for module in sorted(_imported_top_level_modules() - OPTIONAL_AT_RUN_TIME):
+        dists = {canonicalize_name(d) for d in providers.get(module, [module])}
+        if not dists & declared:
+            undeclared[module] = sorted(dists)
+    assert undeclared == {}
+
+
+def test_every_package_the_tests_and_benchmarks_import_is_a_dev_dependency():
+    """A test-only import (scikit-image) once fell out of the dev extras: every machine that
+    had it from before stayed green, and a fresh clone failed at collection."""
+    declared = {canonicalize_name(r.name) for r in _requirements(extras=True)}
+    providers = packages_distributions()
+    undeclared = {}
+    imported = _imported_top_level_modules(("tests", "benchmarks"))
+    for module in sorted(imported - OPTIONAL_AT_RUN_TIME - TEST_OPTIONAL):
         dists = {canonicalize_name(d) for d in providers.get(module, [module])}
         if not dists & declared:
             undeclared[module] = sorted(dists)
