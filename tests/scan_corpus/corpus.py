@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import tarfile
 import tempfile
@@ -64,9 +65,13 @@ def _ensure_identity() -> None:
 
 
 def build(folder: str | Path) -> list[Labelled]:
-    """Write the corpus into `folder` (created) and return the labels."""
+    """Write the corpus into `folder` (created) and return the labels. Without GUARD_HOME set
+    (the CLI below, bench_scan --compare), the corpus signer and its ledger live in
+    `folder/guard-home` for this process: building test material must never create or change
+    the user's own identity."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("GUARD_HOME", str(folder.resolve() / "guard-home"))
     _ensure_identity()
     with tempfile.TemporaryDirectory(prefix="guard-corpus-") as tmp:
         labels = _build(folder, Path(tmp))
