@@ -16,7 +16,8 @@ def command() -> None:
     """Install guard's plug-ins into the tools you generate with.
 
     webui: the Stable Diffusion web UI / Forge extension (PATH: the web UI folder, which holds
-    webui.py). comfyui: the ComfyUI custom nodes (PATH: the ComfyUI folder, which holds main.py).
+    webui.py). comfyui: the ComfyUI custom nodes (PATH: the ComfyUI folder, which holds
+    folder_paths.py and nodes.py).
     """
 
 
