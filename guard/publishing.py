@@ -67,11 +67,19 @@ def publish(
     ledger: Ledger | None = None,
     force: bool = False,
     sidecar: bool = False,
+    in_place: bool = False,
 ) -> Published:
     """Write `image` to `out` watermarked and signed.
 
     `watermark_id` is for pixels that already carry guard's mark (the pipeline hook embeds it
-    inside the pipeline): the ID is recorded and bound, and the pixels are not marked twice.
+    inside the pipeline; a host marks them before it writes its file): the ID is recorded and
+    bound, and the pixels are not marked twice.
+
+    `in_place`: `image` is a file loaded from `out`, a host's own output just written (web UI's
+    save_image), and it is replaced by its signed self, atomically. The one case where guard
+    writes over its input, so it is never re-encoded: its pixels and metadata stay byte for
+    byte as the host wrote them, and only guard's XMP (where exiv2 writes it) and the manifest
+    are added. Pass `watermark_id` (marked before the host wrote it) or `watermark=False`.
     """
     from guard.identity import Identity
 
@@ -79,7 +87,10 @@ def publish(
     fmt = format_for(out)
     loaded = image if isinstance(image, imageio.LoadedImage) else None
     pixels = image.image if isinstance(image, imageio.LoadedImage) else image
-    _check_output(out, force, sidecar, [i.path for i in spec.ingredients], loaded)
+    if in_place:
+        _check_in_place(out, fmt, loaded, spec, watermark, watermark_id, sidecar)
+    else:
+        _check_output(out, force, sidecar, [i.path for i in spec.ingredients], loaded)
     identity = identity or Identity.default()
     notes: list[str] = []
 
@@ -93,7 +104,9 @@ def publish(
             watermark_id = payload.hex()
         except TooSmallError as exc:
             notes.append(f"not watermarked: {exc}")
-    pixels_changed = watermark_id is not None and loaded is not None
+    # a caller's watermark_id marks pixels it handed over as they are: only a mark made here
+    # means the loaded file's pixels are not the ones to write
+    pixels_changed = loaded is not None and pixels is not loaded.image
     # the marked picture's fingerprint: a mark found later is checked against it (verify)
     fingerprint = _fingerprint(pixels) if watermark_id else None
 
@@ -115,6 +128,13 @@ def publish(
         before = reencoding.placed(loaded.data, fmt)
         data = xmp.embed(loaded.data, packet)  # original pixels bit for bit, 16-bit kept
         data = reencoding.restore(data, fmt, before)
+    elif in_place:
+        assert loaded is not None
+        data = loaded.data  # AVIF (exiv2 cannot write it): the host's bytes, signed as they are
+        notes.append(
+            f"no XMP written: guard cannot add it to a {fmt} file without re-encoding it; the "
+            "C2PA manifest states the same source type and training permission"
+        )
     else:
         notes.extend(loaded.notes if loaded else [])  # conversions only matter when re-encoding
         if fmt == "JPEG" and pixels.mode in ("RGBA", "LA"):
@@ -163,7 +183,7 @@ def publish(
     )
     sidecar_path = out.with_suffix(".c2pa") if sidecar else None
     try:
-        save_atomic(out, signed, force=force)
+        save_atomic(out, signed, force=force or in_place)
         if sidecar_path is not None:
             save_atomic(sidecar_path, store, force=force)
     except BaseException:
@@ -245,6 +265,32 @@ def _check_output(
                 )
         if target.exists() and not force:
             raise OutputExistsError(f"{target}: already exists; pass --force to overwrite it")
+
+
+def _check_in_place(
+    out: Path,
+    fmt: str,
+    loaded: imageio.LoadedImage | None,
+    spec: ManifestSpec,
+    watermark: bool,
+    watermark_id: str | None,
+    sidecar: bool,
+) -> None:
+    if loaded is None or loaded.path is None or not out.exists():
+        raise ValueError("in_place signs a file where it lies: pass the file loaded from `out`")
+    if not loaded.path.exists() or not os.path.samefile(loaded.path, out):
+        raise ValueError(f"in_place: {out} is not the file that was loaded ({loaded.path})")
+    if watermark and watermark_id is None:
+        raise ValueError(
+            "in_place never changes the file's pixels: pass the watermark_id they already "
+            "carry, or watermark=False"
+        )
+    if sidecar:
+        raise ValueError("in_place embeds the manifest; a sidecar is for files left unchanged")
+    if loaded.format != fmt:
+        raise ValueError(f"in_place: {out} holds a {loaded.format} image, not {fmt}")
+    if spec.text:
+        raise ValueError("in_place writes no text: the host's own text is kept as it wrote it")
 
 
 def _ingredient_bytes(

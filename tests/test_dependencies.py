@@ -34,7 +34,11 @@ def _imported_top_level_modules(folders: tuple[str, ...] = ("guard", "generator"
     found: set[str] = set()
     for folder in folders:
         for path in (ROOT / folder).rglob("*.py"):
-            if "integrations" in path.parts and path.parts[-2:][0] in ("extension", "nodes"):
+            parts = path.relative_to(ROOT).parts  # guard/integrations/HOST/extension/**
+            if parts[:2] == ("guard", "integrations") and parts[3:4] in (
+                ("extension",),
+                ("nodes",),
+            ):
                 continue  # plug-ins run inside web UI / ComfyUI and import the host's modules
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Import):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from guard.errors import GuardError
@@ -59,9 +58,12 @@ def _load_targets() -> None:
 
 
 def source(name: str) -> Path:
-    """Where the plug-in's files are inside the installed guard package."""
-    target = _target(name)
-    return Path(str(resources.files(target.package)))
+    """Where the plug-in's files are inside the installed guard package (its folder, whether
+    or not it holds an `__init__.py`: `resources.files` of a namespace package is no path)."""
+    import importlib
+
+    module = importlib.import_module(_target(name).package)
+    return Path(next(iter(module.__path__)))
 
 
 def _destination(target: Target, host: Path) -> Path:
