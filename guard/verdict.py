@@ -25,6 +25,7 @@ from guard.provenance import c2pa_io, vocab, xmp
 if TYPE_CHECKING:
     from guard.ledger import Ledger
     from guard.ledger.fingerprint import Region
+    from guard.resolvers import Answer, Resolvers
     from guard.watermark import Detection, ThirdPartyMark
 
 SCHEMA_VERSION = 1
@@ -45,6 +46,7 @@ class Verdict:
     disagreements: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what could not be checked, and why
     sha256: str | None = None
+    resolvers: list[Answer] = field(default_factory=list)  # what each resolver asked said
 
     @property
     def state(self) -> str:
@@ -128,9 +130,12 @@ class Verdict:
         if changes:
             lines.append(f"    this copy was {changes} since it was marked")
         if not self.ledger:
-            return [*lines, "    no record for this ID in the local ledger"]
+            lines.append("    no record for this ID in the local ledger")
+            return [*lines, *self._resolver_lines()]
         m = self.ledger
-        day = str(m.created_at)[:10]
+        day = str(m.created_at)[:10] or "an unknown date"
+        if m.resolver:
+            lines.append(f"    record returned by the resolver {m.resolver}, checked here:")
         if not m.verified:
             lines.append(f"    matches a record made on {day}, but the record is UNVERIFIED:")
             lines.append(f"    {m.problem}; none of its claims are used")
@@ -176,7 +181,20 @@ class Verdict:
             "watermark": self.watermark.to_dict() if self.watermark else None,
             "ledger": self.ledger.to_dict() if self.ledger else {"match": False},
             "third_party_marks": [m.to_dict() for m in self.third_party_marks],
+            "resolvers": [a.to_dict() for a in self.resolvers],
         }
+
+    def _resolver_lines(self) -> list[str]:
+        out = []
+        for a in self.resolvers:
+            said = {
+                "no_match": "knows no record for this ID",
+                "failed": f"could not be used ({a.problem})",
+                "rejected": f"returned a record that does not verify ({a.problem})",
+                "not_applied": f"returned a record whose claims do not apply ({a.problem})",
+            }.get(a.status, a.status)
+            out.append(f"    resolver {a.url}: {said}")
+        return out
 
 
 def verify(
@@ -186,6 +204,7 @@ def verify(
     watermark: bool = True,
     watermark_key: bytes | None = None,
     ledger: Ledger | None = None,
+    resolvers: Resolvers | None = None,
 ) -> Verdict:
     """Read one file (and its `.c2pa` sidecar, if there is one) and verify it."""
     path = Path(path)
@@ -200,6 +219,7 @@ def verify(
         watermark=watermark,
         watermark_key=watermark_key,
         ledger=ledger,
+        resolvers=resolvers,
     )
 
 
@@ -213,12 +233,14 @@ def verify_bytes(
     watermark_key: bytes | None = None,
     ledger: Ledger | None = None,
     loaded: imageio.LoadedImage | None = None,
+    resolvers: Resolvers | None = None,
 ) -> Verdict:
     """Verify an image held in memory; `name` labels it in the verdict and in messages.
 
     `sidecar` is a `.c2pa` manifest store for these bytes, used when they embed none. `loaded`:
     these bytes already decoded by `decode_for_analysis` (scan reads their text and size too),
-    so they are not decoded twice. Raises ImageInputError only for bytes that carry no
+    so they are not decoded twice. `resolvers`: asked when the local ledger has no record for a
+    found mark (guard.resolvers; their records are checked like local ones). Raises ImageInputError only for bytes that carry no
     credentials and are not an image guard reads.
     """
     fmt = imageio.sniff(data, name)
@@ -247,7 +269,7 @@ def verify_bytes(
         verdict.watermark = _not_checked("the pixels could not be decoded") if watermark else None
         return verdict
     if watermark:
-        _check_marks(verdict, loaded, watermark_key, ledger, anchors)
+        _check_marks(verdict, loaded, watermark_key, ledger, anchors, resolvers)
     return verdict
 
 
@@ -280,6 +302,7 @@ def _check_marks(
     key: bytes | None,
     ledger: Ledger | None,
     anchors: str,
+    resolvers: Resolvers | None = None,
 ) -> None:
     from guard import watermark as wm
 
@@ -297,6 +320,15 @@ def _check_marks(
         verdict.ledger = ledger_match.find(
             detection, loaded.image, sha256=verdict.sha256, ledger=ledger, anchors=anchors
         )
+        if verdict.ledger is None and resolvers is not None:
+            verdict.ledger, verdict.resolvers = ledger_match.resolve(
+                detection, loaded.image, sha256=verdict.sha256, anchors=anchors, resolvers=resolvers
+            )
+            verdict.notes.extend(
+                f"the resolver {a.url} could not be used: {a.problem}"
+                for a in verdict.resolvers
+                if a.status == "failed"
+            )
 
 
 def _disagreements(v: Verdict) -> list[str]:

@@ -41,6 +41,17 @@ trust_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Extra trusted CA certificate (PEM); repeatable.",
 )
+resolver_option = click.option(
+    "--resolver",
+    "resolver_urls",
+    multiple=True,
+    metavar="URL",
+    help=(
+        "C2PA soft binding resolver to ask when the local ledger has no record for a found "
+        "watermark; repeatable, asked in order (default: GUARD_RESOLVERS, space- or "
+        "comma-separated). Its records are checked like local ones (docs/resolvers.md)."
+    ),
+)
 _KEY_FILE = click.Path(dir_okay=False, path_type=Path)
 WATERMARK_KEY_HELP = (
     "Private watermark key file (default: guard's public key, which anyone can detect)."

@@ -13,6 +13,7 @@ from guard.cli._common import (
     handle_errors,
     json_option,
     ledger_option,
+    resolver_option,
     trust_option,
     watermark_key_option,
 )
@@ -77,6 +78,7 @@ _ADDRESS = re.compile(r"^(auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d+)$")
 @trust_option
 @watermark_key_option(old_spelling=True)
 @ledger_option
+@resolver_option
 @click.option(
     "--user-agent",
     help="Your crawler's name: X-Robots-Tag directives addressed to it (NAME: noai) count too.",
@@ -108,6 +110,7 @@ def command(
     trust_files: tuple[Path, ...],
     key_file: Path | None,
     ledger_path: Path | None,
+    resolver_urls: tuple[str, ...],
     user_agent: str | None,
     fresh: bool,
     summary_of: Path | None,
@@ -121,6 +124,7 @@ def command(
     is never allowed). Exit code 0 when the scan finished, 2 on a usage or input error.
     """
     from guard.cli._common import read_key
+    from guard.resolvers import from_env
     from guard.scan import export
     from guard.scan import report as report_mod
 
@@ -146,6 +150,7 @@ def command(
         ledger=ledger_path,
         user_agent=user_agent,
         file_timeout=file_timeout or None,
+        resolvers=resolvers.urls if (resolvers := from_env(resolver_urls)) else (),
     )
     if ray_address is not None:
         from guard.scan.api import scan_on_ray

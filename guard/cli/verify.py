@@ -12,6 +12,7 @@ from guard.cli._common import (
     handle_errors,
     json_option,
     ledger_option,
+    resolver_option,
     trust_option,
     watermark_key_option,
 )
@@ -23,6 +24,7 @@ from guard.cli._common import (
 @click.option("--no-watermark", is_flag=True, help="Skip the watermark and third-party mark check.")
 @watermark_key_option(old_spelling=True)
 @ledger_option
+@resolver_option
 @json_option
 @handle_errors
 def command(
@@ -31,6 +33,7 @@ def command(
     no_watermark: bool,
     key_file: Path | None,
     ledger_path: Path | None,
+    resolver_urls: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Verify PATHS (files or folders).
@@ -43,8 +46,10 @@ def command(
     from guard.cli._common import PerFile, expand_images, read_key
     from guard.ledger import Ledger
     from guard.progress import disable
+    from guard.resolvers import from_env
     from guard.verdict import verify
 
+    resolvers = from_env(resolver_urls)
     files = expand_images(paths)
     key = read_key(key_file)
     worst, out = 0, []
@@ -67,6 +72,7 @@ def command(
                     watermark=not no_watermark,
                     watermark_key=key,
                     ledger=ledger,
+                    resolvers=resolvers,
                 )
             if outcome.error is not None:
                 out.append({"file": str(path), "error": outcome.error})

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from guard.ledger.fingerprint import ContentMatch, Region
     from guard.ledger.store import Ledger, Record
+    from guard.resolvers import Answer, Resolvers
     from guard.watermark import Detection
 
 
@@ -38,6 +39,7 @@ class LedgerMatch:
     file_matches_record: bool
     problem: str | None = None
     content: ContentMatch | None = None  # this file's picture against the record's picture
+    resolver: str | None = None  # the resolver that returned the record; None: the local ledger
 
     @property
     def verified(self) -> bool:
@@ -93,7 +95,8 @@ class LedgerMatch:
             "content_problem": self.content.reason if self.content else None,
             "content_region": self.content_region.to_dict() if self.content_region else None,
             "signer": self.signer,
-            "signed_at": self.created_at,
+            "signed_at": self.created_at or None,
+            "resolver": self.resolver,
             "file_name": self.file_name,
             "sha256": self.sha256,
             "file_matches_record": self.file_matches_record,
@@ -122,6 +125,31 @@ def find(
     return _match(record, sha256, anchors, image, detection)
 
 
+def resolve(
+    detection: Detection,
+    image: Image.Image,
+    *,
+    sha256: str | None,
+    anchors: str,
+    resolvers: Resolvers,
+) -> tuple[LedgerMatch | None, list[Answer]]:
+    """The record for a found mark from remote resolvers (`guard.resolvers`), when the local
+    ledger has none. A resolver is trusted only for the bytes it returns: each manifest store
+    goes through `_match` like a local record's, and the first whose claims apply wins."""
+    from guard.ledger.store import Record
+    from guard.resolvers import client
+
+    if not (detection.found and detection.payload):
+        return None, []
+    watermark_id = detection.payload.hex()
+
+    def judge(url: str, manifest_id: str, store: bytes) -> LedgerMatch:
+        record = Record(watermark_id, manifest_label=manifest_id, manifest=store, created_at="")
+        return _match(record, sha256, anchors, image, detection, resolver=url)
+
+    return client.ask(resolvers, detection.scheme, watermark_id, judge)
+
+
 def _lookup(watermark_id: str, ledger: Ledger | None) -> Record | None:
     from guard.ledger.store import Ledger
 
@@ -132,18 +160,27 @@ def _lookup(watermark_id: str, ledger: Ledger | None) -> Record | None:
 
 
 def _match(
-    record: Record, sha256: str | None, anchors: str, image: Image.Image, detection: Detection
+    record: Record,
+    sha256: str | None,
+    anchors: str,
+    image: Image.Image,
+    detection: Detection,
+    *,
+    resolver: str | None = None,
 ) -> LedgerMatch:
+    """One path for every record, local or from a resolver: its stored manifest validated on its
+    own, its binding to this ID, and its picture against this one."""
     manifest = c2pa_io.read_store(record.manifest, trust_pem=anchors) if record.manifest else None
     return LedgerMatch(
         watermark_id=record.watermark_id,
-        created_at=record.created_at,
+        created_at=record.created_at or (manifest.signed_at if manifest else None) or "",
         file_name=record.file_name,
         sha256=record.sha256,
         manifest=manifest,
         file_matches_record=record.sha256 == sha256,
         problem=_unverified(record.watermark_id, manifest),
         content=_content(record, manifest, image, detection),
+        resolver=resolver,
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from guard.resolvers.client import checked
 from guard.scan.budget import DEFAULT_FILE_TIMEOUT
 from guard.scan.image import Settings
 from guard.scan.item import DEFAULT_MAX_BYTES, IMAGE_SUFFIXES
@@ -35,7 +36,9 @@ class ScanOptions(TypedDict, total=False):
     ledger: the ledger to resolve marks in. max_bytes: larger files are unverifiable unread.
     user_agent: the crawler X-Robots-Tag scopes name. file_timeout: seconds one image's check
     may take in a worker before the worker is killed and the image is `unverifiable` (None: no
-    limit; with workers=0 there is no worker to stop, so no limit).
+    limit; with workers=0 there is no worker to stop, so no limit). resolvers: C2PA soft binding
+    resolver URLs asked, in order, for a found mark the ledger has no record of (docs/resolvers.md;
+    their time counts in file_timeout).
     """
 
     policy: str | os.PathLike[str] | Policy | None
@@ -46,6 +49,7 @@ class ScanOptions(TypedDict, total=False):
     max_bytes: int
     user_agent: str | None
     file_timeout: float | None
+    resolvers: Iterable[str]
 
 
 def settings_for(**options: Unpack[ScanOptions]) -> Settings:
@@ -60,6 +64,7 @@ def settings_for(**options: Unpack[ScanOptions]) -> Settings:
         max_bytes=options.get("max_bytes", DEFAULT_MAX_BYTES),
         user_agent=options.get("user_agent"),
         file_timeout=options.get("file_timeout", DEFAULT_FILE_TIMEOUT),
+        resolvers=checked(list(options.get("resolvers", ()))),
     )
 
 

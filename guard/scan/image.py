@@ -48,6 +48,7 @@ class Settings:
     max_bytes: int = DEFAULT_MAX_BYTES
     user_agent: str | None = None  # X-Robots-Tag directives scoped to this crawler also count
     file_timeout: float | None = budget.DEFAULT_FILE_TIMEOUT  # seconds per image in a worker
+    resolvers: tuple[str, ...] = ()  # remote resolvers asked for marks the ledger lacks
     # the caller's GUARD_* variables (home, ledger, trust, pixel limit): worker processes are
     # forked from a server started earlier, so they are handed over rather than inherited
     env: dict[str, str] = field(default_factory=lambda: _guard_env(), compare=False)
@@ -196,6 +197,7 @@ def _verify(
 ):
     """guard's verdict for these bytes (what `guard verify` says), or why there is none."""
     from guard.errors import GuardError
+    from guard.resolvers import Resolvers
     from guard.verdict import verify_bytes
 
     try:
@@ -208,6 +210,7 @@ def _verify(
             watermark_key=settings.watermark_key,
             ledger=_ledger(settings),
             loaded=loaded,
+            resolvers=Resolvers(settings.resolvers) if settings.resolvers else None,
         )
     except GuardError as exc:
         return str(exc).removeprefix(f"{name}: ")

@@ -1,0 +1,467 @@
+"""`guard verify --resolver`: a remote C2PA soft binding resolver is asked when the local ledger
+has no record for a found mark, and trusted only for the bytes it returns.
+
+A real `guard serve` (its ASGI app under uvicorn on 127.0.0.1) is the honest resolver; hostile
+ones are tiny Starlette apps on 127.0.0.1. Every server is bounded and stopped by its test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import io
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from helpers import art
+from PIL import Image
+
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from guard.resolvers import Limits, Resolvers, from_env
+
+HOST = "127.0.0.1"
+FAST = Limits(connect_s=2.0, read_s=2.0, total_s=2.0, max_manifest_bytes=2 * 1024 * 1024)
+
+
+@dataclass
+class World:
+    ca: Path  # the signer's CA, passed with --trust
+    ledger: Path  # the signer's ledger, served by guard serve
+    watermark_id: str
+    manifest_id: str
+    store: bytes  # the record's manifest store (trusted, bound to watermark_id)
+    stripped: Path  # a JPEG re-encode of the signed picture: no metadata at all
+    other_picture: bytes  # trusted, bound to watermark_id, for another picture
+    other_id: bytes  # trusted, for another picture and another watermark ID
+    untrusted: bytes  # this picture and ID, signed by a key nobody trusts
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    import guard
+    from guard import config
+    from guard.provenance.spec import ManifestSpec
+
+    folder = tmp_path_factory.mktemp("resolvers")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GUARD_HOME", str(tmp_path_factory.mktemp("signer_home")))
+        ledger = folder / "ledger.db"
+        src = folder / "art.png"
+        art(320, 256, seed=0).save(src)
+        with guard.Ledger(ledger) as book:
+            pub = guard.sign(src, folder / "art.signed.png", ledger=book, author="Ada")
+            store = book.get(pub.watermark_id).manifest
+        wid = pub.watermark_id
+        assert wid and store
+        ca = config.identity_dir() / "ca.pem"
+        other_src = folder / "other.png"
+        art(320, 256, seed=7).save(other_src)
+        with guard.Ledger(folder / "side.db") as side:
+            other = guard.sign(other_src, folder / "other.signed.png", ledger=side, author="Eve")
+            assert other.watermark_id
+            other_id = side.get(other.watermark_id).manifest
+            # another picture, bound to this ID by the trusted signer
+            guard.publish(
+                Image.open(other_src).convert("RGB"),
+                folder / "lifted.png",
+                ManifestSpec(author="Eve"),
+                watermark_id=wid,
+                ledger=side,
+            )
+            other_picture = side.get(wid).manifest
+        mp.setenv("GUARD_HOME", str(tmp_path_factory.mktemp("stranger_home")))
+        with guard.Ledger(folder / "stranger.db") as strange:
+            guard.publish(
+                Image.open(pub.path).convert("RGB"),
+                folder / "forged.png",
+                ManifestSpec(author="Mallory", training="allowed"),
+                watermark_id=wid,
+                ledger=strange,
+            )
+            untrusted = strange.get(wid).manifest
+    buf = io.BytesIO()
+    Image.open(pub.path).convert("RGB").save(buf, "JPEG", quality=90)
+    stripped = folder / "stripped.jpg"
+    stripped.write_bytes(buf.getvalue())
+    assert other_picture and other_id and untrusted
+    yield World(
+        ca,
+        ledger,
+        wid,
+        str(pub.manifest_label),
+        store,
+        stripped,
+        other_picture,
+        other_id,
+        untrusted,
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("GUARD_RESOLVERS", raising=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    port = _free_port()
+    config = uvicorn.Config(
+        app, host=HOST, port=port, log_level="warning", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://{HOST}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@contextlib.contextmanager
+def guard_serve(world: World) -> Iterator[str]:
+    from guard.server import ServeSettings, create_app
+
+    with serving(create_app(ServeSettings(ledger=world.ledger, read_only=True))) as url:
+        yield url
+
+
+@dataclass
+class Hostile:
+    """A resolver answering byBinding with `matches` (or `binding`), and every manifest with
+    `manifest`; it counts the manifest requests."""
+
+    matches: Callable[[Request], Any] | None = None
+    manifest: Callable[[Request], Any] | None = None
+    manifest_requests: int = 0
+
+    def app(self, world: World) -> Starlette:
+        async def by_binding(request: Request) -> Any:
+            if self.matches is not None:
+                return self.matches(request)
+            return JSONResponse({"matches": [{"manifestId": world.manifest_id}]})
+
+        async def manifest(request: Request) -> Any:
+            self.manifest_requests += 1
+            assert self.manifest is not None
+            return self.manifest(request)
+
+        return Starlette(
+            routes=[
+                Route("/matches/byBinding", by_binding),
+                Route("/manifests/{manifestId}", manifest),
+            ]
+        )
+
+
+def c2pa_bytes(data: bytes) -> Callable[[Request], Response]:
+    return lambda request: Response(data, media_type="application/c2pa")
+
+
+def verify_with(world: World, *urls: str, limits: Limits = FAST):
+    from guard.verdict import verify
+
+    return verify(world.stripped, trust_files=(world.ca,), resolvers=Resolvers(urls, limits))
+
+
+def no_claims(v) -> None:
+    """Nothing a resolver said reached the verdict as a claim about this file."""
+    assert v.training is None and v.digital_source_type is None
+    d = v.to_dict()
+    assert d["training"] is None and d["digital_source_type"] is None
+    if v.ledger is not None:
+        assert not v.ledger.applies
+        assert v.ledger.author is None and v.ledger.signer is None and v.ledger.training is None
+
+
+# -- the honest resolver ------------------------------------------------------------------------
+
+
+def test_a_stripped_copy_finds_its_record_through_guard_serve(world: World) -> None:
+    """Another GUARD_HOME (empty local ledger, the signer's CA passed with --trust): the record
+    comes from guard serve, is checked here, and its claims apply."""
+    from guard.cli import main
+
+    with guard_serve(world) as url:
+        result = CliRunner().invoke(
+            main,
+            ["verify", "--json", "--trust", str(world.ca), "--resolver", url, str(world.stripped)],
+        )
+    assert result.exit_code == 1, result.output  # no manifest in the file: exit codes unchanged
+    (d,) = json.loads(result.stdout)
+    ledger = d["ledger"]
+    assert ledger["match"] and ledger["verified"] and ledger["content_match"] is True
+    assert ledger["resolver"] == url and ledger["watermark_id"] == world.watermark_id
+    assert ledger["author"] == "Ada" and ledger["training"] == "notAllowed"
+    assert ledger["manifest"]["manifest"] == world.manifest_id
+    assert d["training"] == "notAllowed" and d["digital_source_type"]
+    assert d["resolvers"] == [
+        {
+            "url": url,
+            "status": "applies",
+            "manifest_id": world.manifest_id,
+            "matches": 1,
+            "problem": None,
+        }
+    ]
+
+
+def test_without_the_signers_ca_the_record_is_unverified(world: World) -> None:
+    from guard.verdict import verify
+
+    with guard_serve(world) as url:
+        v = verify(world.stripped, resolvers=Resolvers((url,), FAST))
+    no_claims(v)
+    assert v.ledger is None  # a record that does not verify is the resolver's answer, no match
+    (answer,) = v.to_dict()["resolvers"]
+    assert answer["status"] == "rejected" and "trust list" in answer["problem"]
+    assert "returned a record that does not verify" in "\n".join(v.summary())
+
+
+def test_guard_resolvers_env_and_the_summary(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from guard.cli import main
+
+    dead = f"http://{HOST}:{_free_port()}"
+    with guard_serve(world) as url:
+        monkeypatch.setenv("GUARD_RESOLVERS", f"{dead}, {url}")
+        result = CliRunner().invoke(main, ["verify", "--trust", str(world.ca), str(world.stripped)])
+    assert result.exit_code == 1, result.output
+    assert f"record returned by the resolver {url}" in result.output
+    assert "matches a record signed by" in result.output
+    assert f"the resolver {dead} could not be used" in result.output
+
+
+def test_an_offline_resolver_is_a_note_not_a_crash(world: World) -> None:
+    from guard.cli import main
+
+    dead = f"http://{HOST}:{_free_port()}"
+    result = CliRunner().invoke(
+        main,
+        ["verify", "--json", "--trust", str(world.ca), "--resolver", dead, str(world.stripped)],
+    )
+    assert result.exit_code == 1, result.output
+    (d,) = json.loads(result.stdout)
+    assert d["ledger"] == {"match": False}
+    assert d["resolvers"][0]["status"] == "failed" and d["resolvers"][0]["problem"]
+    assert any(dead in n for n in d["notes"])
+
+
+def test_a_bad_resolver_url_is_a_usage_error(world: World) -> None:
+    from guard.cli import main
+
+    result = CliRunner().invoke(main, ["verify", "--resolver", "ftp://x", str(world.stripped)])
+    assert result.exit_code == 2 and "http:// or https://" in result.output
+    assert from_env(("http://a, https://b/api/",)) == Resolvers(("http://a", "https://b/api"))
+
+
+# -- hostile resolvers ------------------------------------------------------------------------
+
+
+def _drip(request: Request) -> StreamingResponse:
+    async def body():
+        for _ in range(50):  # at most 10 s, then the server gives up too
+            yield b"x"
+            await asyncio.sleep(0.2)
+
+    return StreamingResponse(body(), media_type="application/c2pa")
+
+
+def _huge(request: Request) -> StreamingResponse:
+    async def body():
+        chunk = b"\0" * 65536
+        for _ in range(1024):  # 64 MiB at most
+            yield chunk
+
+    return StreamingResponse(body(), media_type="application/c2pa")
+
+
+def _thousands(request: Request) -> JSONResponse:
+    matches = [{"manifestId": f"urn:c2pa:{i:08d}", "similarityScore": 100} for i in range(5000)]
+    return JSONResponse({"matches": matches})
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "garbage",
+        "untrusted",
+        "other_picture",
+        "other_id",
+        "huge",
+        "drip",
+        "wrong_type",
+        "thousands",
+        "not_json",
+        "bad_ids",
+        "gzip",
+        "error",
+    ],
+)
+def test_a_hostile_resolver_lends_no_claim(world: World, case: str) -> None:
+    hostile = {
+        "garbage": Hostile(manifest=c2pa_bytes(b"not a manifest store " * 50)),
+        "untrusted": Hostile(manifest=c2pa_bytes(world.untrusted)),
+        "other_picture": Hostile(manifest=c2pa_bytes(world.other_picture)),
+        "other_id": Hostile(manifest=c2pa_bytes(world.other_id)),
+        "huge": Hostile(manifest=_huge),
+        "drip": Hostile(manifest=_drip),
+        # the real store, as text/html: the API's media type is application/c2pa
+        "wrong_type": Hostile(manifest=lambda r: Response(world.store, media_type="text/html")),
+        "thousands": Hostile(matches=_thousands, manifest=c2pa_bytes(b"nothing")),
+        "not_json": Hostile(
+            matches=lambda r: Response(b"<html>", media_type="application/json"),
+            manifest=c2pa_bytes(world.store),
+        ),
+        "bad_ids": Hostile(
+            matches=lambda r: JSONResponse(
+                {"matches": [{"manifestId": "../../etc/passwd"}, {"manifestId": 7}, "x"]}
+            ),
+            manifest=c2pa_bytes(world.store),
+        ),
+        "gzip": Hostile(
+            manifest=lambda r: Response(
+                gzip.compress(world.store),
+                media_type="application/c2pa",
+                headers={"content-encoding": "gzip"},
+            )
+        ),
+        "error": Hostile(matches=lambda r: Response(b"no", status_code=500)),
+    }[case]
+    started = time.monotonic()
+    with serving(hostile.app(world)) as url:
+        v = verify_with(world, url)
+    assert time.monotonic() - started < 30
+    no_claims(v)
+    (answer,) = v.resolvers
+    assert answer.status != "applies" and answer.url == url
+    expected = {
+        "garbage": "rejected",
+        "untrusted": "rejected",
+        "other_picture": "not_applied",
+        "other_id": "rejected",
+        "huge": "failed",
+        "drip": "failed",
+        "wrong_type": "failed",
+        "thousands": "rejected",
+        "not_json": "failed",
+        "bad_ids": "no_match",
+        "gzip": "failed",
+        "error": "failed",
+    }[case]
+    assert answer.status == expected, answer
+    if case == "untrusted":
+        assert "trust list" in (answer.problem or "")
+    if case == "other_picture":
+        assert v.ledger is not None and v.ledger.verified and v.ledger.content_match is False
+        assert "BELONGS TO ANOTHER IMAGE" in "\n".join(v.summary())
+    if case == "other_id":
+        assert "different watermark ID" in (answer.problem or "")
+    if case == "huge":
+        assert "cut off" in (answer.problem or "")
+    if case == "drip":
+        assert "took over" in (answer.problem or "")
+    if case == "wrong_type":
+        assert "text/html" in (answer.problem or "")
+    if case == "thousands":
+        assert answer.matches == FAST.max_matches
+        assert hostile.manifest_requests == FAST.max_matches
+    if case == "bad_ids":
+        assert hostile.manifest_requests == 0
+
+
+def test_a_redirect_to_another_host_is_not_followed(world: World) -> None:
+    """The redirect points at the honest resolver: following it would have found the record."""
+    with guard_serve(world) as honest:
+        hostile = Hostile(
+            matches=lambda r: Response(
+                status_code=302, headers={"location": f"{honest}/matches/byBinding?{r.url.query}"}
+            )
+        )
+        with serving(hostile.app(world)) as url:
+            v = verify_with(world, url)
+    no_claims(v)
+    (answer,) = v.resolvers
+    assert answer.status == "failed" and "not followed" in (answer.problem or "")
+
+
+def test_resolvers_are_asked_in_order_and_a_forgery_does_not_stop_the_search(
+    world: World,
+) -> None:
+    hostile = Hostile(manifest=c2pa_bytes(world.untrusted))
+    with guard_serve(world) as honest, serving(hostile.app(world)) as bad:
+        v = verify_with(world, bad, honest)
+    assert v.ledger is not None and v.ledger.applies and v.ledger.resolver == honest
+    assert v.ledger.author == "Ada" and v.training == "notAllowed"
+    assert [a.status for a in v.resolvers] == ["rejected", "applies"]
+
+
+def test_the_local_ledger_comes_first(world: World) -> None:
+    """A record in the local ledger is used as it is: no resolver is asked."""
+    import guard
+    from guard.verdict import verify
+
+    hostile = Hostile(manifest=c2pa_bytes(world.untrusted))
+    with serving(hostile.app(world)) as bad, guard.Ledger(world.ledger) as book:
+        v = verify(
+            world.stripped, trust_files=(world.ca,), ledger=book, resolvers=Resolvers((bad,), FAST)
+        )
+    assert v.ledger is not None and v.ledger.applies and v.ledger.resolver is None
+    assert v.resolvers == [] and hostile.manifest_requests == 0
+
+
+# -- guard scan ---------------------------------------------------------------------------------
+
+
+def test_scan_asks_the_resolver_for_a_mark_the_ledger_lacks(world: World, tmp_path: Path) -> None:
+    import guard
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "copy.jpg").write_bytes(world.stripped.read_bytes())
+    (alone,) = guard.scan([data], workers=0, trust_files=(world.ca,))
+    assert alone.ledger_match is False and alone.training is None
+    with guard_serve(world) as url:
+        (row,) = guard.scan([data], workers=0, trust_files=(world.ca,), resolvers=(url,))
+    assert row.ledger_match is True and row.content_match is True
+    assert row.training == "notAllowed" and row.decision == "opted_out"
+
+
+def test_scan_cli_takes_resolver(world: World, tmp_path: Path) -> None:
+    from guard.cli import main
+
+    result = CliRunner().invoke(
+        main, ["scan", str(tmp_path), "--report", str(tmp_path / "r.parquet"), "--resolver", "x"]
+    )
+    assert result.exit_code == 2 and "http:// or https://" in result.output
