@@ -8,12 +8,21 @@
    thumbnail), then L lookups (default 2,000) of random existing IDs through GET
    /matches/byBinding, from 1 client and from C clients; and GET /manifests/{id}.
 
-Targets (issue 12): verify p95 <= 1 s on a 2-core machine with 0 errors and flat memory;
-byBinding p95 <= 20 ms at 100,000 records.
+3. flood: C parallel clients (default 4) send R verify requests (default 8) of F files of
+   S MiB each, streamed (default 16 x 31 MiB: an outside tester's flood, which took the server
+   from 52 MB to 2,300 MB), then R requests of 6 x 31 MiB (within the in-flight budget, so each
+   is admitted when the budget allows). Reported: the answers' status codes and the peak
+   resident memory of the server process and of the server with its check workers, sampled
+   every 50 ms. The files are one 6000x6000 noise JPEG (31 MiB), a real image verify decodes.
 
-    python benchmarks/bench_serve.py                   # both parts (about 5 minutes on 2 cores)
+Targets (issue 12): verify p95 <= 1 s on a 2-core machine with 0 errors and flat memory;
+byBinding p95 <= 20 ms at 100,000 records. Flood: 413 or 503 for what does not fit, and a
+peak far below the bodies sent.
+
+    python benchmarks/bench_serve.py                   # all parts (about 6 minutes on 2 cores)
     python benchmarks/bench_serve.py --only verify --requests 200 --clients 8
     python benchmarks/bench_serve.py --only binding --records 100000 --lookups 2000
+    python benchmarks/bench_serve.py --only flood --clients 4 --requests 8
 
 Images: ../shared/datasets (cset14, cbsd68) resized to 1024x1024.
 """
@@ -54,10 +63,26 @@ def free_port() -> int:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:  # gone meanwhile (a check worker that was replaced)
+        return 0.0
     return float("nan")
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of `pid` (the server's check workers), from /proc."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids = [int(k) for k in task.read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            out += [kid, *children(kid)]
+    return out
 
 
 class Server:
@@ -166,13 +191,13 @@ def bench_verify(tmp: Path, requests: int, clients: int) -> None:
 
         run_load(server.url, bodies[:8], clients, send)  # warm-up: libraries, caches
         work = [bodies[i % len(bodies)] for i in range(requests)]
-        samples: list[tuple[float, float]] = []
+        samples: list[tuple[float, float]] = []  # (server alone, server + its check workers)
         stop = threading.Event()
 
         def sample() -> None:
-            t0 = time.perf_counter()
             while not stop.is_set():
-                samples.append((time.perf_counter() - t0, rss_mb(server.proc.pid)))
+                own = rss_mb(server.proc.pid)
+                samples.append((own, own + sum(rss_mb(k) for k in children(server.proc.pid))))
                 stop.wait(0.25)
 
         sampler = threading.Thread(target=sample)
@@ -182,21 +207,24 @@ def bench_verify(tmp: Path, requests: int, clients: int) -> None:
         sampler.join()
     finally:
         server.close()
-    rss = [m for _, m in samples]
+    rss = [m for m, _ in samples]
+    total = [t for _, t in samples]
     quarter = max(1, len(rss) // 4)
     print(
         f"\n### verify: {requests} requests of 1024x1024 JPEGs, {clients} concurrent clients "
         f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} after the run)\n"
     )
     print(
-        "| throughput | p50 | p95 | max | errors | RSS first quarter | RSS last quarter | RSS peak |"
+        "| throughput | p50 | p95 | max | errors | RSS first quarter | RSS last quarter | RSS peak "
+        "| with check workers: first → last quarter (peak) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {requests / wall:.1f} req/s | {statistics.median(latencies) * 1000:.0f} ms | "
         f"{pct(latencies, 95) * 1000:.0f} ms | {max(latencies) * 1000:.0f} ms | {len(errors)} | "
         f"{statistics.median(rss[:quarter]):.0f} MB | {statistics.median(rss[-quarter:]):.0f} MB | "
-        f"{max(rss):.0f} MB |"
+        f"{max(rss):.0f} MB | {statistics.median(total[:quarter]):.0f} → "
+        f"{statistics.median(total[-quarter:]):.0f} MB ({max(total):.0f}) |"
     )
     for e in errors[:5]:
         print("error:", e)
@@ -286,9 +314,102 @@ def bench_binding(tmp: Path, records: int, lookups: int, clients: int) -> None:
         )
 
 
+def flood_body(files: int, data: bytes) -> tuple[int, str, object]:
+    """A multipart body of `files` copies of `data`, streamed: the client holds one copy."""
+    boundary = "guardbenchflood"
+    heads = [
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+            f'filename="f{i}.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        ).encode()
+        for i in range(files)
+    ]
+    tail = f"--{boundary}--\r\n".encode()
+    size = sum(len(h) + len(data) + 2 for h in heads) + len(tail)
+
+    def stream():
+        for head in heads:
+            yield head
+            for i in range(0, len(data), 2**20):
+                yield data[i : i + 2**20]
+            yield b"\r\n"
+        yield tail
+
+    return size, f"multipart/form-data; boundary={boundary}", stream
+
+
+def flood_round(server: Server, files: int, data: bytes, requests: int, clients: int) -> tuple:
+    """One flood: `requests` bodies of `files` x `data` from `clients` threads at once."""
+    size, ctype, stream = flood_body(files, data)
+    samples: list[tuple[float, float]] = []
+    statuses: dict[str, int] = {}
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def sample() -> None:
+        while not stop.is_set():
+            own = rss_mb(server.proc.pid)
+            samples.append((own, own + sum(rss_mb(k) for k in children(server.proc.pid))))
+            stop.wait(0.05)
+
+    def send(c: httpx.Client, _: int) -> httpx.Response:
+        headers = {"content-type": ctype, "content-length": str(size)}
+        try:
+            key = str(c.post("/api/verify", content=stream(), headers=headers).status_code)
+        except httpx.HTTPError as exc:  # the connection closed before an answer was read
+            key = type(exc).__name__
+        with lock:
+            statuses[key] = statuses.get(key, 0) + 1
+        return httpx.Response(200)
+
+    idle = rss_mb(server.proc.pid)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    _, _, wall = run_load(server.url, list(range(requests)), clients, send)
+    stop.set()
+    sampler.join()
+    return files, size, idle, samples, statuses, wall
+
+
+def bench_flood(tmp: Path, requests: int, clients: int) -> None:
+    """Upload memory under a flood: statuses, and the server's peak RSS (alone, and with its
+    check workers)."""
+    import numpy as np
+
+    import guard
+
+    home, ledger = tmp / "fhome", tmp / "flood.sqlite3"
+    os.environ["GUARD_HOME"] = str(home)
+    guard.Ledger(ledger).close()
+    noise = np.random.default_rng(0).integers(0, 255, (6000, 6000, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    server = Server(home, ledger)
+    try:
+        rows = [flood_round(server, files, data, requests, clients) for files in (16, 6)]
+    finally:
+        server.close()
+    print(
+        f"\n### flood: {requests} verify requests from {clients} clients at once, files of "
+        f"{len(data) / 2**20:.0f} MiB ({os.cpu_count()} CPUs)\n"
+    )
+    print(
+        "| files per request | body | answers | server RSS idle | peak | peak with workers | wall |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for files, size, idle, samples, statuses, wall in rows:
+        answers = ", ".join(f"{n} x {k}" for k, n in sorted(statuses.items()))
+        print(
+            f"| {files} | {size / 2**20:.0f} MiB | {answers} | {idle:.0f} MB | "
+            f"{max(s[0] for s in samples):.0f} MB | {max(s[1] for s in samples):.0f} MB | "
+            f"{wall:.0f} s |"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--only", choices=("verify", "binding"))
+    ap.add_argument("--only", choices=("verify", "binding", "flood"))
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--records", type=int, default=100_000)
@@ -299,6 +420,9 @@ def main() -> None:
             bench_verify(Path(tmp), args.requests, args.clients)
         if args.only in (None, "binding"):
             bench_binding(Path(tmp), args.records, args.lookups, args.clients)
+        if args.only in (None, "flood"):
+            flood = args.requests if args.only == "flood" else 8
+            bench_flood(Path(tmp), flood, 4 if args.only is None else args.clients)
 
 
 if __name__ == "__main__":

@@ -67,3 +67,20 @@ def live_server(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def folder_state(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file in a folder with its size and modification time: what "changed no file" means
+    when the tests run as root, for whom a read-only mode bit stops no write."""
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def spinning_check(kind: str, name: str, data: bytes, sidecar: bytes | None, context) -> dict:
+    """The server's own check, except for a file named spin*: for that one it spins in pure
+    Python forever, holding the GIL, which no thread-based timeout could ever stop."""
+    from guard.server.checks import check
+
+    if name.startswith("spin"):
+        while True:
+            pass
+    return check(kind, name, data, sidecar, context)

@@ -161,3 +161,85 @@ def test_a_ledger_is_migrated_once_not_on_every_open(tmp_path) -> None:
     db = sqlite3.connect(path)
     assert db.execute("SELECT watermark_id FROM records").fetchall() == [("abcdef0123456789",)]
     db.close()
+
+
+def _state(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def test_a_read_only_ledger_writes_nothing_migrates_nothing_settles_nothing(tmp_path) -> None:
+    """Ledger(path, read_only=True) on a 0o444 file in a 0o555 folder: reads work and no file in
+    the folder changes, not even as root (whom the mode bits do not stop): no -wal, no -shm, no
+    migration, and another writer's pending row stays pending."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    path = folder / "l.sqlite3"
+    with Ledger(path) as ledger:
+        ledger.add(rec(1))
+        ledger.add(rec(2), pending=folder / "never-written.png")
+    db = sqlite3.connect(path)
+    db.execute("UPDATE records SET pending_pid = 999999999 WHERE state = 'pending'")  # writer gone
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    assert sorted(p.name for p in folder.iterdir()) == ["l.sqlite3"]
+    path.chmod(0o444)
+    folder.chmod(0o555)
+    before = _state(folder)
+    try:
+        with Ledger(path, read_only=True) as ledger:
+            got = ledger.get(f"{1:016x}")
+            assert got is not None and got.manifest == rec(1).manifest
+            assert ledger.get(f"{2:016x}") is None and len(ledger) == 1
+            assert [r.watermark_id for r in ledger] == [f"{1:016x}"]
+            with pytest.raises(LedgerError, match="read-only"):
+                ledger.add(rec(3))
+        assert _state(folder) == before
+    finally:
+        folder.chmod(0o755)
+        path.chmod(0o644)
+    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("SELECT state FROM records WHERE pending_pid IS NOT NULL").fetchall() == [
+        ("pending",)
+    ]
+    db.close()
+
+
+def test_a_read_only_ledger_refuses_what_is_not_there_and_creates_nothing(tmp_path) -> None:
+    with pytest.raises(LedgerError, match="no ledger there") as missing:
+        Ledger(tmp_path / "typo.sqlite3", read_only=True)
+    assert missing.value.reason and str(tmp_path) not in missing.value.reason
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match="not a usable guard ledger"):
+        Ledger(junk, read_only=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.sqlite3"]
+
+
+def test_a_read_only_ledger_sees_what_other_processes_write(tmp_path) -> None:
+    """A read-only reader opened before the writers: it sees a record committed by a writer that
+    is still open (through the writer's -wal), and one committed by a writer that came and went
+    in another process (checkpointed into the file)."""
+    path = tmp_path / "l.sqlite3"
+    with Ledger(path) as ledger:
+        ledger.add(rec(1))
+    reader = Ledger(path, read_only=True)
+    assert reader.get(f"{2:016x}") is None
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from guard.ledger import Ledger, Record\n"
+            f"with Ledger({str(path)!r}) as l: l.add(Record(watermark_id='{2:016x}'))\n",
+        ],
+        check=True,
+    )
+    assert reader.get(f"{2:016x}") is not None
+    writer = Ledger(path)
+    writer.add(rec(3))
+    assert reader.get(f"{3:016x}") is not None  # the writer is still open: read through its -wal
+    writer.add(rec(4))
+    writer.close()
+    assert reader.get(f"{4:016x}") is not None and len(reader) == 4
+    reader.close()

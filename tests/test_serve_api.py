@@ -396,8 +396,9 @@ def test_uploads_are_bounded_in_size_count_and_pixels(ledger_path, signed):
     huge_pixels = io.BytesIO()
     Image.new("RGB", (400, 300)).save(huge_pixels, "PNG")  # 120,000 px: small file, many pixels
     with client_for(ServeSettings(ledger=ledger_path, limits=limits)) as c:
+        # a file over a limit gets its own answer (the others of its request still count)
         r = c.post("/api/verify", files=[("files", ("big.png", big.getvalue(), "image/png"))])
-        assert r.status_code == 413 and "MiB" in r.json()["error"]
+        assert r.status_code == 200 and "MiB" in r.json()["results"][0]["error"]
         r = c.post(
             "/api/verify", files=[("files", (f"{i}.jpg", small, "image/jpeg")) for i in range(3)]
         )
@@ -405,7 +406,9 @@ def test_uploads_are_bounded_in_size_count_and_pixels(ledger_path, signed):
         r = c.post(
             "/api/verify", files=[("files", ("px.png", huge_pixels.getvalue(), "image/png"))]
         )
-        assert r.status_code == 413 and "MP" in r.json()["error"]
+        assert r.status_code == 200 and "MP" in r.json()["results"][0]["error"]
+        r = c.post("/api/sign", files=[("files", ("big.png", big.getvalue(), "image/png"))])
+        assert r.status_code == 413 and "MiB" in r.json()["error"]  # no file left to sign
         r = c.post(
             "/matches/byContent", content=big.getvalue(), headers={"content-type": "image/png"}
         )
@@ -413,7 +416,7 @@ def test_uploads_are_bounded_in_size_count_and_pixels(ledger_path, signed):
         # a body larger than any request may be is cut off, whatever the client declares
         r = c.post(
             "/api/verify",
-            content=b"x" * (limits.max_body_bytes + 10),
+            content=b"x" * (limits.max_request_bytes + 10),
             headers={"content-type": "multipart/form-data; boundary=x"},
         )
         assert r.status_code == 413
@@ -667,3 +670,423 @@ def test_a_binding_starting_with_plus_survives_an_unescaped_query_string() -> No
     value = base64.b64encode(wid).decode()
     assert value.startswith("+")
     assert _binding_id(value.replace("+", " ")) == _binding_id(value) == wid.hex()
+
+
+# -- what an outside tester found (one test or more per finding) ----------------------------------
+
+
+@pytest.mark.parametrize("content", ["", "  \n\t \n"])
+def test_cli_refuses_an_empty_token_file(tmp_path, monkeypatch, content):
+    """An empty token file once started the server with no token at all: sign and protect were
+    open to anyone on the machine."""
+    import uvicorn
+    from click.testing import CliRunner
+
+    from guard.cli import main
+
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(a))
+    empty = tmp_path / "token.txt"
+    empty.write_text(content)
+    r = CliRunner().invoke(
+        main, ["serve", "--token-file", str(empty), "--ledger", str(tmp_path / "l.sqlite3")]
+    )
+    assert r.exit_code == 2 and not started, r.output
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "empty" in lines[0] and "token.txt" in lines[0], r.output
+
+
+def _read_only(path: Path) -> None:
+    for p in path.iterdir():
+        p.chmod(0o444)
+    path.chmod(0o555)
+
+
+def _writable(path: Path) -> None:
+    path.chmod(0o755)
+    for p in path.iterdir():
+        p.chmod(0o644)
+
+
+def test_read_only_server_changes_no_file_of_its_ledger(tmp_path, signed, ledger_path):
+    """--read-only opens the ledger read-only: no -wal or -shm, no migration, no settled rows,
+    on a ledger file and folder that are read-only (and, as root, unchanged byte for byte)."""
+    import sqlite3
+
+    from serve_support import folder_state
+
+    from guard.ledger import Record
+
+    with guard_ledger(ledger_path) as book:  # another writer's pending row, its writer gone
+        book.add(Record("00000000000000aa", manifest_label="urn:c2pa:x"), pending=tmp_path / "n")
+    db = sqlite3.connect(ledger_path)
+    db.execute("UPDATE records SET pending_pid = 999999999 WHERE watermark_id = '00000000000000aa'")
+    db.execute("PRAGMA user_version = 1")  # as an older guard left it: a writer would migrate
+    db.commit()
+    db.close()
+    folder = ledger_path.parent / "shared"
+    folder.mkdir()
+    ledger_path.rename(folder / ledger_path.name)
+    ledger = folder / ledger_path.name
+    _read_only(folder)
+    before = folder_state(folder)
+    try:
+        alg, value = binding_of(signed.path)
+        with client_for(ServeSettings(ledger=ledger, read_only=True)) as c:
+            got = c.get("/matches/byBinding", params={"alg": alg, "value": value})
+            assert got.json()["matches"][0]["manifestId"] == signed.manifest
+            (card,) = c.post(
+                "/api/verify", files=[("files", ("s.jpg", signed.stripped, "image/jpeg"))]
+            ).json()["results"]
+            assert card["ledger"]["watermark_id"] == signed.watermark_id, card
+            assert c.get(f"/manifests/{signed.manifest}").status_code == 200
+        assert folder_state(folder) == before  # no -wal, no -shm, nothing rewritten
+    finally:
+        _writable(folder)
+    db = sqlite3.connect(f"file:{ledger}?mode=ro&immutable=1", uri=True)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1  # not migrated
+    assert db.execute(
+        "SELECT state FROM records WHERE watermark_id = '00000000000000aa'"
+    ).fetchone()
+    db.close()
+
+
+def guard_ledger(path: Path):
+    import guard
+
+    return guard.Ledger(path)
+
+
+def test_read_only_server_refuses_a_missing_ledger_and_creates_none(tmp_path):
+    from click.testing import CliRunner
+
+    from guard.cli import main
+    from guard.ledger import LedgerError
+
+    typo = tmp_path / "legder.sqlite3"
+    with pytest.raises(LedgerError, match="no ledger"):
+        create_app(ServeSettings(ledger=typo, read_only=True))
+    r = CliRunner().invoke(main, ["serve", "--read-only", "--ledger", str(typo)])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "no ledger" in r.output
+    assert list(tmp_path.iterdir()) == []  # no ledger, no -wal, no -shm
+
+
+class RawRequest:
+    """One POST driven straight through the ASGI app, so a test sees how much of its body the
+    server read before it answered. `hold_after`: the body stops there until `go` is set."""
+
+    def __init__(self, app, chunks: list[bytes], *, length: int | None, hold_after=None):
+        import anyio
+
+        self.app, self.chunks, self.length, self.hold_after = app, list(chunks), length, hold_after
+        self.go = anyio.Event()
+        self.held = anyio.Event()
+        self.read = 0
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self.body = b""
+
+    async def run(self) -> None:
+        headers = [
+            (b"host", b"127.0.0.1:8765"),
+            (b"content-type", b"multipart/form-data; boundary=x"),
+        ]
+        if self.length is not None:
+            headers.append((b"content-length", str(self.length).encode()))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/verify",
+            "raw_path": b"/api/verify",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": (HOST, 50000),
+            "server": (HOST, 8765),
+        }
+
+        async def receive():
+            if self.hold_after is not None and self.read >= self.hold_after:
+                self.held.set()
+                await self.go.wait()
+            if not self.chunks:
+                return {"type": "http.disconnect"}
+            chunk = self.chunks.pop(0)
+            self.read += len(chunk)
+            return {"type": "http.request", "body": chunk, "more_body": bool(self.chunks)}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+                self.headers = {k.decode(): v.decode() for k, v in message["headers"]}
+            elif message["type"] == "http.response.body":
+                self.body += message.get("body", b"")
+
+        await self.app(scope, receive, send)
+
+
+def test_upload_bytes_in_flight_are_bounded_before_they_are_read(ledger_path):
+    """4 parallel verify requests of 16 x 31 MiB took the server from 52 MB to 2,300 MB: bodies
+    were read before any limit applied. Now what a request declares is checked first (413 over
+    the per-request limit, 503 when the server-wide budget is taken), and a body without a
+    Content-Length is counted against the same budget as it arrives."""
+    import anyio
+
+    limits = Limits(max_upload_bytes=100_000, max_files=4, max_inflight_bytes=300_000)
+    app = create_app(ServeSettings(ledger=ledger_path, limits=limits))
+
+    def form(size: int, chunk: int) -> list[bytes]:
+        """The start of a form whose file part never ends: a parser reads all of it."""
+        head = b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        body = head + b"\0" * (size - len(head))
+        return [body[i : i + chunk] for i in range(0, size, chunk)]
+
+    async def main() -> None:
+        over = RawRequest(app, form(350_000, 50_000), length=350_000)  # < 4 files, > budget
+        await over.run()
+        assert over.status == 413 and over.read == 0, (over.status, over.read)
+
+        first = RawRequest(app, form(250_000, 50_000), length=250_000, hold_after=50_000)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first.run)
+            with anyio.fail_after(30):
+                await first.held.wait()  # 250,000 bytes of the 300,000 budget are taken
+            second = RawRequest(app, form(100_000, 50_000), length=100_000)
+            await second.run()
+            assert second.status == 503 and second.read == 0, (second.status, second.read)
+            assert second.headers["retry-after"] == str(limits.retry_after_s)
+            streamed = RawRequest(app, form(100_000, 20_000), length=None)  # chunked
+            await streamed.run()
+            assert streamed.status == 503 and streamed.read <= 60_000, streamed.read
+            first.go.set()
+        assert first.status == 400, first.body  # a form that never ends: read whole, refused
+        whole = RawRequest(app, form(300_000, 60_000), length=300_000)  # the budget is free
+        await whole.run()
+        assert whole.status == 400 and whole.read == 300_000, (whole.status, whole.read)
+
+    anyio.run(main)
+
+
+def test_one_file_over_a_limit_does_not_reject_the_batch(ledger_path, signed):
+    limits = Limits(max_upload_bytes=400_000, max_files=4, max_pixels=100_000)
+    big = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(big, "PNG")
+    many_pixels = io.BytesIO()
+    Image.new("RGB", (400, 300)).save(many_pixels, "PNG")
+    files = [
+        ("files", ("first.jpg", signed.stripped, "image/jpeg")),
+        ("files", ("big.png", big.getvalue(), "image/png")),
+        ("files", ("px.png", many_pixels.getvalue(), "image/png")),
+        ("files", ("last.png", signed.path.read_bytes(), "image/png")),
+    ]
+    with client_for(ServeSettings(ledger=ledger_path, limits=limits)) as c:
+        r = c.post("/api/verify", files=files)
+        assert r.status_code == 200, r.text
+        first, too_big, too_many, last = r.json()["results"]
+        assert first["file"] == "first.jpg" and first["card"]["ledger"]
+        assert too_big["file"] == "big.png" and "MiB" in too_big["error"] and "card" not in too_big
+        assert too_many["file"] == "px.png" and "MP" in too_many["error"]
+        assert last["file"] == "last.png" and last["card"]["state"] in ("trusted", "valid")
+
+
+def test_a_check_over_its_budget_is_stopped_and_the_queue_moves_on(ledger_path, signed):
+    """Verify runs in worker processes: a file whose check runs past the budget gets an error
+    card and its worker is killed, so even CPU work that never yields cannot stall the queue
+    (one worker here: the next file can only be checked once the spinning one is stopped)."""
+    from serve_support import spinning_check
+
+    limits = Limits(verify_workers=1, check_budget_s=2.0)
+    with client_for(ServeSettings(ledger=ledger_path, limits=limits)) as c:
+        c.app.state.checks.target = spinning_check
+        warm = c.post("/api/verify", files=[("files", ("w.jpg", signed.stripped, "image/jpeg"))])
+        assert warm.json()["results"][0]["card"]  # the worker is up (its start is not budgeted)
+        t0 = time.monotonic()
+        r = c.post(
+            "/api/verify",
+            files=[
+                ("files", ("spin.png", signed.path.read_bytes(), "image/png")),
+                ("files", ("after.jpg", signed.stripped, "image/jpeg")),
+            ],
+        )
+        spent = time.monotonic() - t0
+        spun, after = r.json()["results"]
+        assert spun["file"] == "spin.png" and "2 s" in spun["error"] and "stopped" in spun["error"]
+        assert after["file"] == "after.jpg" and after["card"]["ledger"], after
+        assert spent < 60, spent  # the budget, a new worker's start and one real check
+        r = c.post(
+            "/matches/byContent", content=b"\x89PNG spin", headers={"content-type": "image/png"}
+        )
+        assert r.status_code in (400, 415), r.text  # not a spinning name: a plain answer
+
+
+def test_ledger_errors_reach_clients_without_the_servers_paths(tmp_path, ledger_path, signed):
+    ledger_path.write_bytes(b"this is not a database\n" * 200)
+    upload = [("files", ("a.jpg", signed.stripped, "image/jpeg"))]
+    with client_for(ServeSettings(ledger=ledger_path)) as c:
+        alg, value = binding_of(signed.path)
+        texts = {
+            "verify": c.post("/api/verify", files=upload).json()["results"][0]["error"],
+            "binding": c.get("/matches/byBinding", params={"alg": alg, "value": value}).json()[
+                "error"
+            ],
+        }
+        job = c.post("/api/sign", files=upload).json()["jobs"][0]
+        texts["sign"] = wait_job(c, job["id"])["error"]
+    for where, text in texts.items():
+        assert "ledger" in text, (where, text)
+        for secret in (str(ledger_path), str(ledger_path.parent), str(tmp_path)):
+            assert secret not in text, (where, text)
+
+
+def test_a_missing_and_a_wrong_token_are_told_apart_and_point_to_the_token_box(ledger_path):
+    token = "s3cret-token-0123456789"
+    with client_for(ServeSettings(token=token, ledger=ledger_path)) as c:
+        missing = c.get("/api/identity")
+        wrong = c.get("/api/identity", headers={"Authorization": "Bearer wrong-0123456789abc"})
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json()["error"] != wrong.json()["error"]
+    assert "Token box" in missing.json()["error"] and "Token box" in wrong.json()["error"]
+    assert "needs" in missing.json()["error"] and "not this server's" in wrong.json()["error"]
+
+
+SPEC = json.loads(
+    (Path(__file__).parent / "c2pa" / "soft-binding-resolution-api-1.0.0.json").read_text()
+)
+# What guard answers beyond the specification's responses, and why (docs/serve.md).
+GUARD_EXTRA = {
+    ("/matches/byContent", "post"): {"400", "413", "503"},  # bad alg or hint; too large; busy
+}
+
+
+def _strip(schema):
+    """A schema without its prose: what the data must look like, not how it is described."""
+    if isinstance(schema, dict):
+        return {k: _strip(v) for k, v in schema.items() if k not in ("description", "example")}
+    if isinstance(schema, list):
+        return [_strip(v) for v in schema]
+    return schema
+
+
+def test_openapi_matches_the_c2pa_soft_binding_resolution_api(client):
+    served = client.get("/openapi.json").json()
+    assert served["openapi"] == SPEC["openapi"] == "3.0.3"
+    assert "422" not in json.dumps(served) and "HTTPValidationError" not in json.dumps(served)
+    for name, schema in SPEC["components"]["schemas"].items():
+        want = _strip(schema)
+        if name == "c2pa.softBindingAlgList":
+            # erratum: its item's oneOf requires 'watermarks' or 'fingerprints' inside an item
+            # {"alg": ...}, which no item of the spec's own example has
+            want["properties"]["watermarks"]["items"].pop("oneOf")
+        assert _strip(served["components"]["schemas"][name]) == want, name
+    for path, item in SPEC["paths"].items():
+        for method, op in item.items():
+            got = served["paths"][path][method]
+            assert got["operationId"] == op["operationId"]
+            assert got["summary"] == op["summary"]
+            params = {
+                p["name"]: (p["in"], p.get("required", False), p["schema"])
+                for p in op.get("parameters", [])
+            }
+            assert {
+                p["name"]: (p["in"], p.get("required", False), _strip(p["schema"]))
+                for p in got.get("parameters", [])
+            } == params, (path, method)
+            if "requestBody" in op:
+                body, spec_body = got["requestBody"], op["requestBody"]
+                assert set(body["content"]) <= set(spec_body["content"]), (path, method)
+                for ctype, media in body["content"].items():
+                    assert media == spec_body["content"][ctype], (path, method, ctype)
+            extra = GUARD_EXTRA.get((path, method), set())
+            assert set(got["responses"]) == set(op["responses"]) | extra, (path, method)
+            for code, response in op["responses"].items():
+                assert got["responses"][code]["description"] == response["description"]
+                assert got["responses"][code].get("content", {}) == response.get("content", {})
+
+
+def _signed_with(tmp_path, ledger_path, monkeypatch, alg: str, seed: int):
+    """A picture signed as usual, except that its manifest names `alg` as its watermark's."""
+    import guard.publishing
+
+    with monkeypatch.context() as patch:
+        patch.setattr(guard.publishing, "_watermark_algorithm", lambda: alg)
+        return signed_picture(tmp_path, ledger_path, seed=seed)
+
+
+def test_a_query_matches_only_records_of_the_algorithm_it_names(
+    client, tmp_path, ledger_path, monkeypatch
+):
+    from guard.watermark import ALGORITHM, ALGORITHM_V1
+
+    v2 = signed_picture(tmp_path, ledger_path, seed=0)
+    v1 = _signed_with(tmp_path, ledger_path, monkeypatch, ALGORITHM_V1, seed=1)
+    for signed, alg, other in ((v2, ALGORITHM, ALGORITHM_V1), (v1, ALGORITHM_V1, ALGORITHM)):
+        (_, value) = binding_of_any(signed.path)
+        hit = {"matches": [{"manifestId": signed.manifest, "similarityScore": 100}]}
+        assert client.get("/matches/byBinding", params={"alg": alg, "value": value}).json() == hit
+        assert client.post("/matches/byBinding", json={"alg": alg, "value": value}).json() == hit
+        none = {"matches": []}
+        assert (
+            client.get("/matches/byBinding", params={"alg": other, "value": value}).json() == none
+        )
+        assert client.post("/matches/byBinding", json={"alg": other, "value": value}).json() == none
+    # byContent: the pixels carry the v2 mark
+    post = lambda sig, alg: client.post(  # noqa: E731
+        "/matches/byContent" + (f"?alg={alg}" if alg else ""),
+        content=sig.stripped,
+        headers={"content-type": "image/jpeg"},
+    ).json()
+    assert post(v2, ALGORITHM)["matches"][0]["manifestId"] == v2.manifest
+    assert post(v2, None)["matches"][0]["manifestId"] == v2.manifest
+    assert post(v2, ALGORITHM_V1) == {"matches": []}
+    # a record whose manifest binds the ID under v1, found through a v2 mark: not its binding
+    assert post(v1, None) == {"matches": []} and post(v1, ALGORITHM_V1) == {"matches": []}
+
+
+def binding_of_any(path: Path) -> tuple[str, str]:
+    """The (alg, value) of the file's watermark binding, whatever watermark algorithm it names."""
+    import guard
+    from guard.provenance.manifest import FINGERPRINT_ALG
+
+    report = guard.verify(path, watermark=False).c2pa
+    active = report.store["manifests"][report.label]
+    (binding,) = [
+        a["data"]
+        for a in active["assertions"]
+        if a["label"].startswith("c2pa.soft-binding") and a["data"]["alg"] != FINGERPRINT_ALG
+    ]
+    return binding["alg"], binding["blocks"][0]["value"]
+
+
+def test_a_query_too_long_for_a_url_is_414_as_the_spec_declares(client):
+    from guard import watermark
+
+    r = client.get("/matches/byBinding", params={"alg": watermark.ALGORITHM, "value": "A" * 3000})
+    assert r.status_code == 414 and "POST" in r.json()["error"]
+    r = client.post("/matches/byBinding", json={"alg": watermark.ALGORITHM, "value": "A" * 3000})
+    assert r.status_code == 400  # the same value by POST: answered, and not a guard ID
+
+
+def test_a_ledger_written_before_binding_algorithms_were_stored_is_still_matched_by_alg(
+    ledger_path, signed
+):
+    """Rows stored before the ledger kept each record's binding algorithm (schema 2) get it from
+    their stored manifest, read-only (no column at all) and after migration (a NULL column)."""
+    import sqlite3
+
+    from guard.ledger import Ledger
+    from guard.watermark import ALGORITHM, ALGORITHM_V1
+
+    db = sqlite3.connect(ledger_path)
+    db.execute("ALTER TABLE records DROP COLUMN binding_alg")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    for read_only in (True, False):
+        with Ledger(ledger_path, read_only=read_only) as book:
+            assert book.get(signed.watermark_id, alg=ALGORITHM) is not None, read_only
+            assert book.get(signed.watermark_id, alg=ALGORITHM_V1) is None, read_only

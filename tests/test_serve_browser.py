@@ -204,9 +204,44 @@ def test_sign_with_the_servers_identity(page, tmp_path, ledger_path):
 
 
 def test_read_only_page_offers_verify_only(page, ledger_path):
+    from guard.ledger import Ledger
+
+    Ledger(ledger_path).close()  # a read-only server opens an existing ledger, never makes one
     with live_server(create_app(ServeSettings(ledger=ledger_path, read_only=True))) as url:
         page.goto(url)
         expect(page.get_by_role("tab", name="Verify")).to_be_visible()
         expect(page.get_by_role("tab", name="Protect")).to_be_hidden()
         expect(page.get_by_role("tab", name="Sign")).to_be_hidden()
         expect(page.locator("#mode-note")).to_contain_text("read-only")
+
+
+def test_a_missing_or_wrong_token_points_to_the_token_box(page, tmp_path, ledger_path):
+    """The two 401s read differently, and each one marks the page's Token box."""
+    token = "s3cret-token-0123456789"
+    src = tmp_path / "photo.png"
+    art(320, 256, seed=5).save(src)
+    photo = [("photo.png", src.read_bytes(), "image/png")]
+    box = page.locator("#token")
+    banner = page.locator("#error")
+    with live_server(create_app(ServeSettings(ledger=ledger_path, token=token))) as url:
+        page.goto(url)
+        page.get_by_role("tab", name="Sign").click()
+        drop(page, "sign", photo)
+        expect(banner).to_contain_text("needs its token")
+        expect(banner).to_contain_text("Token box")
+        expect(box).to_have_attribute("aria-invalid", "true")
+        expect(box).to_be_focused()
+
+        box.fill("wrong-token-0123456789")
+        box.dispatch_event("change")
+        expect(box).not_to_have_attribute("aria-invalid", "true")
+        drop(page, "sign", photo)
+        expect(banner).to_contain_text("not this server's token")
+        expect(banner).to_contain_text("Token box")
+        expect(box).to_have_attribute("aria-invalid", "true")
+
+        box.fill(token)
+        box.dispatch_event("change")
+        drop(page, "sign", photo)
+        expect(page.locator("[data-testid=job] [data-testid=download]")).to_be_visible()
+        expect(banner).to_be_hidden()

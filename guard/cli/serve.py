@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from guard.cli._common import (
+    fail,
     handle_errors,
     identity_options,
     ledger_option,
@@ -72,6 +73,12 @@ def command(
             token = token_file.read_text().strip()
         except OSError as exc:
             raise click.BadParameter(f"{token_file}: {exc.strerror or exc}") from None
+        if not token:  # no token at all would leave sign and protect open to anyone here
+            fail(
+                f"{token_file}: the token file is empty; put a random token of 16+ characters in it"
+            )
+    elif token is not None and not token.strip():
+        fail("--token is empty; give a random token of 16+ characters")
     try:
         settings = ServeSettings(
             host=host,

@@ -23,7 +23,12 @@ def normalise_id(watermark_id: str) -> str:
 
 
 class LedgerError(GuardError):
-    pass
+    """`reason`: what failed, without any path, for those who must not learn where the ledger
+    is (a server's clients); the message itself names the file for whoever runs guard."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass

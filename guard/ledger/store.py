@@ -7,14 +7,18 @@ SQLite in WAL mode with synchronous=FULL: a committed record survives a crash or
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from guard import config
+from guard.ledger.readonly import ReadOnlyLedger
 from guard.ledger.record import LedgerError, Record, normalise_id
 
 # Column -> declaration, in table order. An existing ledger missing a column gets it added
@@ -35,6 +39,9 @@ COLUMNS: dict[str, str] = {
     "state": "TEXT NOT NULL DEFAULT 'committed'",  # pending until the file is in place
     "pending_path": "TEXT",  # where the pending file is being written
     "pending_pid": "INTEGER",  # the writing process
+    # the soft-binding algorithm the stored manifest binds the watermark ID under, read from the
+    # manifest when the record is stored (NULL in rows stored before it: read again on lookup)
+    "binding_alg": "TEXT",
 }
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records (\n    "
@@ -57,12 +64,24 @@ RECORD_COLUMNS = (
     "origin",
     "verified",
 )
-LEDGER_VERSION = 2  # the schema this guard writes; older ledgers are migrated on first open
+LEDGER_VERSION = 3  # the schema this guard writes; older ledgers are migrated on first open
 
 
 class Ledger:
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    """`read_only`: open an existing ledger without writing it or its folder, ever (no -wal, no
+    migration, no settled pending rows: guard.ledger.readonly); a missing one is an error."""
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+    ) -> None:
         self.path = Path(path) if path else config.ledger_path()
+        self.read_only = read_only
+        self._reader: ReadOnlyLedger | None = None
+        if read_only:
+            self._reader = ReadOnlyLedger(self.path, (*RECORD_COLUMNS, "state"))
+            self._bound = "binding_alg" if "binding_alg" in self._reader.columns else "NULL"
+            return
+        self._bound = "binding_alg"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -75,12 +94,14 @@ class Ledger:
         except sqlite3.DatabaseError as exc:
             raise LedgerError(
                 f"{self.path}: not a usable guard ledger ({exc}); point --ledger or GUARD_LEDGER "
-                "at another file"
+                "at another file",
+                reason=f"not a usable guard ledger ({exc})",
             ) from exc
         except OSError as exc:
             raise LedgerError(
                 f"{exc.filename or self.path}: cannot open the ledger ({exc.strerror or exc}); "
-                "point --ledger or GUARD_LEDGER at a folder you can write to"
+                "point --ledger or GUARD_LEDGER at a folder you can write to",
+                reason=f"the ledger cannot be opened ({exc.strerror or exc})",
             ) from exc
 
     def __enter__(self) -> Ledger:
@@ -90,7 +111,23 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        if self._reader is not None:
+            self._reader.close()
+        else:
+            self._db.close()
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Every read goes through here: a read-only ledger reads as guard.ledger.readonly says."""
+        if self._reader is not None:
+            return self._reader.rows(sql, args)
+        return self._db.execute(sql, args).fetchall()
+
+    def _writable(self) -> sqlite3.Connection:
+        if self._reader is not None:
+            raise LedgerError(
+                f"{self.path}: opened read-only", reason="the ledger is opened read-only"
+            )
+        return self._db
 
     # -- schema and crash recovery ---------------------------------------------------------------
 
@@ -153,15 +190,13 @@ class Ledger:
     # -- records -----------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self._db.execute(
-            "SELECT COUNT(*) FROM records WHERE state = 'committed'"
-        ).fetchone()[0]
+        return self._rows("SELECT COUNT(*) FROM records WHERE state = 'committed'")[0][0]
 
     def unverified_count(self) -> int:
         """Imported records kept although their manifest did not verify."""
-        return self._db.execute(
+        return self._rows(
             "SELECT COUNT(*) FROM records WHERE verified = 0 AND state = 'committed'"
-        ).fetchone()[0]
+        )[0][0]
 
     def add(
         self,
@@ -177,13 +212,13 @@ class Ledger:
         until `commit`; if the process dies first, the next open settles it (see _reconcile).
         """
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        with self._db:
+        with self._writable():
             cur = self._insert(verb, record, pending)
         return cur.rowcount == 1
 
     def commit(self, record: Record) -> None:
         """The file of a pending record is in place: make the record visible."""
-        with self._db:
+        with self._writable():
             cur = self._db.execute(
                 "UPDATE records SET state = 'committed', pending_path = NULL, pending_pid = NULL "
                 "WHERE watermark_id = ?",
@@ -209,6 +244,7 @@ class Ledger:
             "state": "pending" if pending is not None else "committed",
             "pending_path": str(Path(pending).absolute()) if pending is not None else None,
             "pending_pid": os.getpid() if pending is not None else None,
+            "binding_alg": binding_alg(record.manifest),
         }
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -216,42 +252,48 @@ class Ledger:
             f"{verb} INTO records ({names}) VALUES ({marks})", tuple(values.values())
         )
 
-    def get(self, watermark_id: str) -> Record | None:
-        row = self._db.execute(
-            f"SELECT {', '.join(RECORD_COLUMNS)} FROM records "
-            "WHERE watermark_id = ? AND state = 'committed'",
+    def get(self, watermark_id: str, *, alg: str | None = None) -> Record | None:
+        """`alg`: only a record whose stored manifest binds the ID under that soft-binding
+        algorithm (a query for org.guard.watermark.v1 never finds a record signed with v2)."""
+        if alg is None:
+            return self._one("watermark_id", normalise_id(watermark_id))
+        rows = self._rows(
+            f"SELECT {', '.join(RECORD_COLUMNS)}, {self._bound} AS bound FROM records "
+            "WHERE watermark_id = ? AND state = 'committed' LIMIT 1",
             (normalise_id(watermark_id),),
-        ).fetchone()
-        return self._record(row) if row else None
+        )
+        if not rows or (rows[0]["bound"] or binding_alg(rows[0]["manifest"])) != alg:
+            return None
+        return self._record(rows[0])
 
     def by_sha256(self, sha256: str) -> Record | None:
-        row = self._db.execute(
-            f"SELECT {', '.join(RECORD_COLUMNS)} FROM records "
-            "WHERE sha256 = ? AND state = 'committed'",
-            (sha256.lower(),),
-        ).fetchone()
-        return self._record(row) if row else None
+        return self._one("sha256", sha256.lower())
 
     def by_manifest_label(self, label: str) -> Record | None:
         """The record whose stored manifest store has this active manifest (urn:c2pa:…)."""
-        row = self._db.execute(
+        return self._one("manifest_label", label)
+
+    def _one(self, column: str, value: str) -> Record | None:
+        rows = self._rows(
             f"SELECT {', '.join(RECORD_COLUMNS)} FROM records "
-            "WHERE manifest_label = ? AND state = 'committed'",
-            (label,),
-        ).fetchone()
-        return self._record(row) if row else None
+            f"WHERE {column} = ? AND state = 'committed' LIMIT 1",
+            (value,),
+        )
+        return self._record(rows[0]) if rows else None
 
     def remove(self, watermark_id: str) -> None:
-        with self._db:
+        with self._writable():
             self._db.execute(
                 "DELETE FROM records WHERE watermark_id = ?", (normalise_id(watermark_id),)
             )
 
     def __iter__(self) -> Iterator[Record]:
-        rows = self._db.execute(
+        sql = (
             f"SELECT {', '.join(RECORD_COLUMNS)} FROM records WHERE state = 'committed' "
             "ORDER BY created_at"
         )
+        # read-only: one snapshot read (guard.ledger.readonly), so every row is held at once
+        rows = self._rows(sql) if self._reader is not None else self._db.execute(sql)
         for row in rows:
             yield self._record(row)
 
@@ -302,7 +344,7 @@ class Ledger:
                 "records flagged as unverified)"
             )
         added = skipped = 0
-        self._db.execute("BEGIN IMMEDIATE")
+        self._writable().execute("BEGIN IMMEDIATE")
         try:
             for _, record in records:
                 if self._insert("INSERT OR IGNORE", record, None).rowcount == 1:
@@ -314,6 +356,31 @@ class Ledger:
             raise
         self._db.execute("COMMIT")
         return added, skipped
+
+
+def binding_alg(manifest: bytes | None) -> str | None:
+    """The algorithm of the watermark soft binding in a manifest store's active manifest (its
+    c2pa.soft-binding assertion; the fingerprint's is not it), None without one. Reading a store
+    takes about 2 ms: answers are kept by the store's digest, for rows stored before the column."""
+    if not manifest:
+        return None
+    key = hashlib.blake2b(manifest, digest_size=16).digest()
+    with _BOUND_LOCK:
+        if key in _BOUND:
+            _BOUND.move_to_end(key)
+            return _BOUND[key]
+    from guard.provenance import c2pa_io
+
+    alg = (c2pa_io.read_store(manifest, trust_pem=None).soft_binding or {}).get("alg")
+    with _BOUND_LOCK:
+        _BOUND[key] = alg
+        while len(_BOUND) > 4096:
+            _BOUND.popitem(last=False)
+    return alg
+
+
+_BOUND: OrderedDict[bytes, str | None] = OrderedDict()
+_BOUND_LOCK = threading.Lock()
 
 
 def _sha256(path: Path) -> str | None:

@@ -14,12 +14,14 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from guard import __version__
 from guard.server import errors, resolution, web_api
 from guard.server.admission import Admission
+from guard.server.checks import Checks
 from guard.server.jobs import JobQueue
 from guard.server.ledgers import Ledgers
 from guard.server.security import Guardrails
@@ -38,10 +40,15 @@ def create_app(settings: ServeSettings | None = None, *, workspace_parent: Any =
     settings = settings or ServeSettings()
     limits = settings.limits
 
+    ledgers = Ledgers(settings.ledger, read_only=settings.read_only)
+    if settings.read_only:
+        ledgers.get()  # a missing, unreadable or foreign ledger stops the start (LedgerError)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         app.state.jobs.close()
+        app.state.checks.close()
         app.state.ledgers.close()
         app.state.workspace.close()
 
@@ -54,13 +61,13 @@ def create_app(settings: ServeSettings | None = None, *, workspace_parent: Any =
         lifespan=lifespan,
     )
     workspace = Workspace(workspace_parent)
-    ledgers = Ledgers(settings.ledger)
     app.state.settings = settings
     app.state.workspace = workspace
     app.state.ledgers = ledgers
     app.state.admission = Admission(
         limits.verify_workers, limits.verify_waiting, limits.retry_after_s
     )
+    app.state.checks = Checks(settings, ledgers)
     app.state.work = Work(settings, ledgers)
     app.state.jobs = JobQueue(
         workers=limits.workers,
@@ -81,4 +88,42 @@ def create_app(settings: ServeSettings | None = None, *, workspace_parent: Any =
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
     app.add_middleware(Guardrails, settings=settings)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI description in OpenAPI 3.0.3, the version of the C2PA Soft Binding Resolution
+    API's own definition: its component schemas under the specification's names, no 422 (the
+    server answers a malformed request with 400), no JSON Schema forms that 3.0 lacks."""
+    if app.openapi_schema is None:
+        doc = get_openapi(
+            title=app.title,
+            version=app.version,
+            openapi_version="3.0.3",
+            description=app.description,
+            routes=app.routes,
+        )
+        for item in doc.get("paths", {}).values():
+            for op in item.values():
+                op.get("responses", {}).pop("422", None)
+                for param in op.get("parameters", []):
+                    param["schema"] = _parameter_schema(param["schema"])
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        schemas.update(resolution.SCHEMAS)
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def _parameter_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """In OpenAPI 3.0 terms: an optional parameter is a plain one (absent is not null, and 3.0
+    has no null type), and the titles FastAPI makes of parameter names say nothing."""
+    out = {k: v for k, v in schema.items() if k not in ("title", "anyOf")}
+    kept = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    if len(kept) == 1:
+        out = {**kept[0], **out}
+    elif kept:
+        out["anyOf"] = kept
+    return out

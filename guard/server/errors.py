@@ -11,11 +11,34 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from guard.errors import GuardError, ImageInputError, OutputExistsError, TooSmallError
+from guard.ledger import LedgerError
 
 log = logging.getLogger("guard.server")
 
 
+class ServerError(GuardError):
+    """A failure already in a client's words, with the HTTP status it is answered with (a check
+    that ran past its budget, a worker that died)."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def client_message(exc: GuardError) -> str:
+    """What a client may read of a failure. A ledger's failure is told without its path (the
+    server's log keeps the whole message); callers still scrub the upload folder's name."""
+    if isinstance(exc, LedgerError):
+        log.error("%s", exc)
+        return "the server's ledger could not be used: " + (exc.reason or "see the server's log")
+    return str(exc)
+
+
 def status_for(exc: GuardError) -> int:
+    if isinstance(exc, ServerError):
+        return exc.status
+    if isinstance(exc, LedgerError):
+        return 500  # the server's own state, not the client's request
     if isinstance(exc, ImageInputError):
         return 415  # not an image this server can read (the SBR API's "invalid asset type")
     if isinstance(exc, TooSmallError):
@@ -49,7 +72,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(GuardError)
     async def guard_error(request: Request, exc: GuardError) -> JSONResponse:
-        return JSONResponse({"error": scrub(request, str(exc))}, status_code=status_for(exc))
+        return JSONResponse(
+            {"error": scrub(request, client_message(exc))}, status_code=status_for(exc)
+        )
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.errors import GuardError
+from guard.server.errors import client_message
 
 log = logging.getLogger("guard.server")
 
@@ -150,7 +151,8 @@ class JobQueue:
                     job.result["notes"] = [self._scrub(str(n)) for n in job.result["notes"]]
                 job.state, job.stage = DONE, "finished"
             except GuardError as exc:  # a problem with the input: say which, in its words
-                job.state, job.stage, job.error = FAILED, "failed", self._scrub(str(exc))
+                job.state, job.stage = FAILED, "failed"
+                job.error = self._scrub(client_message(exc))
             except Exception:
                 log.exception("job %s (%s) failed", job.id, job.kind)
                 job.state, job.stage = FAILED, "failed"

@@ -1,17 +1,20 @@
 """One ledger connection per server thread: SQLite connections must stay in the thread that
-opened them, and opening one per request would cost more than the lookup itself."""
+opened them, and opening one per request would cost more than the lookup itself. A read-only
+server opens every one read-only (Ledger(read_only=True): it never writes the ledger)."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
+from guard import config
 from guard.ledger import Ledger
 
 
 class Ledgers:
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, *, read_only: bool = False) -> None:
+        self.path = Path(path) if path else config.ledger_path()
+        self.read_only = read_only
         self._local = threading.local()
         self._all: list[Ledger] = []
         self._lock = threading.Lock()
@@ -19,7 +22,7 @@ class Ledgers:
     def get(self) -> Ledger:
         ledger = getattr(self._local, "ledger", None)
         if ledger is None:
-            ledger = Ledger(self.path)
+            ledger = Ledger(self.path, read_only=self.read_only)
             self._local.ledger = ledger
             with self._lock:
                 self._all.append(ledger)

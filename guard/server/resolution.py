@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
 from guard.provenance.manifest import soft_binding_id
 from guard.server.uploads import read_body
-from guard.server.verifying import verify_upload
 
 if TYPE_CHECKING:
     from guard.ledger import Record
@@ -34,63 +35,93 @@ MANIFEST_ID = re.compile(r"^urn:(c2pa|uuid):[A-Za-z0-9:._-]{1,200}$")
 ID_HEX = re.compile(r"^[0-9a-f]{16}$")
 
 
-class SoftBindingQuery(BaseModel):
-    """c2pa.softBindingQuery"""
+# The specification's component schemas, under its names; /openapi.json serves them as they are
+# (guard.server.app), and the answers below are built to their shape. One erratum is left out:
+# the spec puts a oneOf requiring 'watermarks' or 'fingerprints' inside each {"alg"} item.
+_ALG_ITEM = {"type": "object", "properties": {"alg": {"type": "string"}}, "required": ["alg"]}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "c2pa.softBindingAlgList": {
+        "description": "The soft binding algorithms this service resolves.",
+        "properties": {
+            "watermarks": {"type": "array", "items": _ALG_ITEM},
+            "fingerprints": {"type": "array", "items": _ALG_ITEM},
+        },
+    },
+    "c2pa.softBindingQuery": {
+        "required": ["value", "alg"],
+        "type": "object",
+        "properties": {
+            "alg": {"type": "string", "description": "soft binding algorithm name"},
+            "value": {"type": "string", "description": "base64 soft binding value"},
+        },
+    },
+    "c2pa.softBindingQueryResult": {
+        "type": "object",
+        "properties": {
+            "matches": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "manifestId": {"type": "string"},
+                        "endpoint": {
+                            "type": "string",
+                            "description": "absent: served here, at /manifests/{manifestId}",
+                        },
+                        "similarityScore": {"type": "integer", "minimum": 0, "maximum": 100},
+                    },
+                    "required": ["manifestId"],
+                },
+            }
+        },
+    },
+}
 
-    alg: str = Field(description="soft binding algorithm name, e.g. org.guard.watermark.v1")
-    value: str = Field(description="base64 of the soft binding value (guard: the watermark ID)")
+
+def _json(schema: str, description: str = "Successful operation") -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
 
 
-class SoftBindingMatch(BaseModel):
-    manifestId: str = Field(description="unique identifier of a matched C2PA Manifest")
-    endpoint: str | None = Field(
-        None, description="absent: the manifest is served by this API at /manifests/{manifestId}"
-    )
-    similarityScore: int | None = Field(None, ge=0, le=100, description="strength of the match")
-
-
-class SoftBindingQueryResult(BaseModel):
-    """c2pa.softBindingQueryResult"""
-
-    matches: list[SoftBindingMatch]
-
-
-class SoftBindingAlg(BaseModel):
-    alg: str
-
-
-class SoftBindingAlgList(BaseModel):
-    """c2pa.softBindingAlgList"""
-
-    watermarks: list[SoftBindingAlg]
-    fingerprints: list[SoftBindingAlg]
-
-
+# Each operation's responses: the specification's codes and words, then what guard adds (400,
+# 413, 503 for byContent), so every code the server answers is listed and no other.
+FAILURE: dict[int | str, dict[str, Any]] = {500: {"description": "Service failure"}}
+RESULT = _json("c2pa.softBindingQueryResult")
+BY_BINDING: dict[int | str, dict[str, Any]] = {
+    200: RESULT,
+    400: {"description": "Invalid query value"},
+    414: {"description": "Query too long, consider using POST instead"},
+    **FAILURE,
+}
+BY_LARGE_BINDING: dict[int | str, dict[str, Any]] = {
+    200: RESULT,
+    400: {"description": "Invalid query value"},
+    **FAILURE,
+}
+BY_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: RESULT,
+    400: {"description": "Invalid query (alg, hintAlg without hintValue), or an empty body"},
+    413: {"description": "The asset is over this server's size or pixel limit"},
+    415: {"description": "Invalid asset type"},
+    503: {"description": "The server is busy (see Retry-After)"},
+    **FAILURE,
+}
+MANIFEST: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Successful operation", "content": {"application/c2pa": {}}},
+    400: {"description": "Invalid C2PA Manifest Id supplied"},
+    404: {"description": "C2PA Manifest Id not found"},
+    **FAILURE,
+}
 MaxResults = Annotated[
     int,
     Query(
         alias="maxResults",
         ge=1,
-        le=1000,
         description="The maximum number of manifest identifiers to return for each query.",
     ),
 ]
-
-
-class _ResultArgs(TypedDict):
-    """The route arguments every /matches endpoint shares, spread into its decorator."""
-
-    response_model: type[SoftBindingQueryResult]
-    response_model_exclude_none: bool
-
-
-RESULT: _ResultArgs = {
-    "response_model": SoftBindingQueryResult,
-    "response_model_exclude_none": True,
-}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": 'Invalid query value (JSON: {"error": ...})'},
-}
+MAX_QUERY = 2048  # bytes of query string; a guard value is 12 characters (its IDs are 8 bytes)
+MAX_JSON = 64 * 1024  # a POST /matches/byBinding body
 
 
 def algorithms() -> list[str]:
@@ -103,21 +134,20 @@ def algorithms() -> list[str]:
 @router.get(
     "/services/supportedAlgorithms",
     operation_id="getSupportedBindings",
-    response_model=SoftBindingAlgList,
     summary="Returns a list of the soft binding algorithms supported by the service.",
+    response_model=None,
+    responses={200: _json("c2pa.softBindingAlgList"), **FAILURE},
 )
-def supported_algorithms() -> SoftBindingAlgList:
-    return SoftBindingAlgList(
-        watermarks=[SoftBindingAlg(alg=a) for a in algorithms()], fingerprints=[]
-    )
+def supported_algorithms() -> dict[str, Any]:
+    return {"watermarks": [{"alg": a} for a in algorithms()], "fingerprints": []}
 
 
 @router.get(
     "/matches/byBinding",
     operation_id="queryByBinding",
     summary="Returns C2PA Manifest identifiers corresponding to a soft binding.",
-    responses=ERRORS,
-    **RESULT,
+    response_model=None,
+    responses=BY_BINDING,
 )
 def query_by_binding(
     request: Request,
@@ -125,6 +155,8 @@ def query_by_binding(
     alg: Annotated[str, Query(description="soft binding algorithm name")],
     max_results: MaxResults = 10,
 ) -> dict[str, Any]:
+    if len(request.url.query) > MAX_QUERY:
+        raise HTTPException(414, "query too long; send it with POST /matches/byBinding")
     return _by_binding(request, alg, value, max_results)
 
 
@@ -132,32 +164,47 @@ def query_by_binding(
     "/matches/byBinding",
     operation_id="queryByLargeBinding",
     summary="Returns C2PA Manifest identifiers corresponding to a large soft binding value.",
-    responses=ERRORS,
-    **RESULT,
+    response_model=None,
+    responses=BY_LARGE_BINDING,
+    openapi_extra={
+        "requestBody": {
+            "description": "Soft binding query JSON document.",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/c2pa.softBindingQuery"}
+                }
+            },
+            "required": True,
+        }
+    },
 )
-def query_by_large_binding(
-    request: Request, query: SoftBindingQuery, max_results: MaxResults = 10
-) -> dict[str, Any]:
-    return _by_binding(request, query.alg, query.value, max_results)
+async def query_by_large_binding(request: Request, max_results: MaxResults = 10) -> dict[str, Any]:
+    query = await _query(request)
+    return await anyio.to_thread.run_sync(
+        _by_binding, request, query["alg"], query["value"], max_results
+    )
 
 
 @router.post(
     "/matches/byContent",
     operation_id="uploadFile",
     summary="Finds C2PA Manifest identifiers using a digital asset.",
+    response_model=None,
+    responses=BY_CONTENT,
     openapi_extra={
         "requestBody": {
-            "required": True,
-            "description": "Asset to match to manifests (an image).",
-            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "Asset to match to manifests.",
+            "content": {
+                "image/*": {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "Asset of type image.",
+                    }
+                }
+            },
         }
     },
-    responses={
-        **ERRORS,
-        413: {"description": "Too large"},
-        415: {"description": "Invalid asset type"},
-    },
-    **RESULT,
 )
 async def upload_file(
     request: Request,
@@ -167,7 +214,8 @@ async def upload_file(
     hint_value: Annotated[str | None, Query(alias="hintValue")] = None,
 ) -> dict[str, Any]:
     """guard reads its watermark from the pixels and looks the ID up in the ledger. Hints are
-    accepted and not used: an ID a client claims is never taken over what the pixels say."""
+    accepted and not used: an ID a client claims is never taken over what the pixels say.
+    `alg` names the watermark the pixels must carry: another one's finding is no match."""
     if alg is not None and alg not in algorithms():
         raise HTTPException(400, f"unsupported alg {alg!r}; see /services/supportedAlgorithms")
     if hint_alg is not None and hint_value is None:
@@ -177,18 +225,25 @@ async def upload_file(
         raise HTTPException(415, "send the image itself as the body, with an image/* Content-Type")
     state = request.app.state
     upload = await read_body(request, state.settings.limits)
-    verdict = await state.admission.run(
-        lambda: verify_upload(upload, state.settings, state.ledgers.get())
-    )
-    found = verdict.to_dict()
+    found = await state.admission.run(partial(state.checks.verdict, upload))
+    return await anyio.to_thread.run_sync(_by_content, request, found, alg, max_results)
+
+
+def _by_content(
+    request: Request, found: dict[str, Any], alg: str | None, max_results: int
+) -> dict[str, Any]:
     match = found.get("ledger") or {}
+    scheme = (found.get("watermark") or {}).get("scheme")
     # only a record verify applies to this picture: its manifest verified, and the picture is
     # the record's picture (a mark copied onto another picture resolves to nothing)
     if not match.get("match") or match.get("verified") is False:
         return {"matches": []}
     if "content_match" in match and match["content_match"] is not True:
         return {"matches": []}
-    record = state.ledgers.get().get(match["watermark_id"])
+    if scheme is None or (alg is not None and scheme != alg):
+        return {"matches": []}  # the pixels carry another algorithm's mark
+    # the record must be bound under the algorithm the pixels carry, as byBinding's must
+    record = request.app.state.ledgers.get().get(match["watermark_id"], alg=scheme)
     if record is None or not _resolvable(record):
         return {"matches": []}
     if match.get("content_score") is not None:  # how alike the pictures are, -1..1
@@ -203,11 +258,7 @@ async def upload_file(
     operation_id="getManifestById",
     summary="Returns a full C2PA Manifest Store or an active C2PA Manifest.",
     response_class=Response,
-    responses={
-        200: {"content": {"application/c2pa": {}}, "description": "The C2PA Manifest Store"},
-        400: {"description": "Invalid C2PA Manifest Id supplied"},
-        404: {"description": "C2PA Manifest Id not found"},
-    },
+    responses=MANIFEST,
 )
 def get_manifest_by_id(
     request: Request,
@@ -225,13 +276,32 @@ def get_manifest_by_id(
 
 
 def _by_binding(request: Request, alg: str, value: str, max_results: int) -> dict[str, Any]:
+    """An exact lookup, of a record bound under the algorithm the query names only."""
     if alg not in algorithms():
         raise HTTPException(400, f"unsupported alg {alg!r}; see /services/supportedAlgorithms")
     wid = _binding_id(value)
-    record = request.app.state.ledgers.get().get(wid)
+    record = request.app.state.ledgers.get().get(wid, alg=alg)
     if record is None or not _resolvable(record):
         return {"matches": []}
     return {"matches": [_match(record, 100)][:max_results]}
+
+
+async def _query(request: Request) -> dict[str, str]:
+    """A c2pa.softBindingQuery body: a JSON object with string `alg` and `value`."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON:  # no guard value comes near: an invalid query, as the spec says
+            raise HTTPException(400, f"a query body is at most {MAX_JSON // 1024} KiB")
+    try:
+        query = json.loads(body)
+    except ValueError:
+        raise HTTPException(400, 'the body is not JSON; send {"alg": ..., "value": ...}') from None
+    if not isinstance(query, dict) or not all(
+        isinstance(query.get(k), str) for k in ("alg", "value")
+    ):
+        raise HTTPException(400, 'the body must be {"alg": "<name>", "value": "<base64>"}')
+    return query
 
 
 def _binding_id(value: str) -> str:

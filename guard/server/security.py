@@ -2,8 +2,11 @@
 
 - Headers: a strict Content-Security-Policy (the page loads only its own script and style),
   nosniff, no referrer, no framing.
-- Request bodies are counted as they arrive and cut off at the limit (413), whatever
-  Content-Length claims, so no upload can fill memory or disk.
+- Upload bytes are bounded before they are read: a declared Content-Length over one request's
+  limit is a 413, and one that does not fit in what is left of the server-wide in-flight budget
+  a 503 with Retry-After, both answered without reading the body; a body without a
+  Content-Length is counted against the same limit and budget as it arrives, so a flood of large
+  uploads costs refusals, not memory or disk.
 - On a loopback binding, the Host header must name this machine: a web page elsewhere cannot
   reach the server through DNS rebinding.
 - Mutating endpoints (sign, protect, jobs) need the token when one is set, and never accept a
@@ -39,13 +42,20 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BudgetSpent(Exception):
+    pass
+
+
 class Guardrails:
-    """Pure ASGI middleware: security headers, the body limit and the Host check."""
+    """Pure ASGI middleware: security headers, the upload limits and the Host check."""
 
     def __init__(self, app: ASGIApp, settings: ServeSettings) -> None:
         self.app = app
         self.settings = settings
-        self.limit = settings.limits.max_body_bytes
+        self.limit = settings.limits.max_request_bytes
+        self.budget = settings.limits.inflight_bytes
+        self.in_flight = 0  # upload bytes of the requests being answered (one event loop: no lock)
+        self.retry_after = str(settings.limits.retry_after_s).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,26 +77,55 @@ class Guardrails:
             await _json(send_with_headers, 421, "this server answers only to localhost")
             return
         declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
-            await _json(send_with_headers, 413, "request too large for this server")
-            return
+        reserved = 0
+        if declared.isdigit():
+            if int(declared) > self.limit:
+                await self._too_large(send_with_headers)
+                return
+            if self.in_flight + int(declared) > self.budget:
+                await self._busy(send_with_headers)
+                return
+            reserved = int(declared)
+            self.in_flight += reserved
 
         received = 0
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, reserved
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise BodyTooLarge
+                if received > reserved:  # no Content-Length: reserve what arrives, as it arrives
+                    if self.in_flight + received - reserved > self.budget:
+                        raise BudgetSpent
+                    self.in_flight += received - reserved
+                    reserved = received
             return message
 
         try:
             await self.app(scope, counted_receive, send_with_headers)
         except BodyTooLarge:
             if not started:
-                await _json(send_with_headers, 413, "request too large for this server")
+                await self._too_large(send_with_headers)
+        except BudgetSpent:
+            if not started:
+                await self._busy(send_with_headers)
+        finally:
+            self.in_flight -= reserved  # held until the answer is sent: the uploads live as long
+
+    async def _too_large(self, send: Send) -> None:
+        mib = self.limit / 2**20
+        await _json(send, 413, f"request too large for this server (at most {mib:.3g} MiB)")
+
+    async def _busy(self, send: Send) -> None:
+        await _json(
+            send,
+            503,
+            "the server is receiving as many uploads as it holds at once; try again shortly",
+            [(b"retry-after", self.retry_after)],
+        )
 
 
 def _local_host(host: bytes) -> bool:
@@ -98,7 +137,9 @@ def _local_host(host: bytes) -> bool:
     return bool(name) and is_loopback(name)
 
 
-async def _json(send: Send, status: int, message: str) -> None:
+async def _json(
+    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"error": message}).encode()
     await send(
         {
@@ -107,6 +148,7 @@ async def _json(send: Send, status: int, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(headers or []),
             ],
         }
     )
@@ -118,11 +160,19 @@ def check_write(request: Request) -> None:
     settings: ServeSettings = request.app.state.settings
     if settings.token:
         given = _bearer(request)
-        if given is None or not hmac.compare_digest(given.encode(), settings.token.encode()):
+        if given is None:
             raise HTTPException(
                 401,
-                "this server needs its token: send 'Authorization: Bearer <token>'",
+                "this server needs its token: enter it in the Token box at the top of the page "
+                "(from a program: send 'Authorization: Bearer <token>')",
                 headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not hmac.compare_digest(given.encode(), settings.token.encode()):
+            raise HTTPException(
+                401,
+                "that is not this server's token: check what is in the Token box at the top of "
+                "the page (from a program: the 'Authorization: Bearer' header)",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
     site = request.headers.get("sec-fetch-site")
     if site in ("cross-site", "same-site"):
@@ -152,5 +202,7 @@ def public_limits(settings: ServeSettings) -> dict[str, Any]:
         "max_upload_bytes": lim.max_upload_bytes,
         "max_files": lim.max_files,
         "max_pixels": lim.max_pixels,
+        "max_request_bytes": lim.max_request_bytes,
+        "check_budget_s": lim.check_budget_s,
         "queue": lim.queue,
     }

@@ -32,6 +32,9 @@ class Limits:
     Defaults: a 40 MP, 32 MiB image is larger than any camera or generator output people share,
     and 16 files is a comfortable drop; at most `queue` long jobs wait behind `workers` running
     ones, and `verify_waiting` verify requests wait behind `verify_workers` running ones.
+    `max_inflight_bytes` (default 8 files at their limit) bounds the upload bytes of all requests
+    being answered at once, so a flood of large bodies costs 503s rather than memory; and each
+    file's check (verify) is stopped after `check_budget_s`.
     """
 
     max_upload_bytes: int = 32 * 1024 * 1024
@@ -43,11 +46,25 @@ class Limits:
     verify_waiting: int = 32
     job_ttl_s: float = 3600.0
     retry_after_s: int = 5
+    max_inflight_bytes: int | None = None
+    check_budget_s: float = 60.0
 
     @property
     def max_body_bytes(self) -> int:
         """A whole request: every file at its limit plus multipart overhead."""
         return self.max_upload_bytes * self.max_files + 1024 * 1024
+
+    @property
+    def inflight_bytes(self) -> int:
+        """Upload bytes the server holds for all requests at once (declared or counted)."""
+        if self.max_inflight_bytes is not None:
+            return self.max_inflight_bytes
+        return 8 * self.max_upload_bytes
+
+    @property
+    def max_request_bytes(self) -> int:
+        """One request's body: a larger one could never fit in the in-flight budget."""
+        return min(self.max_body_bytes, self.inflight_bytes)
 
 
 @dataclass

@@ -1,16 +1,24 @@
 """Uploads in, bounded: how many files, how many bytes, how many pixels, and a safe name.
 
-The pixel count is read from the image header before anything is decoded; the decode itself is
-guard's own safe loader (guard.media.imageio), inside verify, sign and protect.
+A form's files stay in Starlette's spool (memory up to 1 MiB, then an unlinked temporary file)
+until their turn: verify reads one file at a time into memory, sign and protect copy each to
+their job's folder. A file over the size or pixel limit is refused on its own: it gets its own
+answer and the others of the request still count. The pixel count is read from the image
+header before anything is decoded; the decode itself is guard's own safe loader
+(guard.media.imageio), inside verify, sign and protect.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import shutil
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO
 
 from fastapi import HTTPException, Request
 from PIL import Image
@@ -28,6 +36,25 @@ class Upload:
     data: bytes
 
 
+@dataclass
+class Part:
+    """One file of a form, still in the spool. `refused`: why it is not taken (over a limit)."""
+
+    name: str  # safe, as Upload.name
+    file: UploadFile
+    refused: str | None = None
+
+    async def upload(self) -> Upload:
+        await self.file.seek(0)
+        return Upload(self.name, await self.file.read())
+
+    def save(self, path: Path) -> None:
+        """Copy it to `path` (a new file) without holding it in memory; blocking."""
+        self.file.file.seek(0)
+        with path.open("xb") as out:
+            shutil.copyfileobj(self.file.file, out, CHUNK)
+
+
 def safe_name(raw: str | None, default: str = "image") -> str:
     """The last path component, with anything but plain characters replaced; never empty,
     never hidden, never a path."""
@@ -36,27 +63,36 @@ def safe_name(raw: str | None, default: str = "image") -> str:
     return base or default
 
 
-def check_pixels(upload: Upload, limits: Limits) -> None:
-    """Refuse an image whose header declares more pixels than the server accepts (413)."""
+def pixel_problem(name: str, image: IO[bytes], limits: Limits) -> str | None:
+    """Why an image whose header declares more pixels than the server accepts is refused."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(upload.data)) as im:
+            with Image.open(image) as im:
                 w, h = im.size
     except Exception:
-        return  # not decodable here: guard's loader gives the precise reason
+        return None  # not decodable here: guard's loader gives the precise reason
     if w * h > limits.max_pixels:
-        raise HTTPException(
-            413,
-            f"{upload.name}: {w}x{h} pixels is over this server's limit of "
-            f"{limits.max_pixels / 1e6:.0f} MP",
+        return (
+            f"{name}: {w}x{h} pixels is over this server's limit of "
+            f"{limits.max_pixels / 1e6:.3g} MP"
         )
+    return None
 
 
-async def read_files(
+def check_pixels(upload: Upload, limits: Limits) -> None:
+    """Refuse an image whose header declares more pixels than the server accepts (413)."""
+    problem = pixel_problem(upload.name, io.BytesIO(upload.data), limits)
+    if problem:
+        raise HTTPException(413, problem)
+
+
+@asynccontextmanager
+async def read_form(
     request: Request, limits: Limits, field: str = "files"
-) -> tuple[list[Upload], dict[str, str]]:
-    """The files of a multipart form (field `files`) and its other fields."""
+) -> AsyncIterator[tuple[list[Part], dict[str, str]]]:
+    """The files of a multipart form (field `files`), each refused or not, and its other
+    fields; the files can be read until the block ends."""
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise HTTPException(415, "send the images as multipart/form-data (field 'files')")
@@ -67,15 +103,19 @@ async def read_files(
             raise HTTPException(400, f"no files in the form field '{field}'")
         if len(files) > limits.max_files:
             raise HTTPException(413, f"at most {limits.max_files} files per request")
-        uploads = []
-        for f in files:
-            data = await f.read(limits.max_upload_bytes + 1)
-            name = safe_name(f.filename)
-            _check_size(name, len(data), limits)
-            upload = Upload(name, data)
-            check_pixels(upload, limits)
-            uploads.append(upload)
-    return uploads, fields
+        parts = [_part(f, limits) for f in files]
+        yield parts, fields
+
+
+def _part(f: UploadFile, limits: Limits) -> Part:
+    name = safe_name(f.filename)
+    f.file.seek(0, io.SEEK_END)
+    size = f.file.tell()
+    problem = _size_problem(name, size, limits)
+    if problem is None:
+        f.file.seek(0)
+        problem = pixel_problem(name, f.file, limits)
+    return Part(name, f, problem)
 
 
 async def read_body(request: Request, limits: Limits, name: str = "upload") -> Upload:
@@ -95,7 +135,12 @@ async def read_body(request: Request, limits: Limits, name: str = "upload") -> U
 
 
 def _check_size(name: str, size: int, limits: Limits) -> None:
+    problem = _size_problem(name, size, limits)
+    if problem:
+        raise HTTPException(413, problem)
+
+
+def _size_problem(name: str, size: int, limits: Limits) -> str | None:
     if size > limits.max_upload_bytes:
-        raise HTTPException(
-            413, f"{name}: over this server's limit of {limits.max_upload_bytes // 2**20} MiB"
-        )
+        return f"{name}: over this server's limit of {limits.max_upload_bytes / 2**20:.3g} MiB"
+    return None

@@ -6,20 +6,21 @@ when the server is not read-only, and every one of them checks the token and the
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from guard import __version__
 from guard.errors import GuardError
 from guard.provenance.vocab import SOURCE_TYPES, TRAINING_VALUES, TRAINING_WORDS
-from guard.server.cards import card
+from guard.server.errors import client_message
 from guard.server.jobs import DONE, Job, QueueFull
 from guard.server.security import check_write, public_limits
-from guard.server.uploads import Upload, read_files
-from guard.server.verifying import verify_upload
+from guard.server.uploads import Part, read_form
 from guard.server.work import stage
 
 read_router = APIRouter(prefix="/api", tags=["web page"])
@@ -65,24 +66,38 @@ def info(request: Request) -> dict[str, Any]:
     openapi_extra=FORM,
 )
 async def verify(request: Request) -> dict[str, Any]:
+    """Each file gets its own answer: a card, or an error (over a limit, unreadable, over the
+    check's budget); one file never decides for the others. One file at a time is in memory."""
     state = request.app.state
-    uploads, _ = await read_files(request, state.settings.limits)
-    sidecars = {u.name.rsplit(".", 1)[0]: u.data for u in uploads if u.name.endswith(".c2pa")}
     results = []
-    for upload in uploads:
-        if upload.name.endswith(".c2pa"):
-            continue  # a sidecar travels with the image of the same name
-
-        def one(upload: Upload = upload) -> dict[str, Any]:
-            ledger = state.ledgers.get()
-            sidecar = sidecars.get(upload.name.rsplit(".", 1)[0])
-            return card(verify_upload(upload, state.settings, ledger, sidecar), upload.data, ledger)
-
-        try:
-            results.append(await state.admission.run(one))
-        except GuardError as exc:  # this file's problem, in its words; the others still count
-            results.append({"file": upload.name, "error": state.workspace.scrub(str(exc))})
+    async with read_form(request, state.settings.limits) as (parts, _):
+        sidecars = {
+            _stem(p.name): (await p.upload()).data
+            for p in parts
+            if p.name.endswith(".c2pa") and p.refused is None
+        }
+        for part in parts:
+            if part.name.endswith(".c2pa") and part.refused is None:
+                continue  # a sidecar travels with the image of the same name
+            if part.refused is not None:
+                results.append({"file": part.name, "error": part.refused})
+                continue
+            upload = await part.upload()
+            sidecar = sidecars.get(_stem(part.name))
+            try:
+                results.append(
+                    await state.admission.run(partial(state.checks.card, upload, sidecar))
+                )
+            except GuardError as exc:  # this file's problem, in its words
+                results.append(
+                    {"file": part.name, "error": state.workspace.scrub(client_message(exc))}
+                )
+            del upload
     return {"results": results}
+
+
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0]
 
 
 @write_router.get("/identity", summary="The server's signing identity (public facts only)")
@@ -102,16 +117,16 @@ def identity(request: Request) -> dict[str, Any]:
 )
 async def sign(request: Request) -> dict[str, Any]:
     state = request.app.state
-    uploads, fields = await read_files(request, state.settings.limits)
-    training = _choice(fields, "training", "notAllowed", TRAINING_VALUES)
-    source = _choice(fields, "source", "digital-art", SOURCE_TYPES)
-    author = (fields.get("author") or "").strip()[:200] or None
-    return _submit(
-        request,
-        "sign",
-        uploads,
-        lambda job: state.work.sign(job, training=training, source=source, author=author),
-    )
+    async with read_form(request, state.settings.limits) as (parts, fields):
+        training = _choice(fields, "training", "notAllowed", TRAINING_VALUES)
+        source = _choice(fields, "source", "digital-art", SOURCE_TYPES)
+        author = (fields.get("author") or "").strip()[:200] or None
+        return await _submit(
+            request,
+            "sign",
+            parts,
+            lambda job: state.work.sign(job, training=training, source=source, author=author),
+        )
 
 
 @write_router.post(
@@ -124,15 +139,15 @@ async def protect(request: Request) -> dict[str, Any]:
     from guard.protection.params import DEFAULT_STRENGTH, MODES, PRESETS
 
     state = request.app.state
-    uploads, fields = await read_files(request, state.settings.limits)
-    strength = _choice(fields, "strength", DEFAULT_STRENGTH, PRESETS)
-    mode = _choice(fields, "mode", "textural", MODES)
-    return _submit(
-        request,
-        "protect",
-        uploads,
-        lambda job: state.work.protect(job, strength=strength, mode=mode),
-    )
+    async with read_form(request, state.settings.limits) as (parts, fields):
+        strength = _choice(fields, "strength", DEFAULT_STRENGTH, PRESETS)
+        mode = _choice(fields, "mode", "textural", MODES)
+        return await _submit(
+            request,
+            "protect",
+            parts,
+            lambda job: state.work.protect(job, strength=strength, mode=mode),
+        )
 
 
 @write_router.get("/jobs/{job_id}", summary="A job's state, progress and result")
@@ -196,19 +211,25 @@ def _job(request: Request, job_id: str) -> Job:
     return job
 
 
-def _submit(request: Request, kind: str, uploads: list[Upload], work: Any) -> dict[str, Any]:
+async def _submit(request: Request, kind: str, parts: list[Part], work: Any) -> dict[str, Any]:
+    """One job per file that is within the limits; the others are listed as `refused`, each with
+    its reason (413 only when every file is refused)."""
     state = request.app.state
     queue = state.jobs
-    if queue.free() < len(uploads):
+    taken = [p for p in parts if p.refused is None]
+    refused = [{"file": p.name, "error": p.refused} for p in parts if p.refused is not None]
+    if not taken:
+        raise HTTPException(413, "; ".join(r["error"] or "" for r in refused))
+    if queue.free() < len(taken):
         raise HTTPException(
             503,
             "the job queue is full; try again shortly",
             headers={"Retry-After": str(state.settings.limits.retry_after_s)},
         )
     jobs = []
-    for upload in uploads:
-        job = Job(kind=kind, name=upload.name, folder=state.workspace.new_dir(kind))
-        stage(job, upload)
+    for part in taken:
+        job = Job(kind=kind, name=part.name, folder=state.workspace.new_dir(kind))
+        await anyio.to_thread.run_sync(stage, job, part)
         try:
             queue.submit(job, work)
         except QueueFull:
@@ -219,4 +240,4 @@ def _submit(request: Request, kind: str, uploads: list[Upload], work: Any) -> di
                 headers={"Retry-After": str(state.settings.limits.retry_after_s)},
             ) from None
         jobs.append(job.to_dict())
-    return {"jobs": jobs}
+    return {"jobs": jobs, "refused": refused}

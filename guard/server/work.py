@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from guard.protection.params import Mode
     from guard.server.ledgers import Ledgers
     from guard.server.settings import ServeSettings
-    from guard.server.uploads import Upload
+    from guard.server.uploads import Part
 
 
 class Work:
@@ -109,11 +109,11 @@ class Work:
         job.result = result
 
 
-def stage(job: Job, upload: Upload) -> None:
+def stage(job: Job, part: Part) -> None:
     """Put the upload on disk in the job's private folder, named as the user named it, so a
-    waiting job holds no image in memory."""
-    job.input = job.folder / upload.name
-    job.input.write_bytes(upload.data)
+    waiting job holds no image in memory (copied from the form's spool, never read whole)."""
+    job.input = job.folder / part.name
+    part.save(job.input)
 
 
 def _input(job: Job) -> Path:

@@ -38,11 +38,22 @@ async function api(path, options = {}) {
     try {
       message = (await response.json()).error || message;
     } catch (e) { /* not JSON */ }
+    if (response.status === 401) askForToken();
     const error = new Error(message);
     error.status = response.status;
     throw error;
   }
   return response;
+}
+
+// The server said the token is missing or wrong (its message says which): point at the box.
+function askForToken() {
+  const box = document.getElementById("token-box");
+  const input = document.getElementById("token");
+  if (box.hidden) return;
+  box.classList.add("attention");
+  input.setAttribute("aria-invalid", "true");
+  input.focus();
 }
 
 function showError(message) {
@@ -94,6 +105,9 @@ async function init() {
     input.value = sessionStorage.getItem(TOKEN_KEY) || "";
     input.addEventListener("change", () => {
       sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      box.classList.remove("attention");
+      input.removeAttribute("aria-invalid");
+      showError("");
       resumeJobs();
     });
   }
@@ -247,6 +261,11 @@ async function submitJobs(kind, files) {
       const original = files.find((f) => f.name === job.name);
       saveJob(job);
       track(job, original ? URL.createObjectURL(original) : null);
+    }
+    for (const refused of body.refused || []) {  // over a limit: its own answer, the rest went on
+      document.getElementById(kind + "-jobs").prepend(
+        el("article", { class: "card state-error", "data-testid": "job" },
+          el("h2", {}, refused.file), el("p", { class: "reason", "data-testid": "job-error" }, refused.error)));
     }
   } catch (e) {
     showError((kind === "protect" ? "Protect" : "Sign") + " failed: " + e.message);
