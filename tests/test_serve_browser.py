@@ -245,3 +245,36 @@ def test_a_missing_or_wrong_token_points_to_the_token_box(page, tmp_path, ledger
         drop(page, "sign", photo)
         expect(page.locator("[data-testid=job] [data-testid=download]")).to_be_visible()
         expect(banner).to_be_hidden()
+
+
+def test_a_collage_shows_where_the_records_picture_is(page, tmp_path, ledger_path):
+    """The record's picture pasted into another one: the card names the region, in words and
+    as a box drawn over the upload, and applies none of the record's claims."""
+    import io
+
+    from PIL import Image
+
+    signed = signed_picture(tmp_path, ledger_path, size=(512, 512))
+    marked = Image.open(signed.path).convert("RGB")
+    canvas = art(700, 700, seed=9)
+    canvas.paste(marked, (120, 90))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=92)
+    with live_server(create_app(ServeSettings(ledger=ledger_path))) as url:
+        page.goto(url)
+        drop(page, "verify", [("collage.jpg", buf.getvalue(), "image/jpeg")])
+        card = card_for(page, "collage.jpg")
+        words = card.locator("[data-testid=ledger-words]")
+        expect(words).to_contain_text("only part of this one")
+        expect(words).to_contain_text("not for this picture")
+        box = card.locator("[data-testid=region-box]")
+        expect(box).to_be_visible()
+        img = card.locator("[data-testid=uploaded-thumb]")
+        ib, bb = img.bounding_box(), box.bounding_box()
+        assert ib and bb
+        # the box covers the pasted square: 512/700 of the upload's width, from 120/700 across
+        assert abs(bb["width"] / ib["width"] - 512 / 700) < 0.05
+        assert abs((bb["x"] - ib["x"]) / ib["width"] - 120 / 700) < 0.05
+        expect(card.locator("[data-testid=training]")).not_to_have_text("AI training not allowed")
+        assert not page.errors, page.errors
+        shot(page, "verify-collage")

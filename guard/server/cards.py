@@ -48,7 +48,7 @@ def card(verdict: Verdict, data: bytes, ledger: Ledger) -> dict[str, Any]:
         },
         "timeline": _timeline(c2pa, own, verdict.file) if state != "absent" else [],
         "watermark": _watermark(out.get("watermark")),
-        "ledger": _ledger(match, ledger) if match else None,
+        "ledger": _ledger(match, ledger, data) if match else None,
         "marks": [_mark_words(m) for m in out.get("third_party_marks") or []],
         "disagreements": list(out.get("disagreements") or []),
         "summary": verdict.summary(),
@@ -136,7 +136,7 @@ def _watermark(w: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _ledger(match: dict[str, Any], ledger: Ledger) -> dict[str, Any]:
+def _ledger(match: dict[str, Any], ledger: Ledger, data: bytes) -> dict[str, Any]:
     """The record the watermark leads to. Its claims are this file's only when verify applied
     them (its manifest verified and the picture is the record's picture); otherwise the card
     says why not, and shows no claim."""
@@ -187,7 +187,7 @@ def _ledger(match: dict[str, Any], ledger: Ledger) -> dict[str, Any]:
         "signed_at": match.get("signed_at"),
         "file_name": match.get("file_name"),
         "content_match": content,
-        "content_region": match.get("content_region"),
+        "content_region": _region_overlay(match.get("content_region"), data),
         "words": words,
         "thumbnail": _data_url(record.thumbnail if record else None),
     }
@@ -227,3 +227,36 @@ def _data_url(jpeg: bytes | None) -> str | None:
         return None
     kind = "png" if jpeg[:4] == b"\x89PNG" else "jpeg"
     return f"data:image/{kind};base64," + base64.b64encode(jpeg).decode()
+
+
+def _region_overlay(region: dict[str, Any] | None, data: bytes) -> dict[str, Any] | None:
+    """The record's region and the changed blocks as shares of the picture's width and height,
+    so the page can draw them over its own thumbnail of the upload at any size."""
+    if not region:
+        return None
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # the header only: the size
+            w, h = im.size
+    except Exception:  # verify already read this file; a size it cannot tell draws nothing
+        return dict(region)
+
+    def share(box: list[int]) -> list[float]:
+        x0, y0, x1, y1 = box
+        return [
+            round(x0 / w, 4),
+            round(y0 / h, 4),
+            round((x1 - x0) / w, 4),
+            round((y1 - y0) / h, 4),
+        ]
+
+    return {
+        **region,
+        "overlay": {
+            "region": share(region["box"]),
+            "changed": [share(b) for b in region["changed"]],
+        },
+    }

@@ -202,7 +202,7 @@ function verifyCard(result, picture) {
       el("h3", {}, "Watermark → ledger record"),
       el("p", { "data-testid": "ledger-words" }, c.ledger.words),
       el("div", { class: "pair" },
-        el("figure", {}, picture ? el("img", { src: picture, alt: "uploaded picture", "data-testid": "uploaded-thumb" }) : null, el("figcaption", {}, "this file")),
+        el("figure", {}, picture ? regionOverlay(el("img", { src: picture, alt: "uploaded picture", "data-testid": "uploaded-thumb" }), c.ledger.content_region) : null, el("figcaption", {}, "this file")),
         el("figure", {}, c.ledger.thumbnail ? el("img", { src: c.ledger.thumbnail, alt: "the record's picture", "data-testid": "record-thumb" }) : el("p", {}, "no picture in the record"),
           el("figcaption", {}, "the record" + (c.ledger.file_name ? ": " + c.ledger.file_name : "")))));
     card.append(match);
@@ -383,3 +383,19 @@ async function loadIdentity() {
 document.addEventListener("DOMContentLoaded", () => {
   init().catch((e) => showError("Cannot reach the server: " + e.message));
 });
+
+// The record's picture in part of the upload only: its region (green) and the blocks of it that
+// were changed (red), drawn over the thumbnail from the shares the card gives.
+function regionOverlay(img, region) {
+  if (!region || !region.overlay) return img;
+  const box = (share, cls, testid) => {
+    const [x, y, w, h] = share.map((v) => (100 * v).toFixed(2) + "%");
+    const d = el("div", { class: cls, "data-testid": testid });
+    d.style.left = x; d.style.top = y; d.style.width = w; d.style.height = h;
+    return d;
+  };
+  const wrap = el("div", { class: "overlay", "data-testid": "region-overlay" }, img,
+    box(region.overlay.region, "region", "region-box"));
+  for (const c of region.overlay.changed) wrap.append(box(c, "changed", "changed-box"));
+  return wrap;
+}
