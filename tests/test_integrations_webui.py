@@ -1004,3 +1004,35 @@ def test_publish_in_place_refuses_what_would_change_the_file(tmp_path):
     with pytest.raises(ValueError, match="holds a PNG image"):
         publish(imageio.load(webp), webp, spec, watermark=False, in_place=True)
     assert path.read_bytes() == loaded.data  # nothing was written
+
+
+def test_a_hires_fix_sample_is_signed_with_its_hires_parameters(webui, tmp_path):
+    """The hires fix's final image, saved as web UI saves it (processing.py: enable_hr, the
+    second pass's size, the infotext's Hires fields), in PNG, JPEG and WebP."""
+    webui.load_extension()
+    hires = (
+        INFOTEXT.replace("Size: 512x512", "Size: 256x256")
+        + ", Denoising strength: 0.5, Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent"
+    )
+    p = Processing(
+        tmp_path,
+        enable_hr=True,
+        hr_scale=2.0,
+        hr_second_pass_steps=10,
+        hr_upscaler="Latent",
+        denoising_strength=0.5,
+        width=256,
+        height=256,
+    )
+    for ext in ("png", "jpg", "webp"):
+        path = Path(p.outpath_samples) / f"00011-1234.{ext}"
+        webui.save_image(art(512, 512, seed=11), path, hires, p)
+        assert saving.RECENT[0].state == "signed", saving.RECENT[0].message
+        verdict = verify(path).to_dict()
+        assert verdict["c2pa"]["state"] == "trusted" and verdict["watermark"]["found"]
+        generation = generation_of(path)
+        assert generation["hires_upscale"] == 2.0 and generation["hires_steps"] == 10
+        assert generation["hires_upscaler"] == "Latent"
+        assert generation["denoising_strength"] == 0.5
+        info, _ = read_file(path)
+        assert info is not None and info.to_text() == hires  # web UI's text, as web UI wrote it
