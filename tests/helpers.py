@@ -182,3 +182,26 @@ def scan_bomb(repeats: int, size: int = 1024) -> bytes:
             pos += 2 + length
     eoi = data.rindex(b"\xff\xd9")
     return data[:eoi] + min(scans, key=len) * repeats + data[eoi:]
+
+
+def webui_read_info(image: Image.Image) -> str | None:
+    """Stable Diffusion web UI's modules/images.py read_info_from_image, for its standard
+    metadata (the PNG `parameters` text, EXIF UserComment): how web UI's own PNG Info reads a file."""
+    import piexif
+    import piexif.helper
+
+    items = (image.info or {}).copy()
+    geninfo = items.pop("parameters", None)
+    if "exif" in items:
+        try:
+            exif = piexif.load(items["exif"])
+        except OSError:
+            exif = None
+        comment = (exif or {}).get("Exif", {}).get(piexif.ExifIFD.UserComment, b"")
+        try:
+            comment = piexif.helper.UserComment.load(comment)
+        except ValueError:
+            comment = comment.decode("utf8", errors="ignore")
+        if comment:
+            geninfo = comment
+    return geninfo

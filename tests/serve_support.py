@@ -54,7 +54,11 @@ def live_server(app) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning"))
+    # a bounded shutdown: a test's hostile server may hold a connection open (a slow drip)
+    config = uvicorn.Config(
+        app, host=HOST, port=port, log_level="warning", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 20

@@ -38,7 +38,7 @@ import piexif
 import piexif.helper
 import pytest
 from click.testing import CliRunner
-from helpers import art
+from helpers import art, webui_read_info
 from PIL import Image, PngImagePlugin
 
 from guard.integrations import install as integrations
@@ -310,25 +310,6 @@ class WebUI:
         image.already_saved_as = fullfn
         script_callbacks.image_saved_callback(params)
         return written + extension
-
-
-def webui_read_info(image: Image.Image) -> str | None:
-    """modules/images.py read_info_from_image, standard metadata (PNG text, EXIF UserComment)."""
-    items = (image.info or {}).copy()
-    geninfo = items.pop("parameters", None)
-    if "exif" in items:
-        try:
-            exif = piexif.load(items["exif"])
-        except OSError:
-            exif = None
-        comment = (exif or {}).get("Exif", {}).get(piexif.ExifIFD.UserComment, b"")
-        try:
-            comment = piexif.helper.UserComment.load(comment)
-        except ValueError:
-            comment = comment.decode("utf8", errors="ignore")
-        if comment:
-            geninfo = comment
-    return geninfo
 
 
 class Processing:

@@ -12,8 +12,6 @@ import contextlib
 import gzip
 import io
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import art
 from PIL import Image
+from serve_support import HOST, free_port, live_server
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
@@ -35,7 +34,6 @@ from starlette.routing import Route
 
 from guard.resolvers import Limits, Resolvers, from_env
 
-HOST = "127.0.0.1"
 FAST = Limits(connect_s=2.0, read_s=2.0, total_s=2.0, max_manifest_bytes=2 * 1024 * 1024)
 
 
@@ -120,41 +118,11 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GUARD_RESOLVERS", raising=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """The app under uvicorn on a free loopback port, in a thread; yields its base URL."""
-    import uvicorn
-
-    port = _free_port()
-    config = uvicorn.Config(
-        app, host=HOST, port=port, log_level="warning", timeout_graceful_shutdown=2
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://{HOST}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-
-
 @contextlib.contextmanager
 def guard_serve(world: World) -> Iterator[str]:
     from guard.server import ServeSettings, create_app
 
-    with serving(create_app(ServeSettings(ledger=world.ledger, read_only=True))) as url:
+    with live_server(create_app(ServeSettings(ledger=world.ledger, read_only=True))) as url:
         yield url
 
 
@@ -253,7 +221,7 @@ def test_without_the_signers_ca_the_record_is_unverified(world: World) -> None:
 def test_guard_resolvers_env_and_the_summary(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     from guard.cli import main
 
-    dead = f"http://{HOST}:{_free_port()}"
+    dead = f"http://{HOST}:{free_port()}"
     with guard_serve(world) as url:
         monkeypatch.setenv("GUARD_RESOLVERS", f"{dead}, {url}")
         result = CliRunner().invoke(main, ["verify", "--trust", str(world.ca), str(world.stripped)])
@@ -266,7 +234,7 @@ def test_guard_resolvers_env_and_the_summary(world: World, monkeypatch: pytest.M
 def test_an_offline_resolver_is_a_note_not_a_crash(world: World) -> None:
     from guard.cli import main
 
-    dead = f"http://{HOST}:{_free_port()}"
+    dead = f"http://{HOST}:{free_port()}"
     result = CliRunner().invoke(
         main,
         ["verify", "--json", "--trust", str(world.ca), "--resolver", dead, str(world.stripped)],
@@ -360,7 +328,7 @@ def test_a_hostile_resolver_lends_no_claim(world: World, case: str) -> None:
         "error": Hostile(matches=lambda r: Response(b"no", status_code=500)),
     }[case]
     started = time.monotonic()
-    with serving(hostile.app(world)) as url:
+    with live_server(hostile.app(world)) as url:
         v = verify_with(world, url)
     assert time.monotonic() - started < 30
     no_claims(v)
@@ -409,7 +377,7 @@ def test_a_redirect_to_another_host_is_not_followed(world: World) -> None:
                 status_code=302, headers={"location": f"{honest}/matches/byBinding?{r.url.query}"}
             )
         )
-        with serving(hostile.app(world)) as url:
+        with live_server(hostile.app(world)) as url:
             v = verify_with(world, url)
     no_claims(v)
     (answer,) = v.resolvers
@@ -420,7 +388,7 @@ def test_resolvers_are_asked_in_order_and_a_forgery_does_not_stop_the_search(
     world: World,
 ) -> None:
     hostile = Hostile(manifest=c2pa_bytes(world.untrusted))
-    with guard_serve(world) as honest, serving(hostile.app(world)) as bad:
+    with guard_serve(world) as honest, live_server(hostile.app(world)) as bad:
         v = verify_with(world, bad, honest)
     assert v.ledger is not None and v.ledger.applies and v.ledger.resolver == honest
     assert v.ledger.author == "Ada" and v.training == "notAllowed"
@@ -433,7 +401,7 @@ def test_the_local_ledger_comes_first(world: World) -> None:
     from guard.verdict import verify
 
     hostile = Hostile(manifest=c2pa_bytes(world.untrusted))
-    with serving(hostile.app(world)) as bad, guard.Ledger(world.ledger) as book:
+    with live_server(hostile.app(world)) as bad, guard.Ledger(world.ledger) as book:
         v = verify(
             world.stripped, trust_files=(world.ca,), ledger=book, resolvers=Resolvers((bad,), FAST)
         )

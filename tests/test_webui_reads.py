@@ -12,6 +12,7 @@ import json
 
 import pytest
 import tiny_models as tm
+from helpers import webui_read_info
 from PIL import Image
 
 from generator import control
@@ -25,27 +26,6 @@ POSE = {
     "canvas_width": 512,
     "canvas_height": 512,
 }
-
-
-def webui_read_info(image: Image.Image) -> str | None:
-    import piexif
-    import piexif.helper
-
-    items = (image.info or {}).copy()
-    geninfo = items.pop("parameters", None)
-    if "exif" in items:
-        try:
-            exif = piexif.load(items["exif"])
-        except OSError:
-            exif = None
-        comment = (exif or {}).get("Exif", {}).get(piexif.ExifIFD.UserComment, b"")
-        try:
-            comment = piexif.helper.UserComment.load(comment)
-        except ValueError:
-            comment = comment.decode("utf8", errors="ignore")
-        if comment:
-            geninfo = comment
-    return geninfo
 
 
 @pytest.fixture(scope="module")
