@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from guard import watermark as gw
 from guard.ledger import fingerprint
@@ -29,6 +29,7 @@ TARGETS = {  # kind -> (the figure, the target), as issue 19 sets them
     "collage": ("claims applied", "0%"),
     "edit 10%": ("claims applied", "≤ 5%"),
     "genuine": ("whole match of those detected", "≥ 99%"),
+    "soft collage": ("claims applied (an attack on the detail test; no target)", "—"),
 }
 
 
@@ -78,6 +79,13 @@ def cases(a, a_big, b, payload: bytes, rng) -> dict[str, tuple[str, Image.Image]
     out: dict[str, tuple[str, Image.Image]] = {}
     for cover in (0.4, 0.55, 0.7):
         out[f"collage, A covers {cover:.0%}"] = ("collage", collage(m, b, cover, rng))
+    # the attacker who has read fingerprint.py: a background with too little detail to count as
+    # another picture (B blurred, then only faint noise) hides the collage from the check
+    soft = b.filter(ImageFilter.GaussianBlur(12))
+    out["attack: collage on a blurred B, A covers 55%"] = (
+        "soft collage",
+        collage(m, soft, 0.55, rng),
+    )
     for share, centre in ((0.1, True), (0.1, False), (0.05, False)):
         where = "centre" if centre else "anywhere"
         out[f"edit: {share:.0%} replaced ({where})"] = (
