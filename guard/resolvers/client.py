@@ -144,8 +144,7 @@ def ask(
     value = base64.b64encode(bytes.fromhex(watermark_id)).decode()
     answers: list[Answer] = []
     fallback: LedgerMatch | None = None
-    timeout = httpx.Timeout(limits.read_s, connect=limits.connect_s)
-    with httpx.Client(timeout=timeout, follow_redirects=False, verify=True) as client:
+    with _client(httpx, limits) as client:
         for url in resolvers.urls:
             answer = Answer(url)
             answers.append(answer)
@@ -184,6 +183,24 @@ def ask(
                 else:
                     answer.update("rejected", manifest_id, found.problem)
     return fallback, answers
+
+
+def fetch(url: str, media_type: str, max_bytes: int, limits: Limits | None = None) -> bytes:
+    """One bounded GET of `url` outside the resolution API (a remote manifest store a file points
+    to): the same client and limits as a resolver's answers, no redirect followed, TLS verified.
+    Raises ResolverError, in words, for anything but a 200 `media_type` body within the limits."""
+    try:
+        import httpx
+    except ImportError:  # httpx is a dependency of guard serve and the dev tools
+        raise ResolverError("httpx is not installed (pip install httpx)") from None
+    limits = limits or Limits()
+    with _client(httpx, limits) as client:
+        return _get(client, url, None, media_type, max_bytes, limits)  # None: keep url's query
+
+
+def _client(httpx: Any, limits: Limits) -> httpx.Client:
+    timeout = httpx.Timeout(limits.read_s, connect=limits.connect_s)
+    return httpx.Client(timeout=timeout, follow_redirects=False, verify=True)
 
 
 def _why_not(found: LedgerMatch) -> str:
@@ -227,7 +244,7 @@ def _manifest_ids(
 def _get(
     client: httpx.Client,
     url: str,
-    params: dict[str, str],
+    params: dict[str, str] | None,
     media_type: str,
     max_bytes: int,
     limits: Limits,
