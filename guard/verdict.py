@@ -20,12 +20,12 @@ from guard.identity import trust
 from guard.ledger import match as ledger_match
 from guard.media import imageio
 from guard.media.formats import MIME
-from guard.provenance import c2pa_io, vocab, xmp
+from guard.provenance import c2pa_io, remote_fetch, vocab, xmp
 
 if TYPE_CHECKING:
     from guard.ledger import Ledger
     from guard.ledger.fingerprint import Region
-    from guard.resolvers import Answer, Resolvers
+    from guard.resolvers import Answer, Limits, Resolvers
     from guard.watermark import Detection, ThirdPartyMark
 
 SCHEMA_VERSION = 1
@@ -82,7 +82,9 @@ class Verdict:
         """The short human report, one fact per line."""
         c = self.c2pa
         lines = [f"{self.file}: {c.state.upper()}" + _state_gloss(c)]
-        if c.state != "absent":
+        if c.remote and c.remote.status == "fetched":
+            lines.append(f"  manifest store: fetched from {c.remote.url}")
+        if c.state not in ("absent", "remote"):
             if c.signer_name:
                 lines.append(
                     f"  signed by: {c.signer_name} (issuer: {(c.signer or {}).get('issuer')})"
@@ -205,6 +207,7 @@ def verify(
     watermark_key: bytes | None = None,
     ledger: Ledger | None = None,
     resolvers: Resolvers | None = None,
+    fetch_remote: bool | Limits = False,
 ) -> Verdict:
     """Read one file (and its `.c2pa` sidecar, if there is one) and verify it."""
     path = Path(path)
@@ -220,6 +223,7 @@ def verify(
         watermark_key=watermark_key,
         ledger=ledger,
         resolvers=resolvers,
+        fetch_remote=fetch_remote,
     )
 
 
@@ -234,20 +238,30 @@ def verify_bytes(
     ledger: Ledger | None = None,
     loaded: imageio.LoadedImage | None = None,
     resolvers: Resolvers | None = None,
+    fetch_remote: bool | Limits = False,
+    remote_link: str | None = None,
 ) -> Verdict:
     """Verify an image held in memory; `name` labels it in the verdict and in messages.
 
     `sidecar` is a `.c2pa` manifest store for these bytes, used when they embed none. `loaded`:
     these bytes already decoded by `decode_for_analysis` (scan reads their text and size too),
     so they are not decoded twice. `resolvers`: asked when the local ledger has no record for a
-    found mark (guard.resolvers; their records are checked like local ones). Raises ImageInputError only for bytes that carry no
-    credentials and are not an image guard reads.
+    found mark (guard.resolvers; their records are checked like local ones). `fetch_remote`: a
+    store the file only points to (XMP dcterms:provenance, or `remote_link`, the target of a
+    `rel="c2pa-manifest"` Link header it was downloaded with) is fetched with the resolvers'
+    bounded client and validated against these bytes (True, or the `Limits` to fetch under);
+    without it the verdict is `remote`, not fetched. Raises ImageInputError only for bytes that
+    carry no credentials and are not an image guard reads.
     """
     fmt = imageio.sniff(data, name)
     anchors = trust.anchors_pem(trust_files)
     report = c2pa_io.read(data, MIME[fmt], trust_pem=anchors)
-    if report.state == "absent" and sidecar is not None:
+    if report.state in ("absent", "remote") and sidecar is not None:
         report = c2pa_io.read(data, MIME[fmt], trust_pem=anchors, sidecar=sidecar)
+    if report.state in ("absent", "remote"):
+        report = remote_fetch.follow(
+            report, data, MIME[fmt], trust_pem=anchors, fetch=fetch_remote, link=remote_link
+        )
     verdict = Verdict(
         file=name,
         c2pa=report,
@@ -367,6 +381,8 @@ def _geometry_words(g: dict[str, Any]) -> str:
 def _state_gloss(c: c2pa_io.ManifestReport) -> str:
     if c.state == "invalid" and c.failures and all(f.code in c2pa_io.UNCHECKED for f in c.failures):
         return " — the Content Credentials could not be checked"
+    if c.state == "remote" and c.remote:
+        return " — " + c.remote.words()
     return {
         "trusted": " — signature valid, signer trusted",
         "valid": " — signature valid, but the signer is not in your trust list",

@@ -52,6 +52,16 @@ resolver_option = click.option(
         "comma-separated). Its records are checked like local ones (docs/resolvers.md)."
     ),
 )
+fetch_remote_option = click.option(
+    "--fetch-remote",
+    is_flag=True,
+    help=(
+        "Fetch a manifest store a file only points to (XMP dcterms:provenance, or a recorded "
+        'Link: rel="c2pa-manifest" header) and check it against the file, with the resolvers\' '
+        "bounded client (timeouts, size cap, no redirects). Without it such a file is reported "
+        "remote, not fetched (docs/verify-json.md)."
+    ),
+)
 _KEY_FILE = click.Path(dir_okay=False, path_type=Path)
 WATERMARK_KEY_HELP = (
     "Private watermark key file (default: guard's public key, which anyone can detect)."

@@ -10,6 +10,7 @@ import click
 
 from guard.cli._common import (
     emit_json,
+    fetch_remote_option,
     handle_errors,
     json_option,
     ledger_option,
@@ -79,6 +80,7 @@ _ADDRESS = re.compile(r"^(auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d+)$")
 @watermark_key_option(old_spelling=True)
 @ledger_option
 @resolver_option
+@fetch_remote_option
 @click.option(
     "--user-agent",
     help="Your crawler's name: X-Robots-Tag directives addressed to it (NAME: noai) count too.",
@@ -111,6 +113,7 @@ def command(
     key_file: Path | None,
     ledger_path: Path | None,
     resolver_urls: tuple[str, ...],
+    fetch_remote: bool,
     user_agent: str | None,
     fresh: bool,
     summary_of: Path | None,
@@ -151,6 +154,7 @@ def command(
         user_agent=user_agent,
         file_timeout=file_timeout or None,
         resolvers=resolvers.urls if (resolvers := from_env(resolver_urls)) else (),
+        fetch_remote=fetch_remote,
     )
     if ray_address is not None:
         from guard.scan.api import scan_on_ray

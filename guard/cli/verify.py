@@ -9,6 +9,7 @@ import click
 
 from guard.cli._common import (
     emit_json,
+    fetch_remote_option,
     handle_errors,
     json_option,
     ledger_option,
@@ -25,6 +26,7 @@ from guard.cli._common import (
 @watermark_key_option(old_spelling=True)
 @ledger_option
 @resolver_option
+@fetch_remote_option
 @json_option
 @handle_errors
 def command(
@@ -34,12 +36,13 @@ def command(
     key_file: Path | None,
     ledger_path: Path | None,
     resolver_urls: tuple[str, ...],
+    fetch_remote: bool,
     as_json: bool,
 ) -> None:
     """Verify PATHS (files or folders).
 
-    Exit code: 0 every file trusted or valid, 1 some file invalid or without credentials,
-    2 usage or input error.
+    Exit code: 0 every file trusted or valid, 1 some file invalid, without credentials or with
+    only a remote manifest not read, 2 usage or input error.
     """
     from tqdm import tqdm
 
@@ -73,6 +76,7 @@ def command(
                     watermark_key=key,
                     ledger=ledger,
                     resolvers=resolvers,
+                    fetch_remote=fetch_remote,
                 )
             if outcome.error is not None:
                 out.append({"file": str(path), "error": outcome.error})

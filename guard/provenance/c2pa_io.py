@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.errors import SigningError
 from guard.provenance import manifest as manifest_mod
+from guard.provenance import remote
 from guard.provenance.report import (
     SHAPE,
     ManifestReport,
@@ -134,12 +135,26 @@ def _refused(exc: Exception) -> str | None:
     return _REFUSED.get(words)
 
 
+def _remote(exc: Exception) -> str | None:
+    """The URL of the remote store the SDK was told not to fetch, else None. c2pa-rs reports it
+    as "Remote: must fetch remote manifests from url URL", a type c2pa-python 0.38 does not map
+    to C2paError.RemoteManifest, so the words decide."""
+    import c2pa
+
+    message = str(exc)
+    if not (isinstance(exc, c2pa.C2paError.RemoteManifest) or message.startswith("Remote:")):
+        return None
+    return remote.from_sdk(message) or ""  # "": remote, but no URL named (refused)
+
+
 def read(
     data: bytes, mime: str, *, trust_pem: str | None, sidecar: bytes | None = None
 ) -> ManifestReport:
     """Validate the manifest in `data` (or in `sidecar`, a `.c2pa` store for `data`).
 
-    `absent` only when no store is there at all. The SDK's typed errors decide: ManifestNotFound,
+    `remote` when the file holds no store but names one at a URL (XMP `dcterms:provenance`):
+    the SDK never fetches it (`guard.provenance.remote_fetch` may). `absent` only when no store
+    is there at all. The SDK's typed errors decide: ManifestNotFound,
     and the errors about the container rather than a store (Other: the asset does not parse,
     NotSupported, RemoteManifest: not fetched), mean no store was found, unless the store's JUMBF
     type is in the bytes anyway (then it is `invalid`: misplaced). A store the SDK found and refuses
@@ -158,6 +173,9 @@ def read(
             store = json.loads(reader.json())
             sdk_state = reader.get_validation_state()
     except c2pa.C2paError as exc:
+        url = _remote(exc)
+        if url is not None and not present:  # no store here: the file names one elsewhere
+            return ManifestReport(state="remote", remote=remote.reference(url, "xmp"))
         refused = _refused(exc)
         if refused:
             return ManifestReport(state="invalid", failures=[failure(refused, str(exc))])

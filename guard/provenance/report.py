@@ -7,10 +7,13 @@ report a claim and cannot is a failure of that file (`guard.assertion.shape`); n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guard.provenance import manifest as manifest_mod
 from guard.provenance import vocab
+
+if TYPE_CHECKING:
+    from guard.provenance.remote import RemoteManifest
 
 SHAPE = "guard.assertion.shape"
 
@@ -27,7 +30,7 @@ class Failure:
 
 @dataclass
 class ManifestReport:
-    state: str  # trusted | valid | invalid | absent
+    state: str  # trusted | valid | invalid | remote (a store elsewhere, not read) | absent
     label: str | None = None
     signer: dict[str, str | None] | None = None
     signed_at: str | None = None
@@ -44,6 +47,7 @@ class ManifestReport:
     sidecar: bool = False
     detached: bool = False  # a stored manifest validated on its own, without its asset
     notes: list[str] = field(default_factory=list)  # what the reader noticed besides failures
+    remote: RemoteManifest | None = None  # the store the file points to, when not in the file
     store: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -79,6 +83,7 @@ class ManifestReport:
             "training": self.training,
             "soft_binding": self.soft_binding,
             "failures": [f.to_dict() for f in self.failures],
+            "remote": self.remote.to_dict() if self.remote else None,
         }
 
 

@@ -24,6 +24,7 @@ from guard.scan.sources import SourceError, Unit, check, units
 from guard.scan.unit_set import UnitSet
 
 if TYPE_CHECKING:  # pyarrow is imported only when a report is written
+    from guard.resolvers import Limits
     from guard.scan.report import ReportWriter
 
 
@@ -39,6 +40,9 @@ class ScanOptions(TypedDict, total=False):
     limit; with workers=0 there is no worker to stop, so no limit). resolvers: C2PA soft binding
     resolver URLs asked, in order, for a found mark the ledger has no record of (docs/resolvers.md;
     their time counts in file_timeout).
+    fetch_remote: fetch a manifest store a file only points to and check it against the file
+    (True, or the guard.resolvers.Limits to fetch under); without it such a file is
+    unverifiable (c2pa_remote_unread).
     """
 
     policy: str | os.PathLike[str] | Policy | None
@@ -50,6 +54,7 @@ class ScanOptions(TypedDict, total=False):
     user_agent: str | None
     file_timeout: float | None
     resolvers: Iterable[str]
+    fetch_remote: bool | Limits
 
 
 def settings_for(**options: Unpack[ScanOptions]) -> Settings:
@@ -65,6 +70,7 @@ def settings_for(**options: Unpack[ScanOptions]) -> Settings:
         user_agent=options.get("user_agent"),
         file_timeout=options.get("file_timeout", DEFAULT_FILE_TIMEOUT),
         resolvers=checked(list(options.get("resolvers", ()))),
+        fetch_remote=options.get("fetch_remote", False),
     )
 
 

@@ -28,6 +28,7 @@ from guard.scan.sources import read_beside
 if TYPE_CHECKING:
     from guard.ledger import Ledger
     from guard.media.imageio import LoadedImage
+    from guard.resolvers import Limits
 
 # IPTC digital source types that mean "made by a generative model". Others that mention
 # algorithms (algorithmicMedia: a formula, no training data; algorithmicallyEnhanced: minor
@@ -49,6 +50,7 @@ class Settings:
     user_agent: str | None = None  # X-Robots-Tag directives scoped to this crawler also count
     file_timeout: float | None = budget.DEFAULT_FILE_TIMEOUT  # seconds per image in a worker
     resolvers: tuple[str, ...] = ()  # remote resolvers asked for marks the ledger lacks
+    fetch_remote: bool | Limits = False  # fetch a manifest store a file only points to
     # the caller's GUARD_* variables (home, ledger, trust, pixel limit): worker processes are
     # forked from a server started earlier, so they are handed over rather than inherited
     env: dict[str, str] = field(default_factory=lambda: _guard_env(), compare=False)
@@ -138,7 +140,7 @@ def _scan(item: Item, settings: Settings, row: ScanRow, found: list[Found]) -> N
     row.bytes = len(data)
     row.sha256 = hashlib.sha256(data).hexdigest()
     loaded = _decode(data, item.path, settings, row, found)
-    verdict = _verify(data, item.path, sidecar, settings, loaded)
+    verdict = _verify(data, item.path, sidecar, settings, loaded, meta)
     if isinstance(verdict, str):
         if loaded is not None:  # the pixels decoded but verify could not read the file
             found.append(Found("unreadable", verdict))
@@ -193,10 +195,17 @@ def _decode(
 
 
 def _verify(
-    data: bytes, name: str, sidecar: bytes | None, settings: Settings, loaded: LoadedImage | None
+    data: bytes,
+    name: str,
+    sidecar: bytes | None,
+    settings: Settings,
+    loaded: LoadedImage | None,
+    meta: dict[str, Any] | None = None,
 ):
-    """guard's verdict for these bytes (what `guard verify` says), or why there is none."""
+    """guard's verdict for these bytes (what `guard verify` says), or why there is none. A
+    `Link: <URL>; rel="c2pa-manifest"` header the downloader recorded names a remote store."""
     from guard.errors import GuardError
+    from guard.provenance import remote, robots_tag
     from guard.resolvers import Resolvers
     from guard.verdict import verify_bytes
 
@@ -211,9 +220,17 @@ def _verify(
             ledger=_ledger(settings),
             loaded=loaded,
             resolvers=Resolvers(settings.resolvers) if settings.resolvers else None,
+            fetch_remote=settings.fetch_remote,
+            remote_link=remote.link_target(
+                robots_tag.recorded_values(meta, "link"), _text((meta or {}).get("url"))
+            ),
         )
     except GuardError as exc:
         return str(exc).removeprefix(f"{name}: ")
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _strictest(entries: dict[str, Any] | None, prefix: str) -> str | None:
@@ -252,6 +269,8 @@ def _verdict_signals(d: dict[str, Any], row: ScanRow, found: list[Found]) -> Non
         unchecked = failures and all(f.get("code") in c2pa_io.UNCHECKED for f in failures)
         words = "cannot be checked" if unchecked else "do not match the file"
         found.append(Found("c2pa_invalid", f"Content Credentials {words}: {problems}"))
+    if state == "remote":
+        found.append(Found("c2pa_remote_unread", _remote_words(c2pa.get("remote") or {})))
     for label, value, prefix in (
         ("cawg.training-mining", row.c2pa_training, "c2pa_training"),
         ("c2pa.training-mining (legacy)", row.c2pa_legacy_training, "c2pa_legacy_training"),
@@ -300,6 +319,18 @@ def _verdict_signals(d: dict[str, Any], row: ScanRow, found: list[Found]) -> Non
                 f"invisible watermark of {mark['name']} (p = {mark['p_value']:.1e})",
             )
         )
+
+
+def _remote_words(ref: dict[str, Any]) -> str:
+    """Why the opt-out of a file whose store is elsewhere could not be read."""
+    status, problem = ref.get("status"), ref.get("problem")
+    if status == "refused":
+        how = f"refused ({problem})"
+    elif status == "failed":
+        how = f"at {ref.get('url')}, which could not be fetched ({problem})"
+    else:
+        how = f"at {ref.get('url')}, not fetched (--fetch-remote reads it)"
+    return f"Content Credentials only in a remote manifest {how}: its claims were not read"
 
 
 def _suffix(training: str) -> str:

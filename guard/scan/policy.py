@@ -112,6 +112,12 @@ SIGNALS: dict[str, Signal] = {
         # claims that cannot be checked
         Signal("c2pa_invalid", "unverifiable", "Content Credentials do not match the file"),
         Signal(
+            "c2pa_remote_unread",
+            "unverifiable",
+            "the only Content Credentials are a remote manifest store that was not read",
+            fixed=True,
+        ),
+        Signal(
             "watermark_partial_match",
             "unverifiable",
             "a guard record's picture is only part of the image (a collage, an edit)",
