@@ -286,6 +286,18 @@ def test_a_link_header_names_the_store(world: World) -> None:
     assert v.c2pa.remote is not None and v.c2pa.remote.source == "link"
 
 
+def test_the_urls_own_query_is_kept(world: World) -> None:
+    v = guard.verify_bytes(
+        world.linked.read_bytes(),
+        name="linked.png",
+        watermark=False,
+        fetch_remote=FAST,
+        remote_link=f"{world.base}/linked.c2pa?v=2&sig=a%2Fb",
+    )
+    assert v.state == "valid"
+    assert world.server.requests[-1] == "/linked.c2pa?v=2&sig=a%2Fb"
+
+
 @pytest.mark.parametrize("route", ["/other.c2pa", "/pointing.c2pa"])
 def test_a_store_of_another_file_is_invalid_never_trusted(world: World, route: str) -> None:
     v = guard.verify_bytes(
