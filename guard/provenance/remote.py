@@ -45,7 +45,7 @@ class RemoteManifest:
         if self.status == "not_fetched":
             return f"{where}, not fetched (--fetch-remote fetches and checks it)"
         if self.status == "failed":
-            return f"{where}, could not be fetched: {self.problem}"
+            return f"{where}, could not be fetched (the note says why)"
         if self.status == "refused":
             return f"it points to a remote manifest guard will not fetch: {self.problem}"
         return f"{where}, fetched"
