@@ -23,9 +23,24 @@ def identity_dir() -> Path:
     return home() / "identity"
 
 
-def ledger_path() -> Path:
-    env = os.environ.get("GUARD_LEDGER")
-    return Path(env).expanduser() if env else home() / "ledger.sqlite3"
+LedgerLocation = Path | str
+"""A SQLite file (a Path), or a PostgreSQL URL (a str: postgresql://… or postgres://…)."""
+
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def ledger_location(given: str | os.PathLike[str] | None = None) -> LedgerLocation:
+    """The ledger to open: `given` (--ledger), else GUARD_LEDGER, else the file in GUARD_HOME.
+
+    The one place that tells a database from a file: a PostgreSQL URL stays a string (a Path
+    would fold its `//`), anything else is a SQLite file's path.
+    """
+    value = (os.fspath(given) if given is not None else "") or os.environ.get("GUARD_LEDGER")
+    if not value:
+        return home() / "ledger.sqlite3"
+    if value.lower().startswith(DATABASE_SCHEMES):
+        return value
+    return Path(value).expanduser()
 
 
 def trust_dir() -> Path:

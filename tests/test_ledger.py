@@ -41,15 +41,18 @@ def test_add_get_and_wal_mode(tmp_path: Path) -> None:
     assert mode == "wal"
 
 
-def test_location_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GUARD_LEDGER", str(tmp_path / "elsewhere.db"))
+def test_location_from_env(ledger_at, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARD_LEDGER", str(ledger_at("elsewhere")))
     with Ledger() as ledger:
         ledger.add(rec(7))
-    assert (tmp_path / "elsewhere.db").exists()
+    monkeypatch.delenv("GUARD_LEDGER")
+    with Ledger(ledger_at("elsewhere")) as ledger:
+        assert ledger.get(rec(7).watermark_id) == ledger.get(rec(7).watermark_id.upper())
+        assert ledger.get(rec(7).watermark_id).summary == {"training": "notAllowed"}
 
 
-def test_a_killed_writer_leaves_a_readable_ledger(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_a_killed_writer_leaves_a_readable_ledger(ledger_at) -> None:
+    db = ledger_at("l")
     writer = (
         "import sys, time\n"
         "from guard.ledger import Ledger, Record\n"
@@ -66,7 +69,8 @@ def test_a_killed_writer_leaves_a_readable_ledger(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGKILL)  # no chance to clean up, mid-write
     proc.wait()
     with Ledger(db) as ledger:
-        assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if isinstance(db, Path):
+            assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         records = list(ledger)
         assert len(records) >= 20
         # every committed record is complete and readable
@@ -74,12 +78,12 @@ def test_a_killed_writer_leaves_a_readable_ledger(tmp_path: Path) -> None:
         assert sorted(r.summary["i"] for r in records) == list(range(len(records)))
 
 
-def test_export_import_between_machines(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "a.db") as a:
+def test_export_import_between_machines(tmp_path: Path, ledger_at) -> None:
+    with Ledger(ledger_at("a")) as a:
         for i in range(3):
             a.add(rec(i))
         assert a.export(tmp_path / "records.jsonl") == 3
-    with Ledger(tmp_path / "b.db") as b:
+    with Ledger(ledger_at("b")) as b:
         b.add(rec(2))
         # these records' manifests are not real: kept only when asked, and flagged
         assert b.import_(tmp_path / "records.jsonl", keep_unverified=True) == (2, 1)
@@ -90,17 +94,17 @@ def test_export_import_between_machines(tmp_path: Path) -> None:
         assert b.get(f"{2:016x}").origin == "local"  # the existing record was kept as it was
 
 
-def test_import_rejects_garbage_without_importing_anything(tmp_path: Path) -> None:
+def test_import_rejects_garbage_without_importing_anything(tmp_path: Path, ledger_at) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(rec(1).to_json()) + "\nnot json\n")
-    with Ledger(tmp_path / "l.db") as ledger:
+    with Ledger(ledger_at("l")) as ledger:
         with pytest.raises(LedgerError, match=r"bad.jsonl:2"):
             ledger.import_(bad)
         assert len(ledger) == 0
 
 
-def test_ledger_cli(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def test_ledger_cli(tmp_path: Path, ledger_at) -> None:
+    db = ledger_at("l")
     with Ledger(db) as ledger:
         ledger.add(rec(5))
     runner = CliRunner()
@@ -110,7 +114,7 @@ def test_ledger_cli(tmp_path: Path) -> None:
     out = tmp_path / "x.jsonl"
     r = runner.invoke(main, ["ledger", "export", str(out), "--ledger", str(db), "--json"])
     assert json.loads(r.stdout) == {"exported": 1, "file": str(out)}
-    r = runner.invoke(main, ["ledger", "import", str(out), "--ledger", str(tmp_path / "n.db")])
+    r = runner.invoke(main, ["ledger", "import", str(out), "--ledger", str(ledger_at("n"))])
     assert r.exit_code == 2 and "does not verify" in r.stderr  # rec()'s manifest is not real
     r = runner.invoke(
         main,
@@ -119,7 +123,7 @@ def test_ledger_cli(tmp_path: Path) -> None:
             "import",
             str(out),
             "--ledger",
-            str(tmp_path / "n.db"),
+            str(ledger_at("n")),
             "--json",
             "--keep-unverified",
         ],

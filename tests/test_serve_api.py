@@ -605,11 +605,13 @@ def test_ledger_lookups_that_serve_makes_use_indexes(ledger_path, signed):
     """Opening a ledger (every server thread, every CLI run) looks for pending records, and
     /manifests/{id} looks records up by label: both must be index lookups, not table scans
     (the scan took 1.5 s per open at 100,000 records)."""
+    import sqlite3
+
     import guard
 
-    with guard.Ledger(ledger_path) as book:
+    with guard.Ledger(ledger_path), sqlite3.connect(ledger_path) as db:
         plans = {
-            sql: " ".join(str(row[-1]) for row in book._db.execute("EXPLAIN QUERY PLAN " + sql))
+            sql: " ".join(str(row[-1]) for row in db.execute("EXPLAIN QUERY PLAN " + sql))
             for sql in (
                 "SELECT watermark_id FROM records WHERE state = 'pending'",
                 "SELECT watermark_id FROM records WHERE manifest_label = 'x' AND state = 'committed'",

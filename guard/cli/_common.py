@@ -21,11 +21,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 force_option = click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+
+
+class LedgerParam(click.ParamType):
+    """A SQLite file or a postgresql:// URL, told apart by guard.config.ledger_location."""
+
+    name = "FILE|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from guard import config
+
+        location = config.ledger_location(value)
+        if isinstance(location, Path) and location.is_dir():
+            self.fail(f"{location} is a directory, not a ledger file", param, ctx)
+        return location
+
+
 ledger_option = click.option(
     "--ledger",
     "ledger_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Ledger file (default: GUARD_LEDGER, else the one in your guard data folder).",
+    type=LedgerParam(),
+    help=(
+        "Ledger: a SQLite file, or a PostgreSQL database shared by many writers "
+        "(postgresql://…; default: GUARD_LEDGER, else the file in your guard data folder)."
+    ),
 )
 training_option = click.option(
     "--training",

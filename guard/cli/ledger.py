@@ -1,4 +1,4 @@
-"""`guard ledger`: the local record of every watermark ID guard signed."""
+"""`guard ledger`: the record of every watermark ID guard signed (a SQLite file or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from guard.cli._common import emit_json, handle_errors, json_option, ledger_option
+from guard.cli._common import LedgerParam, emit_json, handle_errors, json_option, ledger_option
 
 
 @click.group("ledger")
@@ -19,7 +19,7 @@ def command() -> None:
 @ledger_option
 @json_option
 @handle_errors
-def show(watermark_id: str, ledger_path: Path | None, as_json: bool) -> None:
+def show(watermark_id: str, ledger_path: Path | str | None, as_json: bool) -> None:
     """Show the record for WATERMARK_ID (exit 1 if there is none)."""
     from guard.ledger import Ledger
 
@@ -48,7 +48,7 @@ def show(watermark_id: str, ledger_path: Path | None, as_json: bool) -> None:
 @ledger_option
 @json_option
 @handle_errors
-def export(output: Path, ledger_path: Path | None, as_json: bool) -> None:
+def export(output: Path, ledger_path: Path | str | None, as_json: bool) -> None:
     """Write every record to OUTPUT (JSON Lines)."""
     from guard.ledger import Ledger
 
@@ -60,7 +60,7 @@ def export(output: Path, ledger_path: Path | None, as_json: bool) -> None:
 
 
 @command.command("import")
-@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source", type=LedgerParam())
 @click.option(
     "--keep-unverified",
     is_flag=True,
@@ -69,14 +69,27 @@ def export(output: Path, ledger_path: Path | None, as_json: bool) -> None:
 @ledger_option
 @json_option
 @handle_errors
-def import_(source: Path, keep_unverified: bool, ledger_path: Path | None, as_json: bool) -> None:
-    """Add the records in SOURCE (from 'guard ledger export'); existing ones are kept.
+def import_(
+    source: Path | str, keep_unverified: bool, ledger_path: Path | str | None, as_json: bool
+) -> None:
+    """Add the records in SOURCE; existing ones are kept.
 
-    Every line is validated and every stored manifest checked first; then all records are added
-    in one transaction, or none.
+    SOURCE is a file from 'guard ledger export': every line is validated and every stored
+    manifest checked first, then all records are added in one transaction, or none. Or SOURCE
+    is another ledger of yours (a SQLite file, or postgresql://…): its records are copied as
+    they are there, in one transaction. That moves a ledger between SQLite and PostgreSQL.
     """
     from guard.ledger import Ledger
+    from guard.ledger.sqlite import is_sqlite_file
 
+    if isinstance(source, str) or is_sqlite_file(source):
+        with Ledger(source, read_only=True) as origin, Ledger(ledger_path) as ledger:
+            added, skipped = ledger.copy_from(origin)
+        if as_json:
+            emit_json({"added": added, "already_present": skipped})
+        else:
+            click.echo(f"copied {added} records ({skipped} already present)")
+        return
     with Ledger(ledger_path) as ledger:
         before = {r.watermark_id for r in ledger}
         added, skipped = ledger.import_(source, keep_unverified=keep_unverified)

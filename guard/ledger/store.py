@@ -2,107 +2,64 @@
 
 The ledger is what makes provenance survive lost metadata: a verifier who finds guard's
 watermark in a stripped copy looks its ID up here and gets the original manifest back.
-SQLite in WAL mode with synchronous=FULL: a committed record survives a crash or a kill.
+
+`Ledger` holds the record logic once (the pending → commit protocol, lookups, import and export);
+where the records live is a backend: a SQLite file (guard.ledger.sqlite, the embedded default)
+or a PostgreSQL database that many writers and servers share (guard.ledger.postgres).
+`config.ledger_location` tells which from what --ledger or GUARD_LEDGER says.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from guard import config
-from guard.ledger.readonly import ReadOnlyLedger
 from guard.ledger.record import LedgerError, Record, normalise_id
+from guard.ledger.table import (
+    COLUMNS,
+    HOST,
+    LEDGER_VERSION,
+    RECORD_COLUMNS,
+    Backend,
+    record_from_row,
+    row_values,
+    select_list,
+)
 
-# Column -> declaration, in table order. An existing ledger missing a column gets it added
-# (ALTER TABLE ADD COLUMN) when opened, so every ledger file ever written stays readable.
-COLUMNS: dict[str, str] = {
-    "watermark_id": "TEXT PRIMARY KEY",
-    "created_at": "TEXT NOT NULL",
-    "signer": "TEXT",
-    "sha256": "TEXT",
-    "file_name": "TEXT",
-    "manifest_label": "TEXT",
-    "manifest": "BLOB",
-    "summary": "TEXT NOT NULL DEFAULT '{}'",
-    "thumbnail": "BLOB",
-    "fingerprint": "BLOB",  # a content descriptor of the marked picture (watermark v2)
-    "origin": "TEXT NOT NULL DEFAULT 'local'",  # local: signed here; imported: from a JSONL file
-    "verified": "INTEGER",  # imported records: 1 if the stored manifest verified on import
-    "state": "TEXT NOT NULL DEFAULT 'committed'",  # pending until the file is in place
-    "pending_path": "TEXT",  # where the pending file is being written
-    "pending_pid": "INTEGER",  # the writing process
-    # the soft-binding algorithm the stored manifest binds the watermark ID under, read from the
-    # manifest when the record is stored (NULL in rows stored before it: read again on lookup)
-    "binding_alg": "TEXT",
-}
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS records (\n    "
-    + ",\n    ".join(f"{k} {v}" for k, v in COLUMNS.items())
-    + "\n);\nCREATE INDEX IF NOT EXISTS records_sha256 ON records(sha256);\n"
-    # the soft-binding resolution API serves manifests by their label (guard serve)
-    + "CREATE INDEX IF NOT EXISTS records_manifest ON records(manifest_label);\n"
-)
-RECORD_COLUMNS = (
-    "watermark_id",
-    "created_at",
-    "signer",
-    "sha256",
-    "file_name",
-    "manifest_label",
-    "manifest",
-    "summary",
-    "thumbnail",
-    "fingerprint",
-    "origin",
-    "verified",
-)
-LEDGER_VERSION = 3  # the schema this guard writes; older ledgers are migrated on first open
+__all__ = ["COLUMNS", "LEDGER_VERSION", "RECORD_COLUMNS", "Ledger", "binding_alg"]
+
+_SETTLED = "state = 'committed', pending_path = NULL, pending_pid = NULL, pending_host = NULL"
 
 
 class Ledger:
-    """`read_only`: open an existing ledger without writing it or its folder, ever (no -wal, no
-    migration, no settled pending rows: guard.ledger.readonly); a missing one is an error."""
+    """`path`: a SQLite file or a postgresql:// URL (default: GUARD_LEDGER, else the file in
+    GUARD_HOME). `read_only`: never write the ledger, ever (SQLite: not even a -wal or its folder,
+    guard.ledger.readonly; PostgreSQL: read-only transactions); no migration, no settled pending
+    rows; a missing ledger is an error."""
 
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False
     ) -> None:
-        self.path = Path(path) if path else config.ledger_path()
+        self.path: config.LedgerLocation = config.ledger_location(path)
         self.read_only = read_only
-        self._reader: ReadOnlyLedger | None = None
-        if read_only:
-            self._reader = ReadOnlyLedger(self.path, (*RECORD_COLUMNS, "state"))
-            self._bound = "binding_alg" if "binding_alg" in self._reader.columns else "NULL"
-            return
-        self._bound = "binding_alg"
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-            self._migrate()
+        self._sql: Backend
+        if isinstance(self.path, str):
+            from guard.ledger.postgres import PostgresBackend
+
+            self._sql = PostgresBackend(self.path, read_only=read_only)
+        else:
+            from guard.ledger.sqlite import SQLiteBackend
+
+            self._sql = SQLiteBackend(self.path, read_only=read_only)
+        self._select = select_list(self._sql.columns)
+        if not read_only:
             self._reconcile()
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(
-                f"{self.path}: not a usable guard ledger ({exc}); point --ledger or GUARD_LEDGER "
-                "at another file",
-                reason=f"not a usable guard ledger ({exc})",
-            ) from exc
-        except OSError as exc:
-            raise LedgerError(
-                f"{exc.filename or self.path}: cannot open the ledger ({exc.strerror or exc}); "
-                "point --ledger or GUARD_LEDGER at a folder you can write to",
-                reason=f"the ledger cannot be opened ({exc.strerror or exc})",
-            ) from exc
 
     def __enter__(self) -> Ledger:
         return self
@@ -111,92 +68,60 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-        else:
-            self._db.close()
+        self._sql.close()
 
-    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        """Every read goes through here: a read-only ledger reads as guard.ledger.readonly says."""
-        if self._reader is not None:
-            return self._reader.rows(sql, args)
-        return self._db.execute(sql, args).fetchall()
-
-    def _writable(self) -> sqlite3.Connection:
-        if self._reader is not None:
+    def _writable(self) -> Backend:
+        if self.read_only:
             raise LedgerError(
-                f"{self.path}: opened read-only", reason="the ledger is opened read-only"
+                f"{self._sql.where}: opened read-only", reason="the ledger is opened read-only"
             )
-        return self._db
+        return self._sql
 
-    # -- schema and crash recovery ---------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        """Add columns a newer guard knows to a ledger written by an older one; lower-case IDs.
-
-        Once per ledger file: `user_version` records that it was done, so opening a ledger of
-        100,000 records does not scan them every time.
-        """
-        if self._db.execute("PRAGMA user_version").fetchone()[0] >= LEDGER_VERSION:
-            return
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
-        with self._db:
-            for name, decl in COLUMNS.items():
-                if name not in have:
-                    self._db.execute(f"ALTER TABLE records ADD COLUMN {name} {decl}")
-            # IDs once stored upper-case could never be found; fold them (a clash keeps the first)
-            self._db.execute(
-                "UPDATE OR IGNORE records SET watermark_id = lower(watermark_id) "
-                "WHERE watermark_id != lower(watermark_id)"
-            )
-            # every open looks for pending records: without this index that is a full scan
-            # (1.5 s at 100,000 records, measured by benchmarks/bench_serve.py)
-            self._db.execute(
-                "CREATE INDEX IF NOT EXISTS records_pending ON records(state) "
-                "WHERE state = 'pending'"
-            )
-            self._db.execute(f"PRAGMA user_version = {LEDGER_VERSION}")
+    # -- crash recovery ----------------------------------------------------------------------------
 
     def _reconcile(self) -> None:
         """Settle records left pending by a writer that died between recording and saving.
 
         A pending record whose file is in place with the recorded hash is committed; one whose
         file never appeared is removed, so the ledger never points at a file that was not
-        written. Records of writers still running are left alone.
+        written. Records of writers still running, or of other hosts (whose files this one
+        cannot see), are left alone; each statement names the writer, so a record written again
+        meanwhile is not touched.
         """
         from guard.media.atomic_write import pid_alive
 
-        rows = self._db.execute(
+        rows = self._sql.rows(
             "SELECT watermark_id, sha256, pending_path, pending_pid FROM records "
-            "WHERE state = 'pending'"
-        ).fetchall()
+            "WHERE state = 'pending' AND (pending_host IS NULL OR pending_host = ?)",
+            (HOST,),
+        )
         for row in rows:
             if row["pending_pid"] and pid_alive(row["pending_pid"]):
                 continue
             path = Path(row["pending_path"]) if row["pending_path"] else None
-            if path is not None and _sha256(path) == row["sha256"]:
-                self._settle(row["watermark_id"])
-            else:
-                self.remove(row["watermark_id"])
-
-    def _settle(self, watermark_id: str) -> None:
-        with self._db:
-            self._db.execute(
-                "UPDATE records SET state = 'committed', pending_path = NULL, pending_pid = NULL "
-                "WHERE watermark_id = ?",
-                (watermark_id,),
-            )
+            settle = path is not None and _sha256(path) == row["sha256"]
+            verb = f"UPDATE records SET {_SETTLED}" if settle else "DELETE FROM records"
+            with self._sql.transaction() as run:
+                run(
+                    f"{verb} WHERE watermark_id = ? AND state = 'pending' "
+                    "AND COALESCE(pending_pid, 0) = ?",
+                    (row["watermark_id"], row["pending_pid"] or 0),
+                )
 
     # -- records -----------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self._rows("SELECT COUNT(*) FROM records WHERE state = 'committed'")[0][0]
+        return int(
+            self._sql.rows("SELECT COUNT(*) AS n FROM records WHERE state = 'committed'")[0]["n"]
+        )
 
     def unverified_count(self) -> int:
         """Imported records kept although their manifest did not verify."""
-        return self._rows(
-            "SELECT COUNT(*) FROM records WHERE verified = 0 AND state = 'committed'"
-        )[0][0]
+        return int(
+            self._sql.rows(
+                "SELECT COUNT(*) AS n FROM records WHERE verified = 0 AND state = 'committed'"
+            )[0]["n"]
+        )
 
     def add(
         self,
@@ -211,109 +136,87 @@ class Ledger:
         `pending`: the path the image is about to be saved to. The record stays invisible
         until `commit`; if the process dies first, the next open settles it (see _reconcile).
         """
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        with self._writable():
-            cur = self._insert(verb, record, pending)
-        return cur.rowcount == 1
+        with self._writable().transaction() as run:
+            return _insert(run, record, pending, replace=replace) == 1
+
+    def add_many(self, records: Iterable[Record]) -> int:
+        """Store records in one transaction (bulk loads: add() commits, and syncs, each one);
+        an ID already taken keeps its record. Returns how many were added."""
+        with self._writable().transaction() as run:
+            return sum(_insert(run, r, None, replace=False) for r in records)
 
     def commit(self, record: Record) -> None:
         """The file of a pending record is in place: make the record visible."""
-        with self._writable():
-            cur = self._db.execute(
-                "UPDATE records SET state = 'committed', pending_path = NULL, pending_pid = NULL "
-                "WHERE watermark_id = ?",
-                (record.watermark_id,),
-            )
-            if cur.rowcount == 0:  # settled away by another process meanwhile: record it again
-                self._insert("INSERT OR REPLACE", record, None)
-
-    def _insert(self, verb: str, record: Record, pending: str | os.PathLike[str] | None):
-        values = {
-            "watermark_id": record.watermark_id,
-            "created_at": record.created_at,
-            "signer": record.signer,
-            "sha256": record.sha256,
-            "file_name": record.file_name,
-            "manifest_label": record.manifest_label,
-            "manifest": record.manifest,
-            "summary": json.dumps(record.summary),
-            "thumbnail": record.thumbnail,
-            "fingerprint": record.fingerprint,
-            "origin": record.origin,
-            "verified": None if record.verified is None else int(record.verified),
-            "state": "pending" if pending is not None else "committed",
-            "pending_path": str(Path(pending).absolute()) if pending is not None else None,
-            "pending_pid": os.getpid() if pending is not None else None,
-            "binding_alg": binding_alg(record.manifest),
-        }
-        names = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        return self._db.execute(
-            f"{verb} INTO records ({names}) VALUES ({marks})", tuple(values.values())
-        )
+        with self._writable().transaction() as run:
+            if run(f"UPDATE records SET {_SETTLED} WHERE watermark_id = ?", (record.watermark_id,)):
+                return
+            _insert(run, record, None, replace=True)  # settled away meanwhile: record it again
 
     def get(self, watermark_id: str, *, alg: str | None = None) -> Record | None:
         """`alg`: only a record whose stored manifest binds the ID under that soft-binding
         algorithm (a query for org.guard.watermark.v1 never finds a record signed with v2)."""
-        if alg is None:
-            return self._one("watermark_id", normalise_id(watermark_id))
-        rows = self._rows(
-            f"SELECT {', '.join(RECORD_COLUMNS)}, {self._bound} AS bound FROM records "
-            "WHERE watermark_id = ? AND state = 'committed' LIMIT 1",
-            (normalise_id(watermark_id),),
-        )
-        if not rows or (rows[0]["bound"] or binding_alg(rows[0]["manifest"])) != alg:
+        rows = self._lookup("watermark_id", normalise_id(watermark_id))
+        if not rows:
             return None
-        return self._record(rows[0])
+        if alg is not None and (rows[0]["binding_alg"] or binding_alg(rows[0]["manifest"])) != alg:
+            return None
+        return record_from_row(rows[0])
 
     def by_sha256(self, sha256: str) -> Record | None:
-        return self._one("sha256", sha256.lower())
+        rows = self._lookup("sha256", sha256.lower())
+        return record_from_row(rows[0]) if rows else None
 
     def by_manifest_label(self, label: str) -> Record | None:
         """The record whose stored manifest store has this active manifest (urn:c2pa:…)."""
-        return self._one("manifest_label", label)
+        rows = self._lookup("manifest_label", label)
+        return record_from_row(rows[0]) if rows else None
 
-    def _one(self, column: str, value: str) -> Record | None:
-        rows = self._rows(
-            f"SELECT {', '.join(RECORD_COLUMNS)} FROM records "
-            f"WHERE {column} = ? AND state = 'committed' LIMIT 1",
+    def _lookup(self, column: str, value: str) -> list[Any]:
+        return self._sql.rows(
+            f"SELECT {self._select} FROM records WHERE {column} = ? AND state = 'committed' LIMIT 1",
             (value,),
         )
-        return self._record(rows[0]) if rows else None
 
     def remove(self, watermark_id: str) -> None:
-        with self._writable():
-            self._db.execute(
-                "DELETE FROM records WHERE watermark_id = ?", (normalise_id(watermark_id),)
-            )
+        with self._writable().transaction() as run:
+            run("DELETE FROM records WHERE watermark_id = ?", (normalise_id(watermark_id),))
 
     def __iter__(self) -> Iterator[Record]:
-        sql = (
-            f"SELECT {', '.join(RECORD_COLUMNS)} FROM records WHERE state = 'committed' "
-            "ORDER BY created_at"
-        )
-        # read-only: one snapshot read (guard.ledger.readonly), so every row is held at once
-        rows = self._rows(sql) if self._reader is not None else self._db.execute(sql)
-        for row in rows:
-            yield self._record(row)
+        for record, _ in self._each():
+            yield record
 
-    @staticmethod
-    def _record(row: sqlite3.Row) -> Record:
-        data = {k: row[k] for k in RECORD_COLUMNS}
-        data["summary"] = json.loads(data["summary"] or "{}")
-        data["verified"] = None if data["verified"] is None else bool(data["verified"])
-        data["origin"] = data["origin"] or "local"
-        return Record(**data)
+    def _each(self) -> Iterator[tuple[Record, str | None]]:
+        """Every committed record with the binding algorithm its row keeps (None: not read yet)."""
+        for row in self._sql.stream(
+            f"SELECT {self._select} FROM records WHERE state = 'committed' "
+            "ORDER BY created_at, watermark_id"
+        ):
+            yield record_from_row(row), row["binding_alg"]
 
     # -- moving records between machines ------------------------------------------------------
 
     def export(self, path: str | os.PathLike[str]) -> int:
         """JSON Lines, one record per line: diffable, mergeable, readable without guard."""
+        import json
+
         from guard.media.atomic_write import save_atomic
 
         lines = [json.dumps(r.to_json(), sort_keys=True) for r in self]
         save_atomic(path, ("\n".join(lines) + "\n" if lines else "").encode(), force=True)
         return len(lines)
+
+    def copy_from(self, source: Ledger) -> tuple[int, int]:
+        """Every record of another ledger (SQLite ⇄ PostgreSQL), exactly as it is there: origin,
+        verified and times kept, in one transaction, streamed. Returns (added, already present).
+
+        For moving one's own records between one's own ledgers: nothing is checked again. A
+        ledger from someone else is read through an export file (import_), which checks all."""
+        added = seen = 0
+        with self._writable().transaction() as run:
+            for record, bound in source._each():
+                seen += 1
+                added += _insert(run, record, None, replace=False, bound=bound)
+        return added, seen - added
 
     def import_(
         self,
@@ -343,19 +246,34 @@ class Ledger:
                 f"{refused[0]}{more}; nothing was imported (--keep-unverified imports such "
                 "records flagged as unverified)"
             )
-        added = skipped = 0
-        self._writable().execute("BEGIN IMMEDIATE")
-        try:
-            for _, record in records:
-                if self._insert("INSERT OR IGNORE", record, None).rowcount == 1:
-                    added += 1
-                else:
-                    skipped += 1
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return added, skipped
+        added = self.add_many(record for _, record in records)
+        return added, len(records) - added
+
+
+def _insert(
+    run: Any,
+    record: Record,
+    pending: str | os.PathLike[str] | None,
+    *,
+    replace: bool,
+    bound: str | None = None,
+) -> int:
+    """One row in, as both databases say it: an ID already taken is kept, or with `replace`
+    overwritten in every column. `bound`: the binding algorithm, when the caller knows it."""
+    values = row_values(record, pending, bound or binding_alg(record.manifest))
+    names = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    if replace:
+        sets = ", ".join(f"{k} = excluded.{k}" for k in values if k != "watermark_id")
+        conflict = f"DO UPDATE SET {sets}"
+    else:
+        conflict = "DO NOTHING"
+    return int(
+        run(
+            f"INSERT INTO records ({names}) VALUES ({marks}) ON CONFLICT (watermark_id) {conflict}",
+            tuple(values.values()),
+        )
+    )
 
 
 def binding_alg(manifest: bytes | None) -> str | None:
@@ -364,6 +282,7 @@ def binding_alg(manifest: bytes | None) -> str | None:
     takes about 2 ms: answers are kept by the store's digest, for rows stored before the column."""
     if not manifest:
         return None
+    manifest = bytes(manifest)
     key = hashlib.blake2b(manifest, digest_size=16).digest()
     with _BOUND_LOCK:
         if key in _BOUND:
@@ -384,8 +303,6 @@ _BOUND_LOCK = threading.Lock()
 
 
 def _sha256(path: Path) -> str | None:
-    import hashlib
-
     try:
         with path.open("rb") as fh:
             return hashlib.file_digest(fh, "sha256").hexdigest()

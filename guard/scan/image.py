@@ -76,7 +76,7 @@ def _ledger(settings: Settings) -> Ledger:
     from guard import config
     from guard.ledger import Ledger
 
-    path = settings.ledger_path or str(config.ledger_path())
+    path = str(config.ledger_location(settings.ledger_path))
     key = (os.getpid(), path)
     if key not in _LEDGERS:
         _LEDGERS[key] = Ledger(path)

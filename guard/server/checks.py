@@ -46,7 +46,7 @@ START_S = 120.0  # a worker imports guard, c2pa and numpy: seconds on a busy mac
 class Context:
     """What a worker is started with: the server's settings that verify reads."""
 
-    ledger: Path
+    ledger: Path | str  # a SQLite file or a PostgreSQL URL
     trust_files: tuple[Path, ...]
     watermark_key: bytes | None
 

@@ -12,8 +12,11 @@ from guard.ledger import Ledger
 
 
 class Ledgers:
-    def __init__(self, path: Path | None, *, read_only: bool = False) -> None:
-        self.path = Path(path) if path else config.ledger_path()
+    """Each thread's Ledger; on PostgreSQL they share the process's pool (guard.ledger.postgres),
+    so several replicas of a server can answer from one database."""
+
+    def __init__(self, path: Path | str | None, *, read_only: bool = False) -> None:
+        self.path = config.ledger_location(path)
         self.read_only = read_only
         self._local = threading.local()
         self._all: list[Ledger] = []

@@ -71,7 +71,8 @@ class Limits:
 class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8765
-    ledger: Path | None = None  # None: GUARD_LEDGER, else the one in GUARD_HOME
+    # a SQLite file or a postgresql:// URL; None: GUARD_LEDGER, else the file in GUARD_HOME
+    ledger: Path | str | None = None
     read_only: bool = False
     token: str | None = None
     trust_files: tuple[Path, ...] = ()
