@@ -126,14 +126,17 @@ class Verdict:
         if w is None:
             return []
         if not w.found:
-            return [f"  watermark: {'not checked: ' + w.reason if w.reason else 'none found'}"]
-        lines = [f"  watermark: found (p = {w.p_value:.1e}), ID {w.id}"]
-        changes = _geometry_words(w.geometry or {})
-        if changes:
-            lines.append(f"    this copy was {changes} since it was marked")
-        if not self.ledger:
-            lines.append("    no record for this ID in the local ledger")
-            return [*lines, *self._resolver_lines()]
+            lines = [f"  watermark: {'not checked: ' + w.reason if w.reason else 'none found'}"]
+            if not self.ledger:  # resolvers are asked without a mark only for an upload
+                return [*lines, *self._resolver_lines()]
+        else:
+            lines = [f"  watermark: found (p = {w.p_value:.1e}), ID {w.id}"]
+            changes = _geometry_words(w.geometry or {})
+            if changes:
+                lines.append(f"    this copy was {changes} since it was marked")
+            if not self.ledger:
+                lines.append("    no record for this ID in the local ledger")
+                return [*lines, *self._resolver_lines()]
         m = self.ledger
         day = str(m.created_at)[:10] or "an unknown date"
         if m.resolver:
@@ -162,7 +165,7 @@ class Verdict:
         lines.append("    record says: " + ", ".join(f for f in facts if f))
         if self.c2pa.state == "absent":
             lines.append(
-                "    metadata was stripped: this match comes from the watermark, not from a"
+                f"    metadata was stripped: this match comes from {_found_by(w)}, not from a"
             )
             lines.append("    cryptographic binding to these bytes")
         return lines
@@ -283,7 +286,8 @@ def verify_bytes(
         verdict.watermark = _not_checked("the pixels could not be decoded") if watermark else None
         return verdict
     if watermark:
-        _check_marks(verdict, loaded, watermark_key, ledger, anchors, resolvers)
+        upload = (data, MIME[fmt])  # sent to a resolver only when resolvers.upload allows it
+        _check_marks(verdict, loaded, watermark_key, ledger, anchors, resolvers, upload)
     return verdict
 
 
@@ -317,6 +321,7 @@ def _check_marks(
     ledger: Ledger | None,
     anchors: str,
     resolvers: Resolvers | None = None,
+    upload: tuple[bytes, str] | None = None,
 ) -> None:
     from guard import watermark as wm
 
@@ -330,19 +335,36 @@ def _check_marks(
         )
     else:
         verdict.third_party_marks = wm.detect_third_party(loaded.image)
-    if detection.found and detection.payload:
+    found = bool(detection.found and detection.payload)
+    if found:
         verdict.ledger = ledger_match.find(
             detection, loaded.image, sha256=verdict.sha256, ledger=ledger, anchors=anchors
         )
-        if verdict.ledger is None and resolvers is not None:
-            verdict.ledger, verdict.resolvers = ledger_match.resolve(
-                detection, loaded.image, sha256=verdict.sha256, anchors=anchors, resolvers=resolvers
+    # no record here: the resolvers, for the mark read (or, when the user allowed the upload,
+    # for the picture itself, by content)
+    if verdict.ledger is None and resolvers is not None and (found or resolvers.upload):
+        verdict.ledger, verdict.resolvers = ledger_match.resolve(
+            detection,
+            loaded.image,
+            sha256=verdict.sha256,
+            anchors=anchors,
+            resolvers=resolvers,
+            upload=upload,
+        )
+        verdict.notes.extend(
+            f"the resolver {a.url} could not be used: {a.problem}"
+            for a in verdict.resolvers
+            if a.status == "failed"
+        )
+        sent = [a.url for a in verdict.resolvers if a.uploaded]
+        if sent:
+            verdict.notes.append(
+                f"this file was uploaded to {', '.join(sent)} (--upload-to-resolver)"
             )
-            verdict.notes.extend(
-                f"the resolver {a.url} could not be used: {a.problem}"
-                for a in verdict.resolvers
-                if a.status == "failed"
-            )
+
+
+def _found_by(w: Detection) -> str:
+    return "the watermark" if w.found else "a resolver's search by the picture's content"
 
 
 def _disagreements(v: Verdict) -> list[str]:

@@ -49,11 +49,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(app) -> Iterator[str]:
-    """The app under uvicorn on a free loopback port, in a thread; yields its base URL."""
+def live_server(app, port: int | None = None) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port (or `port`), in a thread; yields its base
+    URL."""
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     # a bounded shutdown: a test's hostile server may hold a connection open (a slow drip)
     config = uvicorn.Config(
         app, host=HOST, port=port, log_level="warning", timeout_graceful_shutdown=2

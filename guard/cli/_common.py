@@ -71,6 +71,16 @@ resolver_option = click.option(
         "comma-separated). Its records are checked like local ones (docs/resolvers.md)."
     ),
 )
+upload_option = click.option(
+    "--upload-to-resolver",
+    "upload_to_resolver",
+    is_flag=True,
+    help=(
+        "Also send the file itself to each --resolver (POST /matches/byContent), which finds "
+        "marks guard cannot read here (a platform's private key). This gives your image to "
+        "those servers; the verdict says that it was sent and to whom. Off by default."
+    ),
+)
 fetch_remote_option = click.option(
     "--fetch-remote",
     is_flag=True,

@@ -16,6 +16,7 @@ from guard.cli._common import (
     ledger_option,
     resolver_option,
     trust_option,
+    upload_option,
     watermark_key_option,
 )
 from guard.scan.budget import DEFAULT_FILE_TIMEOUT
@@ -80,6 +81,7 @@ _ADDRESS = re.compile(r"^(auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d+)$")
 @watermark_key_option(old_spelling=True)
 @ledger_option
 @resolver_option
+@upload_option
 @fetch_remote_option
 @click.option(
     "--user-agent",
@@ -113,6 +115,7 @@ def command(
     key_file: Path | None,
     ledger_path: Path | None,
     resolver_urls: tuple[str, ...],
+    upload_to_resolver: bool,
     fetch_remote: bool,
     user_agent: str | None,
     fresh: bool,
@@ -145,6 +148,7 @@ def command(
         raise click.UsageError("give at least one DATASET (or --summary REPORT)")
     if keep_list and copy_clean:
         raise click.UsageError("--keep-list and --copy-clean: choose one")
+    resolvers = from_env(resolver_urls, upload=upload_to_resolver)
     options: ScanOptions = dict(
         policy=policy,
         watermark=not no_watermark,
@@ -153,7 +157,8 @@ def command(
         ledger=ledger_path,
         user_agent=user_agent,
         file_timeout=file_timeout or None,
-        resolvers=resolvers.urls if (resolvers := from_env(resolver_urls)) else (),
+        resolvers=resolvers.urls if resolvers else (),
+        upload_to_resolver=upload_to_resolver,
         fetch_remote=fetch_remote,
     )
     if ray_address is not None:

@@ -15,6 +15,7 @@ from guard.cli._common import (
     ledger_option,
     resolver_option,
     trust_option,
+    upload_option,
     watermark_key_option,
 )
 
@@ -26,6 +27,7 @@ from guard.cli._common import (
 @watermark_key_option(old_spelling=True)
 @ledger_option
 @resolver_option
+@upload_option
 @fetch_remote_option
 @json_option
 @handle_errors
@@ -36,6 +38,7 @@ def command(
     key_file: Path | None,
     ledger_path: Path | None,
     resolver_urls: tuple[str, ...],
+    upload_to_resolver: bool,
     fetch_remote: bool,
     as_json: bool,
 ) -> None:
@@ -52,7 +55,7 @@ def command(
     from guard.resolvers import from_env
     from guard.verdict import verify
 
-    resolvers = from_env(resolver_urls)
+    resolvers = from_env(resolver_urls, upload=upload_to_resolver)
     files = expand_images(paths)
     key = read_key(key_file)
     worst, out = 0, []

@@ -8,6 +8,7 @@ mark can be lifted onto anything.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ class LedgerMatch:
     problem: str | None = None
     content: ContentMatch | None = None  # this file's picture against the record's picture
     resolver: str | None = None  # the resolver that returned the record; None: the local ledger
+    binding: str = "watermark"  # how it was found: the mark read here, or "content" (byContent)
 
     @property
     def verified(self) -> bool:
@@ -86,7 +88,7 @@ class LedgerMatch:
     def to_dict(self) -> dict[str, Any]:
         return {
             "match": True,
-            "binding": "watermark",
+            "binding": self.binding,
             "watermark_id": self.watermark_id,
             "verified": self.verified,
             "problem": self.problem,
@@ -132,22 +134,44 @@ def resolve(
     sha256: str | None,
     anchors: str,
     resolvers: Resolvers,
+    upload: tuple[bytes, str] | None = None,
 ) -> tuple[LedgerMatch | None, list[Answer]]:
     """The record for a found mark from remote resolvers (`guard.resolvers`), when the local
-    ledger has none. A resolver is trusted only for the bytes it returns: each manifest store
-    goes through `_match` like a local record's, and the first whose claims apply wins."""
+    ledger has none; with `upload` (the file's bytes and media type, sent only when
+    `resolvers.upload` allows it) also the records a resolver finds for the picture itself. A
+    resolver is trusted only for the bytes it returns: each manifest store goes through `_match`
+    like a local record's, and the first whose claims apply wins."""
     from guard.ledger.store import Record
     from guard.resolvers import client
 
-    if not (detection.found and detection.payload):
-        return None, []
-    watermark_id = detection.payload.hex()
+    found = bool(detection.found and detection.payload)
+    watermark_id = detection.payload.hex() if found and detection.payload else None
+    if not found:  # compared as it is: no crop or rotation measured, a resize is the frame's
+        detection = dataclasses.replace(detection, alignment=_as_it_is())
+    query = client.Query(
+        alg=detection.scheme if found else None,
+        watermark_id=watermark_id,
+        upload=upload if resolvers.upload else None,
+    )
 
     def judge(url: str, manifest_id: str, store: bytes) -> LedgerMatch:
-        record = Record(watermark_id, manifest_label=manifest_id, manifest=store, created_at="")
-        return _match(record, sha256, anchors, image, detection, resolver=url)
+        # no mark read here (a private key's, found by the resolver in the pixels): the store
+        # must still carry a watermark binding, and its picture must be this one
+        record = Record(
+            watermark_id or "", manifest_label=manifest_id, manifest=store, created_at=""
+        )
+        match = _match(record, sha256, anchors, image, detection, resolver=url)
+        match.binding = "watermark" if found else "content"
+        return match
 
-    return client.ask(resolvers, detection.scheme, watermark_id, judge)
+    return client.ask(resolvers, query, judge)
+
+
+def _as_it_is() -> Any:
+    from guard.watermark.engine import Alignment
+
+    # the working frame (short side 512) of the file is the record's: no offset, no repeat
+    return Alignment(matrix=((1.0, 0.0), (0.0, 1.0)), shift=(0.0, 0.0), period=1 << 20)
 
 
 def _lookup(watermark_id: str, ledger: Ledger | None) -> Record | None:
@@ -171,14 +195,17 @@ def _match(
     """One path for every record, local or from a resolver: its stored manifest validated on its
     own, its binding to this ID, and its picture against this one."""
     manifest = c2pa_io.read_store(record.manifest, trust_pem=anchors) if record.manifest else None
+    # a record found by content alone (no mark read here) is the ID its own store binds
+    bound = (manifest.soft_binding if manifest else None) or {}
+    watermark_id = record.watermark_id or str(bound.get("id") or "")
     return LedgerMatch(
-        watermark_id=record.watermark_id,
+        watermark_id=watermark_id,
         created_at=record.created_at or (manifest.signed_at if manifest else None) or "",
         file_name=record.file_name,
         sha256=record.sha256,
         manifest=manifest,
         file_matches_record=record.sha256 == sha256,
-        problem=_unverified(record.watermark_id, manifest),
+        problem=_unverified(watermark_id, manifest),
         content=_content(record, manifest, image, detection),
         resolver=resolver,
     )

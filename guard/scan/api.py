@@ -39,7 +39,8 @@ class ScanOptions(TypedDict, total=False):
     may take in a worker before the worker is killed and the image is `unverifiable` (None: no
     limit; with workers=0 there is no worker to stop, so no limit). resolvers: C2PA soft binding
     resolver URLs asked, in order, for a found mark the ledger has no record of (docs/resolvers.md;
-    their time counts in file_timeout).
+    their time counts in file_timeout). upload_to_resolver: also send each such file, and each
+    file without a readable mark, to those resolvers (POST /matches/byContent).
     fetch_remote: fetch a manifest store a file only points to and check it against the file
     (True, or the guard.resolvers.Limits to fetch under); without it such a file is
     unverifiable (c2pa_remote_unread).
@@ -54,6 +55,7 @@ class ScanOptions(TypedDict, total=False):
     user_agent: str | None
     file_timeout: float | None
     resolvers: Iterable[str]
+    upload_to_resolver: bool
     fetch_remote: bool | Limits
 
 
@@ -70,6 +72,7 @@ def settings_for(**options: Unpack[ScanOptions]) -> Settings:
         user_agent=options.get("user_agent"),
         file_timeout=options.get("file_timeout", DEFAULT_FILE_TIMEOUT),
         resolvers=checked(list(options.get("resolvers", ()))),
+        upload_to_resolver=options.get("upload_to_resolver", False),
         fetch_remote=options.get("fetch_remote", False),
     )
 

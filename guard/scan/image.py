@@ -50,6 +50,7 @@ class Settings:
     user_agent: str | None = None  # X-Robots-Tag directives scoped to this crawler also count
     file_timeout: float | None = budget.DEFAULT_FILE_TIMEOUT  # seconds per image in a worker
     resolvers: tuple[str, ...] = ()  # remote resolvers asked for marks the ledger lacks
+    upload_to_resolver: bool = False  # also send them the file (POST /matches/byContent)
     fetch_remote: bool | Limits = False  # fetch a manifest store a file only points to
     # the caller's GUARD_* variables (home, ledger, trust, pixel limit): worker processes are
     # forked from a server started earlier, so they are handed over rather than inherited
@@ -219,7 +220,9 @@ def _verify(
             watermark_key=settings.watermark_key,
             ledger=_ledger(settings),
             loaded=loaded,
-            resolvers=Resolvers(settings.resolvers) if settings.resolvers else None,
+            resolvers=Resolvers(settings.resolvers, upload=settings.upload_to_resolver)
+            if settings.resolvers
+            else None,
             fetch_remote=settings.fetch_remote,
             remote_link=remote.link_target(
                 robots_tag.recorded_values(meta, "link"), _text((meta or {}).get("url"))
