@@ -24,6 +24,26 @@ from guard.cli._common import (
 @ledger_option
 @click.option("--read-only", is_flag=True, help="Serve verify and the resolution API only.")
 @click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    metavar="URL",
+    help="A resolver to ask for what the local ledger cannot answer (byBinding, /manifests, "
+    "and byContent by the mark's ID); repeatable, asked in parallel (docs/serve.md).",
+)
+@click.option(
+    "--upstream-only",
+    is_flag=True,
+    help="No local ledger: answer from the --upstream resolvers only (with --read-only).",
+)
+@click.option(
+    "--max-hops",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Servers a query may have passed through before this one forwards it no further.",
+)
+@click.option(
     "--token", envvar="GUARD_SERVE_TOKEN", help="Token for sign/protect (needed off loopback)."
 )
 @click.option(
@@ -46,6 +66,9 @@ def command(
     port: int,
     ledger_path: Path | None,
     read_only: bool,
+    upstreams: tuple[str, ...],
+    upstream_only: bool,
+    max_hops: int,
     token: str | None,
     token_file: Path | None,
     trust_files: tuple[Path, ...],
@@ -85,6 +108,9 @@ def command(
             port=port,
             ledger=ledger_path,
             read_only=read_only,
+            upstreams=upstreams,
+            upstream_only=upstream_only,
+            max_hops=max_hops,
             token=token or None,
             trust_files=trust_files,
             watermark_key=read_key(key_file),
@@ -100,6 +126,8 @@ def command(
     click.echo(
         f"guard serve: http://{shown}:{port}/"
         + (" (read-only)" if read_only else "")
+        + (f" (upstream: {', '.join(settings.upstreams)})" if settings.upstreams else "")
+        + (" (no local ledger)" if upstream_only else "")
         + (" (token required for sign and protect)" if settings.token else ""),
         err=True,
     )

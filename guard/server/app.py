@@ -22,6 +22,7 @@ from guard import __version__
 from guard.server import errors, resolution, web_api
 from guard.server.admission import Admission
 from guard.server.checks import Checks
+from guard.server.federation import Federation
 from guard.server.jobs import JobQueue
 from guard.server.ledgers import Ledgers
 from guard.server.security import Guardrails
@@ -40,7 +41,14 @@ def create_app(settings: ServeSettings | None = None, *, workspace_parent: Any =
     settings = settings or ServeSettings()
     limits = settings.limits
 
-    ledgers = Ledgers(settings.ledger, read_only=settings.read_only)
+    workspace = Workspace(workspace_parent)
+    ledger_path = settings.ledger
+    if settings.upstream_only:  # no ledger of its own: an empty one, so every answer is upstream's
+        from guard.ledger import Ledger
+
+        ledger_path = workspace.root / "no-local-ledger.sqlite3"
+        Ledger(ledger_path).close()
+    ledgers = Ledgers(ledger_path, read_only=settings.read_only)
     if settings.read_only:
         ledgers.get()  # a missing, unreadable or foreign ledger stops the start (LedgerError)
 
@@ -60,14 +68,14 @@ def create_app(settings: ServeSettings | None = None, *, workspace_parent: Any =
         redoc_url=None,
         lifespan=lifespan,
     )
-    workspace = Workspace(workspace_parent)
     app.state.settings = settings
     app.state.workspace = workspace
     app.state.ledgers = ledgers
+    app.state.federation = federation = Federation(settings)
     app.state.admission = Admission(
         limits.verify_workers, limits.verify_waiting, limits.retry_after_s
     )
-    app.state.checks = Checks(settings, ledgers)
+    app.state.checks = Checks(settings, ledgers, federation.worker_resolvers())
     app.state.work = Work(settings, ledgers)
     app.state.jobs = JobQueue(
         workers=limits.workers,

@@ -34,6 +34,7 @@ from guard.server.errors import ServerError, client_message, status_for
 
 if TYPE_CHECKING:
     from guard.ledger import Ledger
+    from guard.resolvers import Resolvers
     from guard.server.ledgers import Ledgers
     from guard.server.settings import ServeSettings
     from guard.server.uploads import Upload
@@ -49,6 +50,7 @@ class Context:
     ledger: Path | str  # a SQLite file or a PostgreSQL URL
     trust_files: tuple[Path, ...]
     watermark_key: bytes | None
+    resolvers: Resolvers | None = None  # the upstreams (guard.server.federation), if any
 
 
 class Worker:
@@ -86,6 +88,7 @@ def check(
         watermark_key=worker.context.watermark_key,
         ledger=ledger,
         sidecar=sidecar,
+        resolvers=worker.context.resolvers,
     )
     return card(verdict, data, ledger) if kind == "card" else verdict.to_dict()
 
@@ -94,9 +97,12 @@ class Checks:
     """The pool of check workers of one server. `target` is the check a worker runs (tests
     give one that never ends); set it before the first check."""
 
-    def __init__(self, settings: ServeSettings, ledgers: Ledgers) -> None:
+    def __init__(
+        self, settings: ServeSettings, ledgers: Ledgers, resolvers: Resolvers | None = None
+    ) -> None:
         self.settings = settings
         self.ledgers = ledgers
+        self.resolvers = resolvers
         self.target: Target = check
         self.budget_s = settings.limits.check_budget_s
         self._size = settings.limits.verify_workers
@@ -177,6 +183,7 @@ class Checks:
             ledger=self.ledgers.path,
             trust_files=tuple(self.settings.trust_files),
             watermark_key=self.settings.watermark_key,
+            resolvers=self.resolvers,
         )
 
     def _release(self, worker: _Process) -> None:

@@ -9,12 +9,19 @@ result shapes of the C2PA specification's OpenAPI definition (Soft Binding Resol
 `value` is the base64 value guard writes in its `c2pa.soft-binding` assertion (the watermark ID).
 A binding lookup is exact (similarityScore 100). A content lookup returns a record only when the
 picture passes verify's content check: a mark copied onto another picture resolves to nothing.
+What the ledger lacks is asked of the upstream resolvers, if any (guard.server.federation).
+
+Answers carry `Cache-Control` and an `ETag`, and a request whose `If-None-Match` names the
+answer's ETag is answered 304 without a body: a manifest store never changes under its ID (a
+day), a match list may gain a record (5 minutes; 1 minute for an empty one), an upstream's answer
+is `no-cache` (asked again each time, so no client keeps it longer than the upstream allowed).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from functools import partial
@@ -121,6 +128,10 @@ MaxResults = Annotated[
     ),
 ]
 MAX_QUERY = 2048  # bytes of query string; a guard value is 12 characters (its IDs are 8 bytes)
+FOUND = "max-age=300"  # a match list may gain a record
+NOT_FOUND = "max-age=60"  # ... or its first one, when it is signed
+STORE = "max-age=86400"  # a manifest store never changes under its ID
+PASSED_ON = "no-cache"  # an upstream's answer: asked again each time (guard.server.federation)
 MAX_JSON = 64 * 1024  # a POST /matches/byBinding body
 
 
@@ -154,7 +165,7 @@ def query_by_binding(
     value: Annotated[str, Query(description="base64 soft binding value")],
     alg: Annotated[str, Query(description="soft binding algorithm name")],
     max_results: MaxResults = 10,
-) -> dict[str, Any]:
+) -> Response:
     if len(request.url.query) > MAX_QUERY:
         raise HTTPException(414, "query too long; send it with POST /matches/byBinding")
     return _by_binding(request, alg, value, max_results)
@@ -178,7 +189,7 @@ def query_by_binding(
         }
     },
 )
-async def query_by_large_binding(request: Request, max_results: MaxResults = 10) -> dict[str, Any]:
+async def query_by_large_binding(request: Request, max_results: MaxResults = 10) -> Response:
     query = await _query(request)
     return await anyio.to_thread.run_sync(
         _by_binding, request, query["alg"], query["value"], max_results
@@ -212,7 +223,7 @@ async def upload_file(
     alg: Annotated[str | None, Query(description="soft binding algorithm to use")] = None,
     hint_alg: Annotated[str | None, Query(alias="hintAlg")] = None,
     hint_value: Annotated[str | None, Query(alias="hintValue")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """guard reads its watermark from the pixels and looks the ID up in the ledger. Hints are
     accepted and not used: an ID a client claims is never taken over what the pixels say.
     `alg` names the watermark the pixels must carry: another one's finding is no match."""
@@ -226,7 +237,8 @@ async def upload_file(
     state = request.app.state
     upload = await read_body(request, state.settings.limits)
     found = await state.admission.run(partial(state.checks.verdict, upload))
-    return await anyio.to_thread.run_sync(_by_content, request, found, alg, max_results)
+    body = await anyio.to_thread.run_sync(_by_content, request, found, alg, max_results)
+    return _json_answer(request, body, "no-store")  # an answer about one upload
 
 
 def _by_content(
@@ -242,15 +254,19 @@ def _by_content(
         return {"matches": []}
     if scheme is None or (alg is not None and scheme != alg):
         return {"matches": []}  # the pixels carry another algorithm's mark
+    if match.get("resolver"):  # the check worker found it upstream, for the mark read here
+        return {"matches": _upstream_match(request, found, match)[:max_results]}
     # the record must be bound under the algorithm the pixels carry, as byBinding's must
     record = request.app.state.ledgers.get().get(match["watermark_id"], alg=scheme)
     if record is None or not _resolvable(record):
         return {"matches": []}
+    return {"matches": [_match(record, _score(found, match))][:max_results]}
+
+
+def _score(found: dict[str, Any], match: dict[str, Any]) -> int:
     if match.get("content_score") is not None:  # how alike the pictures are, -1..1
-        score = round(100 * min(1.0, max(0.0, float(match["content_score"]))))
-    else:
-        score = round(100 * float((found.get("watermark") or {}).get("bit_accuracy") or 0))
-    return {"matches": [_match(record, score)][:max_results]}
+        return round(100 * min(1.0, max(0.0, float(match["content_score"]))))
+    return round(100 * float((found.get("watermark") or {}).get("bit_accuracy") or 0))
 
 
 @router.get(
@@ -266,24 +282,67 @@ def get_manifest_by_id(
     return_active_manifest: Annotated[bool, Query(alias="returnActiveManifest")] = False,
 ) -> Response:
     """The whole manifest store is returned (it holds the active manifest and its ingredients'
-    manifests), as stored when guard signed the image."""
+    manifests), as stored when guard signed the image; one the ledger lacks comes from the
+    upstream resolvers, as the bytes they served."""
     if not MANIFEST_ID.match(manifestId):
         raise HTTPException(400, "not a C2PA manifest identifier (urn:c2pa:…)")
     record = request.app.state.ledgers.get().by_manifest_label(manifestId)
-    if record is None or not record.manifest or not _resolvable(record):
+    if record is not None and record.manifest and _resolvable(record):
+        return _answer(request, record.manifest, "application/c2pa", STORE)
+    federation = request.app.state.federation
+    path = federation.path(request)
+    store = federation.manifest(manifestId, path) if path else None
+    if store is None:
         raise HTTPException(404, "no manifest with this identifier")
-    return Response(record.manifest, media_type="application/c2pa")
+    return _answer(request, store, "application/c2pa", PASSED_ON)
 
 
-def _by_binding(request: Request, alg: str, value: str, max_results: int) -> dict[str, Any]:
-    """An exact lookup, of a record bound under the algorithm the query names only."""
+def _by_binding(request: Request, alg: str, value: str, max_results: int) -> Response:
+    """An exact lookup, of a record bound under the algorithm the query names only; one the
+    ledger lacks is asked of the upstream resolvers (their matches, passed on)."""
     if alg not in algorithms():
         raise HTTPException(400, f"unsupported alg {alg!r}; see /services/supportedAlgorithms")
     wid = _binding_id(value)
     record = request.app.state.ledgers.get().get(wid, alg=alg)
-    if record is None or not _resolvable(record):
-        return {"matches": []}
-    return {"matches": [_match(record, 100)][:max_results]}
+    if record is not None and _resolvable(record):
+        return _json_answer(request, {"matches": [_match(record, 100)][:max_results]}, FOUND)
+    federation = request.app.state.federation
+    path = federation.path(request)
+    if path is None:
+        return _json_answer(request, {"matches": []}, NOT_FOUND)
+    value = base64.b64encode(bytes.fromhex(wid)).decode()
+    matches = federation.matches(alg, value, max_results, path)
+    return _json_answer(request, {"matches": matches}, PASSED_ON)
+
+
+def _upstream_match(
+    request: Request, found: dict[str, Any], match: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """byContent's answer when the record came from an upstream: the manifest ID of the
+    answer verify applied (this server serves it at /manifests through the federation)."""
+    for answer in found.get("resolvers") or []:
+        if answer.get("url") == match["resolver"] and answer.get("status") == "applies":
+            manifest_id = answer.get("manifest_id")
+            if isinstance(manifest_id, str) and MANIFEST_ID.match(manifest_id):
+                request.app.state.federation.remember(manifest_id, match["resolver"])
+                return [{"manifestId": manifest_id, "similarityScore": _score(found, match)}]
+    return []
+
+
+def _json_answer(request: Request, body: dict[str, Any], cache: str) -> Response:
+    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return _answer(request, data, "application/json", cache)
+
+
+def _answer(request: Request, data: bytes, media_type: str, cache: str) -> Response:
+    """The answer with its Cache-Control and ETag; 304 when the client already holds it."""
+    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": cache, "ETag": etag}
+    held = request.headers.get("if-none-match", "")
+    tags = {t.strip().removeprefix("W/") for t in held.split(",")}
+    if etag in tags or "*" in tags:
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=media_type, headers=headers)
 
 
 async def _query(request: Request) -> dict[str, str]:

@@ -82,8 +82,27 @@ class ServeSettings:
     model: str | None = None  # what protect defends against (default: SD 1.5)
     device: str = "auto"
     limits: Limits = field(default_factory=Limits)
+    # federation (guard.server.federation): resolvers asked for what the local ledger lacks
+    upstreams: tuple[str, ...] = ()
+    upstream_only: bool = False  # no local ledger: every answer comes from the upstreams
+    max_hops: int = 4  # servers a query may have passed through before this one forwards it
+    cache_dir: Path | None = None  # upstream answers (None: guard's cache folder)
 
     def __post_init__(self) -> None:
+        from guard.resolvers import checked
+
+        self.upstreams = checked(self.upstreams)  # GuardError: not an http(s) URL
+        if self.upstream_only and not self.upstreams:
+            raise ValueError("--upstream-only needs at least one --upstream URL")
+        if self.upstream_only and not self.read_only:
+            raise ValueError(
+                "--upstream-only has no ledger to sign into: add --read-only (verify and the "
+                "resolution API only)"
+            )
+        if self.upstream_only and self.ledger is not None:
+            raise ValueError("--upstream-only serves no local ledger: leave out --ledger")
+        if self.max_hops < 1:
+            raise ValueError("max_hops must be at least 1")
         if not self.token and not is_loopback(self.host):
             raise ValueError(
                 f"binding to {self.host} lets other machines reach guard; give --token or "

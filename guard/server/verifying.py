@@ -11,6 +11,7 @@ from guard.verdict import verify_bytes
 
 if TYPE_CHECKING:
     from guard.ledger import Ledger
+    from guard.resolvers import Resolvers
     from guard.server.uploads import Upload
     from guard.verdict import Verdict
 
@@ -22,6 +23,7 @@ def verify_upload(
     watermark_key: bytes | None,
     ledger: Ledger,
     sidecar: bytes | None = None,
+    resolvers: Resolvers | None = None,
 ) -> Verdict:
     return verify_bytes(
         upload.data,
@@ -31,4 +33,5 @@ def verify_upload(
         watermark=True,
         watermark_key=watermark_key,
         ledger=ledger,
+        resolvers=resolvers,
     )
