@@ -88,7 +88,7 @@ def children(pid: int) -> list[int]:
 class Server:
     """`guard serve --read-only` in its own process, as a user would run it."""
 
-    def __init__(self, home: Path, ledger: Path) -> None:
+    def __init__(self, home: Path, ledger: Path | str) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         env = {**os.environ, "GUARD_HOME": str(home)}
@@ -263,17 +263,12 @@ def fill_ledger(path: Path, records: int, tmp: Path) -> list:
     return made
 
 
-def bench_binding(tmp: Path, records: int, lookups: int, clients: int) -> None:
+def lookup_rows(home: Path, ledger: Path | str, picks: list, clients: int) -> list[tuple]:
+    """byBinding from 1 and from `clients` clients, then /manifests, for the records `picks`
+    through a read-only `guard serve` over `ledger` (a file or a postgresql:// URL); each answer
+    checked against its record. Rows of (request, clients, latencies, errors, wall)."""
     from guard import watermark
 
-    home, ledger = tmp / "bhome", tmp / "big.sqlite3"
-    os.environ["GUARD_HOME"] = str(home)
-    t0 = time.perf_counter()
-    made = fill_ledger(ledger, records, tmp)
-    built = time.perf_counter() - t0
-    size = ledger.stat().st_size / 2**20
-    rng = random.Random(1)
-    picks = [rng.choice(made) for _ in range(lookups)]
     server = Server(home, ledger)
     rows = []
     try:
@@ -299,6 +294,19 @@ def bench_binding(tmp: Path, records: int, lookups: int, clients: int) -> None:
             rows.append((label, n_clients, lat, errors, wall))
     finally:
         server.close()
+    return rows
+
+
+def bench_binding(tmp: Path, records: int, lookups: int, clients: int) -> None:
+    home, ledger = tmp / "bhome", tmp / "big.sqlite3"
+    os.environ["GUARD_HOME"] = str(home)
+    t0 = time.perf_counter()
+    made = fill_ledger(ledger, records, tmp)
+    built = time.perf_counter() - t0
+    size = ledger.stat().st_size / 2**20
+    rng = random.Random(1)
+    picks = [rng.choice(made) for _ in range(lookups)]
+    rows = lookup_rows(home, ledger, picks, clients)
     print(
         f"\n### lookups: {records:,} ledger records ({size:.0f} MiB, built in {built:.0f} s), "
         f"{lookups:,} random existing IDs (load average {os.getloadavg()[0]:.1f})\n"

@@ -298,3 +298,31 @@ def test_a_sqlite_ledger_never_imports_psycopg(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_roles_that_may_only_write_records_or_only_read_them(pg_url: str) -> None:
+    """Once the table exists, a signer's role needs no right to create anything, and a replica's
+    role may only SELECT; what a role may not do is a LedgerError, not a traceback."""
+    with Ledger(pg_url):
+        pass
+    schema = sql(pg_url, "SELECT current_schema()")[0][0]
+    signer, reader = (
+        f"signer_{schema}",
+        f"reader_{schema}",
+    )  # roles are the cluster's, not the schema's
+    for statement in (
+        f"CREATE ROLE {signer} LOGIN",
+        f"CREATE ROLE {reader} LOGIN",
+        f"GRANT USAGE ON SCHEMA {schema} TO {signer}, {reader}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON records TO {signer}",
+        f"GRANT SELECT ON records, guard_ledger TO {signer}, {reader}",
+    ):
+        sql(pg_url, statement)
+    with Ledger(pg_url.replace("guard@", f"{signer}@")) as ledger:
+        ledger.add(rec(1), pending="/tmp/guard-never.png")
+        ledger.commit(rec(1))
+    with Ledger(pg_url.replace("guard@", f"{reader}@"), read_only=True) as ledger:
+        assert ledger.get(rec(1).watermark_id).signer == "Ada"
+    writing_reader = Ledger(pg_url.replace("guard@", f"{reader}@"))
+    with writing_reader, pytest.raises(LedgerError, match="permission denied"):
+        writing_reader.add(rec(2))

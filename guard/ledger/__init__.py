@@ -1,7 +1,7 @@
 """The ledger: what guard signed, by watermark ID, and how far a found record may speak for a file.
 
 - record: a record and its ID rules;
-- store: the SQLite store (`Ledger`);
+- store: `Ledger`, over a SQLite file (sqlite, readonly) or PostgreSQL (postgres), one table (table);
 - schema: the checks on an export line before it reaches a ledger;
 - fingerprint: the marked picture's own content descriptor;
 - match: a record found through a file's watermark, and what it may claim.

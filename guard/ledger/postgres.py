@@ -96,6 +96,8 @@ class PostgresBackend:
             ) from exc
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise _unusable(self.where, exc, "cannot be used") from exc
+        except psycopg.Error as exc:  # a role without the rights, a table changed by hand
+            raise _unusable(self.where, exc, "refused the ledger's statement") from exc
 
 
 def _pg(sql: str) -> str:
