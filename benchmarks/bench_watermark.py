@@ -78,6 +78,23 @@ def _noise(im: Image.Image, sigma: float) -> Image.Image:
     )
 
 
+def _squash(im: Image.Image, sx: float, sy: float) -> Image.Image:
+    """Each axis scaled on its own (a 4:5 crop resized to a square, a stretched thumbnail), then
+    an off-centre crop to 85% and JPEG 75."""
+    w, h = im.size
+    out = im.resize((round(w * sx), round(h * sy)), Image.Resampling.BICUBIC)
+    return _encode(_crop(out, 0.85, 0.3, 0.6), "JPEG", 75)
+
+
+def _shear(im: Image.Image, degrees: float, vertical: bool = False) -> Image.Image:
+    """A shear about the centre, then the same crop to 85% (which also cuts the empty corners)
+    and JPEG 75."""
+    t, (w, h) = math.tan(math.radians(degrees)), im.size
+    data = (1, 0, 0, t, 1, -t * w / 2) if vertical else (1, t, -t * h / 2, 0, 1, 0)
+    out = im.transform(im.size, Image.Transform.AFFINE, data, Image.Resampling.BICUBIC)
+    return _encode(_crop(out, 0.85, 0.3, 0.6), "JPEG", 75)
+
+
 ATTACKS = {
     "none": lambda im: im,
     "jpeg90": lambda im: _encode(im, "JPEG", 90),
@@ -95,6 +112,10 @@ ATTACKS = {
     "contrast0.7": lambda im: ImageEnhance.Contrast(im).enhance(0.7),
     "rotate3+crop85": lambda im: _crop(im.rotate(3, Image.Resampling.BICUBIC), 0.85),
     "social": lambda im: _encode(_resize(im, 0.75), "JPEG", 80),
+    "aspect-y0.90+crop85+jpeg75": lambda im: _squash(im, 1.0, 0.90),
+    "aspect-x1.10+crop85+jpeg75": lambda im: _squash(im, 1.10, 1.0),
+    "shear5+crop85+jpeg75": lambda im: _shear(im, 5.0),
+    "vshear-5+crop85+jpeg75": lambda im: _shear(im, -5.0, vertical=True),
 }
 _TAEF2 = DATASETS.parent / "models" / "taef2"
 _vae: list = []

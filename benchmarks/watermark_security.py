@@ -217,6 +217,9 @@ def removal_job(job: dict) -> dict:
         )
         small = notched.resize((round(w * 0.75), round(h * 0.75)), Image.Resampling.BICUBIC)
         record("notch+resize0.75", "sync peaks", small, cost=notched)
+        for sx, sy in ((1.0, 0.97), (1.0, 0.93), (1.08, 1.0)):  # one axis scaled on its own
+            squashed = notched.resize((round(w * sx), round(h * sy)), Image.Resampling.BICUBIC)
+            record(f"notch+aspect{sx * sy:.2f}", "sync peaks", squashed, cost=notched)
         record("band-stop", "0.07-0.24 c/px", band_stop(marked))
     return {"name": job["name"], "rows": rows}
 

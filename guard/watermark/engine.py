@@ -22,7 +22,8 @@ STRENGTH = 0.95  # luma offset scale at strength 1.0 (mean PSNR about 43 dB on p
 STRENGTH_V1 = 1.3  # what guard 0.1 wrote v1 marks with (about 41 dB)
 MIN_GAIN_RMS, MAX_LIFT = 1.15, 2.0  # energy floor: ~44 dB PSNR at most, from flat images
 THRESHOLD = 1e-6  # a detection is reported only below this false-positive probability
-CANDIDATES = 3  # poses from the sync search that are registered and decoded
+CANDIDATES = 3  # poses decoded: the registered poses whose pilot peaks highest
+GENERAL_CANDIDATES = 2  # general affine poses of each kind registered beside the similarity ones
 DECODES_PER_POSE = 2  # v2 slot alignments decoded per pose (all 16 are paid for)
 # Every decode the detector could attempt, v1 and v2: the union bound of the p-value.
 TRIALS = 1 + CANDIDATES * (scramble.N_SLOT + 1)
@@ -143,11 +144,12 @@ def detect(image: Image.Image, *, key: bytes | None = None) -> Detection:
     # filtered, or stripped of its sync and pilots) is read on the working grid as it is.
     search.try_v2(r, register.identity(r, layouts[2]), layouts[2], identity=True)
     if not search.found:
-        for pose in sync.sync_candidates(r, CANDIDATES, layouts[2].lattice_bins):
-            # One fold per pose; the stronger pilot says which version to register and read.
-            reg = register.register(r, pose, list(layouts.values()))
-            if reg.z < register.POSE_Z:
-                continue
+        poses = sync.sync_candidates(r, CANDIDATES, GENERAL_CANDIDATES, layouts[2].lattice_bins)
+        # One fold per pose; the stronger pilot says which version to register and read, and
+        # which CANDIDATES poses are decoded at all (the pilot is no part of the ID).
+        regs = [register.register(r, pose, list(layouts.values())) for pose in poses]
+        regs = sorted((g for g in regs if g.z >= register.POSE_Z), key=lambda g: -g.z)
+        for reg in regs[:CANDIDATES]:
             if reg.layout.version == 2:
                 search.try_v2(r, reg, reg.layout)
             else:

@@ -7,6 +7,9 @@
    mirroring for the pose under which the sync template's 16 peaks light up in the residual's
    power spectrum (each bin normalised by its neighbourhood, so only peaks count), sharpens it on
    the lattice's pilot bins, then fits a full 2×2 map to the individually located peaks.
+3. Beside those, general affine poses: the template matched peak by peak (`constellation`), and
+   the pilots' own lattice near the untouched geometry (`periodicity`), for copies whose axes
+   were scaled apart or sheared.
 
 The offset, the fine geometry and the chips come next, in `register`.
 """
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from guard.watermark import constellation, periodicity
 from guard.watermark.layout import BIN_KX, BIN_KY, SYNC_K, TILE
 
 SCALE_RANGE = (0.6, 2.0)
@@ -197,9 +201,13 @@ def _scores_at(spec: _Spectrum, scales, angles, bilinear, mirror=False):
     return (total - 1.0).sum(-1)
 
 
-def sync_candidates(r: np.ndarray, k: int, lattice_bins: np.ndarray | None = None) -> list[Pose]:
-    """The k most likely poses, best first. `lattice_bins`: the data bins that repeat in every
-    tile (a layout's pilot bins), for the final refinement; default all of them (v1)."""
+def sync_candidates(
+    r: np.ndarray, k: int, k_general: int = 0, lattice_bins: np.ndarray | None = None
+) -> list[Pose]:
+    """The k most likely similarity poses, best first, then up to 3·k_general general affine
+    ones (see `constellation` and `periodicity`); registration decides among them all.
+    `lattice_bins`: the data bins that repeat in every tile (a layout's pilot bins), for the
+    final refinement; default all of them (v1)."""
     spec = _Spectrum(r)
     scales = np.exp(np.arange(math.log(SCALE_RANGE[0]), math.log(SCALE_RANGE[1]), 0.006))
     small = np.arange(-MAX_ANGLE, MAX_ANGLE + 1e-9, math.radians(0.35))
@@ -225,4 +233,23 @@ def sync_candidates(r: np.ndarray, k: int, lattice_bins: np.ndarray | None = Non
         poses.append(Pose(float(fine_s[i]), float(fine_a[j]), float(fine[i, j]), mirror))
     poses.sort(key=lambda p: -p.score)
     lattice = _lattice(lattice_bins)
-    return [_refine_affine(spec, _lattice_refine(spec, p, lattice)) for p in poses[:k]]
+    chosen = [_refine_affine(spec, _lattice_refine(spec, p, lattice)) for p in poses[:k]]
+    # General maps: the template matched peak by peak (squashed, stretched or sheared copies),
+    # and the lattice's own power near the untouched geometry (a squash with the sync notched).
+    general = constellation.candidate_maps(spec.ratio, spec.shape, k_general + len(chosen))
+    general += periodicity.candidate_maps(spec.ratio, spec.shape, lattice, 2 * k_general)
+    for m in general:
+        if all(constellation.distinct(m, p.inverse_map()) for p in chosen):
+            m = _refine_affine(spec, _from_matrix(m)).inverse_map()
+            m = constellation.lattice_refine(spec.ratio, spec.shape, m, lattice)
+            chosen.append(_from_matrix(m))
+    return chosen
+
+
+def _from_matrix(m: np.ndarray) -> Pose:
+    """A pose for a general inverse map; scale and angle are its nearest similarity's."""
+    det = float(np.linalg.det(m))
+    mirror = det < 0
+    mm = m * np.array([-1.0, 1.0]) if mirror else m
+    angle = math.atan2(mm[0, 1] - mm[1, 0], mm[0, 0] + mm[1, 1])
+    return Pose(1 / math.sqrt(abs(det)), angle, 0.0, mirror, m)
