@@ -3,9 +3,11 @@ third-party marks and the `guard watermark` CLI."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -356,6 +358,74 @@ def test_an_estimated_collusion_attack_cannot_skew_the_reading() -> None:
 def test_survives_attack(marked: Image.Image, attack) -> None:
     hit = wm.detect(attack(marked))
     assert hit.found and hit.payload == PAYLOAD
+
+
+def _squash(im: Image.Image, sx: float, sy: float) -> Image.Image:
+    """Each axis scaled on its own, then an off-centre crop to 85% and JPEG 75."""
+    w, h = im.size
+    out = im.resize((round(w * sx), round(h * sy)), Image.Resampling.BICUBIC)
+    cw, ch = round(out.width * 0.85), round(out.height * 0.85)
+    x, y = round((out.width - cw) * 0.3), round((out.height - ch) * 0.6)
+    return _jpeg(out.crop((x, y, x + cw, y + ch)), 75)
+
+
+def _shear(im: Image.Image, degrees: float) -> Image.Image:
+    t = math.tan(math.radians(degrees))
+    out = im.transform(im.size, Image.Transform.AFFINE, (1, t, -t * im.height / 2, 0, 1, 0))
+    return _squash(out, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("attack", "matrix"),
+    [  # the map from the copy's working pixels to the marked picture's, as the squash implies
+        pytest.param(lambda im: _squash(im, 1.0, 0.90), (0.765, 0, 0, 0.85), id="height0.90"),
+        pytest.param(lambda im: _squash(im, 1.10, 1.0), (0.85 / 1.1, 0, 0, 0.85), id="width1.10"),
+        pytest.param(
+            lambda im: _shear(im, 5), (0.85, 0.85 * math.tan(0.0873), 0, 0.85), id="shear5"
+        ),
+    ],
+)
+def test_a_squashed_or_sheared_copy_is_read_and_its_geometry_reported(
+    marked: Image.Image, attack, matrix
+) -> None:
+    """Aspect-ratio changes and shears move the sync peaks off any rotation-and-scale grid
+    (guard 0.2 found 1 of 16 copies squashed to 0.93); the general affine poses find them."""
+    hit = wm.detect(attack(marked))
+    assert hit.found and hit.payload == PAYLOAD
+    assert hit.alignment is not None
+    got = np.abs(np.array(hit.alignment.matrix).ravel())  # the sign is the half turn's
+    assert got == pytest.approx(np.array(matrix), abs=0.01)
+
+
+def _notch_sync(im: Image.Image) -> Image.Image:
+    """The security benchmark's own attack: the 16 public sync peaks zeroed."""
+    spec = importlib.util.spec_from_file_location(
+        "watermark_security", Path(__file__).parents[1] / "benchmarks" / "watermark_security.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.notch_sync(im)
+
+
+@pytest.mark.parametrize("sx, sy", [(1.0, 0.95), (1.08, 1.0)])
+def test_a_notched_sync_then_a_squash_is_read_from_the_pilot_lattice(
+    marked: Image.Image, sx: float, sy: float
+) -> None:
+    """With the sync peaks gone, only the pilots' lattice tells how each axis was scaled."""
+    notched = _notch_sync(marked)
+    w, h = notched.size
+    copy = notched.resize((round(w * sx), round(h * sy)), Image.Resampling.BICUBIC)
+    hit = wm.detect(copy)
+    assert hit.found and hit.payload == PAYLOAD
+
+
+def test_squashed_unmarked_pictures_find_nothing(photo: Image.Image) -> None:
+    """The general poses are registered beside the others; no extra decodes, no false mark."""
+    for attack in (lambda im: _squash(im, 1.0, 0.9), lambda im: _shear(im, -5)):
+        for im in (photo, Image.fromarray(skdata.coffee())):
+            hit = wm.detect(attack(im))
+            assert not hit.found and hit.p_value > 1e-6
 
 
 def test_reports_crop_geometry(marked: Image.Image) -> None:
