@@ -32,13 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_serve import lookup_rows, pct, pictures  # noqa: E402
+from bench_serve import copies, lookup_rows, pct, pictures  # noqa: E402
 
 WRITER = """
 import os, sys, time
@@ -77,25 +76,6 @@ def templates(folder: Path, k: int) -> Path:
             im.save(src)
             guard.sign(src, folder / f"t{i}.jpg", ledger=ledger)
     return path
-
-
-def copies(real: list, n: int, seed: int):
-    from guard.ledger import Record
-
-    rng = random.Random(seed)
-    for i in range(n):
-        r = real[i % len(real)]
-        yield Record(
-            watermark_id=f"{rng.getrandbits(64):016x}",
-            signer=r.signer,
-            sha256=f"{rng.getrandbits(256):064x}",
-            file_name=r.file_name,
-            manifest_label=f"urn:c2pa:{uuid.UUID(int=rng.getrandbits(128), version=4)}",
-            manifest=r.manifest,
-            summary=r.summary,
-            thumbnail=r.thumbnail,
-            fingerprint=r.fingerprint,
-        )
 
 
 def fill(location: str | Path, real: list, n: int, seed: int) -> tuple[list, float]:

@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -236,7 +237,7 @@ def fill_ledger(path: Path, records: int, tmp: Path) -> list:
     Bulk loading uses add_many (one transaction): add() commits (and fsyncs) every record, which
     is right for signing and far too slow for 100,000 rows."""
     import guard
-    from guard.ledger import Ledger, Record
+    from guard.ledger import Ledger
 
     im = pictures(1)[0]
     src = tmp / "one.png"
@@ -244,23 +245,30 @@ def fill_ledger(path: Path, records: int, tmp: Path) -> list:
     with Ledger(path) as book:
         pub = guard.sign(src, tmp / "one.signed.jpg", ledger=book)
         real = book.get(pub.watermark_id)
-        rng = random.Random(0)
-        made = [real]
-        for _ in range(records - 1):
-            rec = Record(
-                watermark_id=f"{rng.getrandbits(64):016x}",
-                signer=real.signer,
-                sha256=f"{rng.getrandbits(256):064x}",
-                file_name=real.file_name,
-                manifest_label=f"urn:c2pa:{uuid.UUID(int=rng.getrandbits(128), version=4)}",
-                manifest=real.manifest,
-                summary=real.summary,
-                thumbnail=real.thumbnail,
-            )
-            made.append(rec)
+        made = [real, *copies([real], records - 1, seed=0)]
         book.add_many(made[1:])
         assert len(book) >= records * 0.999
     return made
+
+
+def copies(real: list, n: int, seed: int) -> Iterator:
+    """n records of the real ones' sizes and contents, each under a fresh ID, label and hash."""
+    from guard.ledger import Record
+
+    rng = random.Random(seed)
+    for i in range(n):
+        r = real[i % len(real)]
+        yield Record(
+            watermark_id=f"{rng.getrandbits(64):016x}",
+            signer=r.signer,
+            sha256=f"{rng.getrandbits(256):064x}",
+            file_name=r.file_name,
+            manifest_label=f"urn:c2pa:{uuid.UUID(int=rng.getrandbits(128), version=4)}",
+            manifest=r.manifest,
+            summary=r.summary,
+            thumbnail=r.thumbnail,
+            fingerprint=r.fingerprint,
+        )
 
 
 def lookup_rows(home: Path, ledger: Path | str, picks: list, clients: int) -> list[tuple]:
