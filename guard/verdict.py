@@ -193,7 +193,7 @@ class Verdict:
         out = []
         for a in self.resolvers:
             said = {
-                "no_match": "knows no record for this ID",
+                "no_match": f"knows no record for this {'picture' if a.uploaded else 'ID'}",
                 "failed": f"could not be used ({a.problem})",
                 "rejected": f"returned a record that does not verify ({a.problem})",
                 "not_applied": f"returned a record whose claims do not apply ({a.problem})",

@@ -227,3 +227,28 @@ def test_upload_needs_a_resolver(world: World) -> None:
             main, [command, "--upload-to-resolver", *extra, str(world.stripped)]
         )
         assert result.exit_code == 2 and "--upload-to-resolver needs a resolver" in result.output
+
+
+def test_what_a_response_lets_a_cache_do(tmp_path) -> None:
+    from guard.resolvers.cache import MAX_AGE_S, Cache, Policy, policy
+
+    assert policy({"cache-control": "max-age=60", "age": "15"}) == Policy(True, 45.0, None)
+    assert policy({"cache-control": "max-age=99999999"}).max_age == MAX_AGE_S  # a day at most
+    assert policy({"cache-control": "no-cache, max-age=60", "etag": '"x"'}) == Policy(
+        True, None, '"x"'
+    )
+    assert not policy({"cache-control": "no-store", "etag": '"x"'}).store
+    assert not policy({"etag": "\x00bad"}).store  # an ETag that cannot be sent back: none
+    shared = {"cache-control": "private, max-age=60"}
+    assert policy(shared).store and not policy(shared, shared=True).store
+    both = {"cache-control": "max-age=60, s-maxage=5"}
+    assert policy(both).max_age == 60 and policy(both, shared=True).max_age == 5
+    cache = Cache(tmp_path)
+    cache.put("k", b"body", Policy(True, 60.0, None))
+    entry = cache.get("k")
+    assert entry is not None and entry.body == b"body" and entry.fresh
+    (kept,) = tmp_path.iterdir()
+    kept.write_bytes(b'{"key": "k", "size": 4}\nbody')  # damaged: no time it was stored
+    assert cache.get("k") is None
+    kept.write_bytes(b"not json\nbody")
+    assert cache.get("k") is None

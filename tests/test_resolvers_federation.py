@@ -10,18 +10,14 @@ transplanted mark and a hostile upstream lend nothing; cycles and hops are bound
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from serve_support import HOST, free_port, live_server
+from serve_support import HOST, free_port, live_server, serve_process
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
@@ -52,52 +48,16 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     no_proxy(monkeypatch)
 
 
-@contextlib.contextmanager
-def serve(home: Path, *args: str) -> Iterator[str]:
-    """`guard serve ARGS` in its own process and GUARD_HOME, on a free loopback port."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
-    env["GUARD_HOME"] = str(home)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "guard", "serve", "--port", str(port), *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"guard serve {args} stopped: {proc.stderr.read().decode()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/services/supportedAlgorithms", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("guard serve did not start")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stderr:
-            proc.stderr.close()
-
-
 @pytest.fixture(scope="module")
 def a_and_b(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    with serve(
+    with serve_process(
         tmp_path_factory.mktemp("a_home"), "--read-only", "--ledger", str(world.ledger)
     ) as a:
         b_home = tmp_path_factory.mktemp("b_home")
         # B trusts the signer's CA only for byContent, which answers with records whose claims
         # apply to the upload; byBinding and /manifests pass A's answers on unjudged
         b_args = ["--read-only", "--upstream-only", "--upstream", a, "--trust", str(world.ca)]
-        with serve(b_home, *b_args) as b:
+        with serve_process(b_home, *b_args) as b:
             yield a, b
 
 

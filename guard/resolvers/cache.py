@@ -116,7 +116,12 @@ class Cache:
             return None
         if not isinstance(head, dict) or head.get("key") != key or head.get("size") != len(body):
             return None
-        return Entry(key, body, float(head["stored"]), head.get("max_age"), head.get("etag"))
+        stored, max_age, etag = head.get("stored"), head.get("max_age"), head.get("etag")
+        if not isinstance(stored, (int, float)) or not isinstance(
+            max_age, (int, float, type(None))
+        ):
+            return None
+        return Entry(key, body, float(stored), max_age, etag if isinstance(etag, str) else None)
 
     def put(self, key: str, body: bytes, rule: Policy) -> None:
         """Keep (or, under no-store, drop) an answer as its headers allow."""

@@ -159,7 +159,9 @@ def from_env(
     (--upload-to-resolver) with no resolver to upload to."""
     urls = [u for g in given for u in parse_urls(g)] or parse_urls(os.environ.get(ENV, ""))
     if upload and not urls:
-        raise GuardError("--upload-to-resolver needs a resolver: give --resolver URL")
+        raise GuardError(
+            "--upload-to-resolver needs a resolver: give --resolver URL (or set GUARD_RESOLVERS)"
+        )
     return Resolvers(checked(urls), limits or Limits(), upload=upload) if urls else None
 
 
@@ -525,16 +527,17 @@ class Session:
         if entry is not None and entry.fresh:
             return entry.body
         headers = {**self.headers, "Accept": media_type}
-        if entry is not None and entry.etag:
-            headers["If-None-Match"] = entry.etag
+        asked = entry if entry is not None and entry.etag else None  # a 304 only to this
+        if asked is not None:
+            headers["If-None-Match"] = str(asked.etag)
         status, body, answered = self._request(
-            "GET", key, headers, None, media_type, max_bytes, entry is not None
+            "GET", key, headers, None, media_type, max_bytes, asked is not None
         )
         if self.cache is not None:
             rule = policy(answered, shared=self.cache.shared)
-            if status == 304 and entry is not None:
-                self.cache.refresh(entry, rule)
-                return entry.body
+            if status == 304 and asked is not None:
+                self.cache.refresh(asked, rule)
+                return asked.body
             self.cache.put(key, body, rule)
         return body
 
