@@ -145,11 +145,13 @@ def detect(image: Image.Image, *, key: bytes | None = None) -> Detection:
     search.try_v2(r, register.identity(r, layouts[2]), layouts[2], identity=True)
     if not search.found:
         poses = sync.sync_candidates(r, CANDIDATES, GENERAL_CANDIDATES, layouts[2].lattice_bins)
-        # One fold per pose; the stronger pilot says which version to register and read, and
-        # which CANDIDATES poses are decoded at all (the pilot is no part of the ID).
-        regs = [register.register(r, pose, list(layouts.values())) for pose in poses]
-        regs = sorted((g for g in regs if g.z >= register.POSE_Z), key=lambda g: -g.z)
-        for reg in regs[:CANDIDATES]:
+        # One fold per pose; the stronger pilot says which version to register and read.
+        # Only the CANDIDATES poses whose pilot peaks highest are sharpened and decoded (the
+        # pilot is no part of the ID).
+        starts = [register.register(r, pose, list(layouts.values())) for pose in poses]
+        starts = sorted((g for g in starts if g.z >= register.POSE_Z), key=lambda g: -g.z)
+        regs = sorted((register.sharpen(r, g) for g in starts[:CANDIDATES]), key=lambda g: -g.z)
+        for reg in regs:
             if reg.layout.version == 2:
                 search.try_v2(r, reg, reg.layout)
             else:

@@ -207,10 +207,8 @@ def _newton_step(
     return m + dm
 
 
-def register(
-    r: np.ndarray, pose: Pose, layouts: Sequence[KeyedLayout], iterations: int = 3
-) -> Registration:
-    """Offset from the pilot, then Newton on the whole affine map while the pilot peak grows.
+def register(r: np.ndarray, pose: Pose, layouts: Sequence[KeyedLayout]) -> Registration:
+    """The cyclic offset from the pilot, and how high the pilot peaks (`sharpen` refines it).
 
     Of several layouts (v1 and v2 under one key), the one whose pilot peaks highest is kept:
     the fold is shared, only the pilot correlation is repeated.
@@ -218,7 +216,7 @@ def register(
     folder = _Folder(r)
     best = None
     starts = [pose.inverse_map()]
-    if pose.matrix is not None:  # the peak-by-peak fit is usually better, but not always
+    if pose.matrix is not None and not pose.general:  # the peak fit is usually better, not always
         starts.append(Pose(pose.scale, pose.angle, pose.score, pose.mirror).inverse_map())
     for m in starts:
         bins = folder.bins(m)
@@ -229,9 +227,14 @@ def register(
                 if best is None or z > best.z:
                     best = Registration(mm, offset, bb, _ring_power(bb), z, layout)
     assert best is not None
-    layout = best.layout
+    return best
+
+
+def sharpen(r: np.ndarray, best: Registration, iterations: int = 3) -> Registration:
+    """Newton on the whole affine map while the pilot peak grows."""
     if best.z < POSE_Z:  # no pilot here: a wrong pose, or none left to register on
         return best
+    folder, layout = _Folder(r), best.layout
     # Coarse to fine: steps computed on the low half of the band first, which a drift of a
     # couple of pixels across the image does not yet scramble, then on the whole band. A step is
     # kept only if the full pilot peak grows.

@@ -47,6 +47,7 @@ class Pose:
     score: float  # summed normalised power at the sync peaks (about 0 without a mark)
     mirror: bool = False  # the image was flipped left-right
     matrix: np.ndarray | None = None  # affine refinement from the individual peaks
+    general: bool = False  # a general affine pose: scale and angle only summarise the matrix
 
     def inverse_map(self) -> np.ndarray:
         """2×2 matrix taking residual pixel coordinates (x, y) to tile coordinates."""
@@ -238,11 +239,14 @@ def sync_candidates(
     # and the lattice's own power near the untouched geometry (a squash with the sync notched).
     general = constellation.candidate_maps(spec.ratio, spec.shape, k_general + len(chosen))
     general += periodicity.candidate_maps(spec.ratio, spec.shape, lattice, 2 * k_general)
-    for m in general:
-        if all(constellation.distinct(m, p.inverse_map()) for p in chosen):
-            m = _refine_affine(spec, _from_matrix(m)).inverse_map()
-            m = constellation.lattice_refine(spec.ratio, spec.shape, m, lattice)
-            chosen.append(_from_matrix(m))
+    general = [
+        _refine_affine(spec, _from_matrix(m)).inverse_map()
+        for m in general
+        if all(constellation.distinct(m, p.inverse_map()) for p in chosen)
+    ]
+    if general:
+        sharp = constellation.lattice_refine(spec.ratio, spec.shape, np.stack(general), lattice)
+        chosen += [_from_matrix(m) for m in sharp]
     return chosen
 
 
@@ -252,4 +256,4 @@ def _from_matrix(m: np.ndarray) -> Pose:
     mirror = det < 0
     mm = m * np.array([-1.0, 1.0]) if mirror else m
     angle = math.atan2(mm[0, 1] - mm[1, 0], mm[0, 0] + mm[1, 1])
-    return Pose(1 / math.sqrt(abs(det)), angle, 0.0, mirror, m)
+    return Pose(1 / math.sqrt(abs(det)), angle, 0.0, mirror, m, general=True)
