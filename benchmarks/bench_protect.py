@@ -1,6 +1,7 @@
 """Protection benchmark: guard's presets against Mist's default textural attack, on taef2.
 
     python benchmarks/bench_protect.py [--limit N] [--size 512] [--threads 2] [--methods ...]
+    python benchmarks/bench_protect.py --purify [--paintings DIR] [--plots docs/img] [--limit N]
 
 Images: cbsd68 and cset14 colour photos from ../shared/datasets, shorter side resized to --size and
 centre-cropped to a square. Surrogate: the taef2 encoder/decoder in ../shared/models/taef2, which
@@ -11,12 +12,17 @@ no parameter gradients), so the time ratio comes from the method, not from engin
 Figures: visibility (PSNR/SSIM protected vs original); disruption = PSNR of D(E(.)) vs the original,
 for the original and the protected image, drop in dB, also after JPEG q75/q50 and resize x0.5 and
 back; seconds per image; peak resident memory added during the attack.
+--purify: the drop left after each purifier of benchmarks/protect_purify.py, as a share of the
+drop before, for guard's default preset and the Mist baseline in the same run; --paintings names a
+folder of public paintings (read in place, never committed) interleaved with the photos; Mist's
+outputs are cached in tmp/protect-cache (git-ignored) since it takes minutes per 512^2 image.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import threading
 import time
@@ -60,6 +66,21 @@ def dataset(limit: int, size: int) -> list[tuple[str, Image.Image]]:
     extra = [SHARED / "datasets" / "cset14" / f"{n}.png" for n in ("pepper", "baboon", "monarch")]
     files = (picks[: limit - limit // 3] + extra[: limit // 3])[:limit]
     return [(p.stem, square(p, size)) for p in files]
+
+
+def with_paintings(limit: int, size: int, paintings: Path | None) -> list[tuple[str, Image.Image]]:
+    """Paintings (every image in the folder, sorted) interleaved with the photos of dataset()."""
+    photos = dataset(limit, size)
+    if paintings is None:
+        return photos
+    arts = [
+        (p.stem, square(p, size))
+        for p in sorted(paintings.iterdir())
+        if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")
+    ]
+    mixed = [im for pair in zip(arts, photos) for im in pair]
+    mixed += arts[len(photos) :] + photos[len(arts) :]
+    return mixed[:limit]
 
 
 def t(im: Image.Image) -> torch.Tensor:
@@ -177,6 +198,100 @@ METHODS = {
 }
 
 
+def method_fn(method: str):
+    """A METHODS entry, or a variant of protect() spelt `guard:steps=4:scale=2:eot=purify`
+    (eps in 1/255 units; bf16=1; the other keys are protect()'s), for the design measurements."""
+    if not method.startswith("guard:"):
+        return METHODS[method]
+    kw: dict = dict(eps=8 / 255, steps=8)
+    for item in method.split(":")[1:]:
+        k, v = item.split("=")
+        kw[k] = {
+            "eps": lambda s: float(s) / 255,
+            "eot": str,
+            "bf16": lambda s: s == "1",
+            "robust": lambda s: s == "1",
+            "optimiser": str,
+        }.get(k, int)(v)
+    return lambda e, d, im: protect(im, encoder=e, decoder=d, progress=False, **kw).image
+
+
+CACHE = ROOT / "tmp" / "protect-cache"
+CACHED = {"mist-eps16", "mist-eps8"}  # fixed methods whose outputs may be reused between runs
+
+
+def run_method(enc, dec, method: str, name: str, im: Image.Image) -> tuple[Image.Image, float]:
+    """The method's protected image and its seconds; Mist's come from the cache when there."""
+    path = CACHE / method / f"{name}-{im.size[0]}.png"
+    if method in CACHED and path.is_file():
+        meta = path.with_suffix(".json")
+        secs = float(json.loads(meta.read_text())["seconds"]) if meta.is_file() else float("nan")
+        return Image.open(path).convert("RGB"), secs
+    t0 = time.perf_counter()
+    out = method_fn(method)(enc, dec, im)
+    secs = time.perf_counter() - t0
+    if method in CACHED:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out.save(path)
+        path.with_suffix(".json").write_text(json.dumps({"seconds": secs}))
+    return out, secs
+
+
+def purify(enc, dec, images: list[tuple[str, Image.Image]], methods: list[str], args) -> None:
+    """--purify: every purifier on every image, for every method, in one run."""
+    import protect_purify as pp
+
+    names = list(pp.PURIFIERS) if not args.purifiers else args.purifiers.split(",")
+    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    t_start = time.perf_counter()
+    for name, im in images:
+        ctx = pp.Ctx(enc, dec, pp.seed_of(name))
+        clean = pp.clean_side(ctx, im, names)
+        for method in methods:
+            out, secs = run_method(enc, dec, method, name, im)
+            x, y = t(im), t(out)
+            row = {
+                "image": name,
+                "seconds": secs,
+                "psnr": psnr(y, x),
+                "ssim": structural_similarity(
+                    np.asarray(im), np.asarray(out), channel_axis=2, data_range=255
+                ),
+                "clean": clean,
+                "purify": pp.protected_side(ctx, im, out, clean),
+            }
+            runs[method].append(row)
+            kept = " ".join(
+                f"{n.split(' (')[0]}={v['drop']:.2f}({v['kept']:.0%})"
+                for n, v in row["purify"].items()
+            )
+            print(
+                f"  {method:14s} {name:12s} {secs:6.1f}s PSNR {row['psnr']:.2f} {kept}",
+                flush=True,
+            )
+    summary = pp.summarise(runs)
+    print(
+        f"\n{len(images)} images at {args.size}^2, {time.perf_counter() - t_start:.0f} s in all\n"
+    )
+    print("| method | PSNR dB | SSIM | s/image |\n|---|---|---|---|")
+    for m in methods:
+        r = runs[m]
+        print(
+            f"| {m} | {np.mean([v['psnr'] for v in r]):.2f} | {np.mean([v['ssim'] for v in r]):.3f}"
+            f" | {np.mean([v['seconds'] for v in r]):.1f} |"
+        )
+    print()
+    print(pp.table(summary, methods))
+    if args.plots:
+        for p in pp.plots(runs, summary, args.plots, LABELS):
+            print("wrote", p)
+    if args.json:
+        pp.save_json(args.json, {"size": args.size, "runs": runs, "summary": summary})
+
+
+LABELS = {"guard-medium": "guard medium (default)", "mist-eps16": "Mist textural, eps 16/255"}
+
+
 def figures(enc, dec, out_dir: Path, size: int) -> None:
     """docs/img/protect_*.png: for each preset, the protected image, a 4x zoom of a crop, the
     autoencoder's reconstruction and the same zoom of it; likewise for the original."""
@@ -273,6 +388,10 @@ def strategies(enc, dec, images: list[tuple[str, Image.Image]], size: int) -> No
             )
 
 
+DEFAULT_METHODS = "mist-eps16,guard-low,guard-medium,guard-high"
+PURIFY_METHODS = ["guard-medium", "mist-eps16"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=6, help="number of images (default 6)")
@@ -280,13 +399,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--methods",
-        default="mist-eps16,guard-low,guard-medium,guard-high",
+        default=DEFAULT_METHODS,
         help=f"comma list of {', '.join(METHODS)}",
     )
     ap.add_argument("--save", type=Path, help="folder for the protected PNGs")
     ap.add_argument("--figures", type=Path, help="write the docs figures to this folder and stop")
     ap.add_argument("--order", action="store_true", help="measure protect/watermark order and stop")
     ap.add_argument("--strategies", action="store_true", help="tiles vs working resolution; stop")
+    ap.add_argument("--purify", action="store_true", help="the purification benchmark; stop")
+    ap.add_argument("--purifiers", help="comma list of purifier names (default: all)")
+    ap.add_argument("--paintings", type=Path, help="folder of public paintings to add (--purify)")
+    ap.add_argument("--plots", type=Path, help="folder for the --purify figures")
+    ap.add_argument("--json", type=Path, help="write the --purify figures as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not (SHARED / "models" / "taef2").is_dir():
@@ -296,6 +420,10 @@ def main() -> None:
     dec.requires_grad_(False)
     if args.figures:
         figures(enc, dec, args.figures, args.size)
+        return
+    if args.purify:
+        methods = args.methods.split(",") if args.methods != DEFAULT_METHODS else PURIFY_METHODS
+        purify(enc, dec, with_paintings(args.limit, args.size, args.paintings), methods, args)
         return
     images = dataset(args.limit, args.size)
     if args.strategies:
