@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 from helpers import art
 from PIL import Image
-from serve_support import live_server
+from serve_support import HOST, live_server
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -218,3 +220,43 @@ def no_claims(v) -> None:
     if v.ledger is not None:
         assert not v.ledger.applies
         assert v.ledger.author is None and v.ledger.signer is None and v.ledger.training is None
+
+
+@contextlib.contextmanager
+def raw_server(answer: Callable[[socket.socket, threading.Event], None]) -> Iterator[str]:
+    """A TCP server that reads a request's head and then lets `answer` write bytes as it
+    likes (what no HTTP framework would send); stopped, with its connections, on exit."""
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(8)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            head = b""
+            with contextlib.suppress(OSError):
+                while b"\r\n\r\n" not in head and len(head) < 65536:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    head += chunk
+                answer(conn, stop)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST}:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()

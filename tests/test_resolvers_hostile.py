@@ -7,14 +7,13 @@ whole budget one manifest at a time, and hostile byContent answers."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from serve_support import HOST, live_server
+from serve_support import live_server
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
@@ -27,6 +26,7 @@ from resolver_support import (
     make_world,
     no_claims,
     no_proxy,
+    raw_server,
     verify_with,
 )
 from starlette.requests import Request
@@ -46,46 +46,6 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 QUICK = Limits(connect_s=2.0, read_s=2.0, total_s=0.5, budget_s=10.0)
-
-
-@contextlib.contextmanager
-def raw_server(answer: Callable[[socket.socket, threading.Event], None]) -> Iterator[str]:
-    """A TCP server that reads a request's head and then lets `answer` write bytes as it
-    likes (what no HTTP framework would send); stopped, with its connections, on exit."""
-    listener = socket.socket()
-    listener.bind((HOST, 0))
-    listener.listen(8)
-    listener.settimeout(0.1)
-    stop = threading.Event()
-
-    def handle(conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            head = b""
-            with contextlib.suppress(OSError):
-                while b"\r\n\r\n" not in head and len(head) < 65536:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        return
-                    head += chunk
-                answer(conn, stop)
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{HOST}:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
 
 
 def _header_drip(conn: socket.socket, stop: threading.Event) -> None:
