@@ -7,6 +7,7 @@ stay functions even after their modules are imported.
     import guard
     guard.sign("art.png", "art.signed.png", author="Ada")   # watermark + C2PA, atomic save
     verdict = guard.verify("art.signed.png")                 # -> guard.Verdict
+    for path, v in guard.verify_many(paths): ...             # every core, in input order
     guard.protect(image).image                               # adversarial protection (torch)
     guard.protect_file("art.png")                            # -> art.protected.png, signed
     guard.attach(pipe); guard.save(image, "out.png")         # diffusers pipeline hook
@@ -33,6 +34,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "sign": ("guard.publishing", "sign"),
     "verify": ("guard.verdict", "verify"),
     "verify_bytes": ("guard.verdict", "verify_bytes"),
+    "verify_many": ("guard.scan.batch", "verify_many"),
     "Verdict": ("guard.verdict", "Verdict"),
     "Detection": ("guard.watermark", "Detection"),
     "scan": ("guard.scan.api", "scan"),
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
     from guard.provenance.spec import Assertion, Ingredient, ManifestSpec
     from guard.publishing import Published, publish, sign
     from guard.scan.api import scan, scan_dataset
+    from guard.scan.batch import verify_many
     from guard.scan.row import ScanRow
     from guard.verdict import Verdict, verify, verify_bytes
     from guard.watermark import Detection

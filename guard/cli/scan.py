@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -173,10 +174,13 @@ def command(
             **options,
         )
     else:
+        from guard.progress import drawn
         from guard.scan.api import scan
 
+        _without_pandas()
+        # the bar, and the walk that counts the data set for it, only where the bar is seen
         for _ in scan(
-            datasets, report=report, workers=workers, fresh=fresh, progress=True, **options
+            datasets, report=report, workers=workers, fresh=fresh, progress=drawn(), **options
         ):
             pass
     summary = report_mod.summarize(report)
@@ -214,6 +218,31 @@ def command(
             click.echo(f"  not copied: {line}", err=True)
     if chart:
         click.echo(f"chart: {chart}")
+
+
+def _without_pandas() -> None:
+    """pyarrow imports pandas at its first conversion of Python values (0.3-0.4 s of CPU, as
+    much as checking 150 images) only to ask whether they are pandas objects; the report's rows
+    never are, and nothing else in this command's process uses pandas. pyarrow asks once per
+    process, so it is asked here with pandas hidden, and remembers that there is none."""
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    hidden = _NoPandas()
+    sys.meta_path.insert(0, hidden)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(hidden)
+
+
+class _NoPandas:
+    """An import finder for which pandas is not installed."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] == "pandas":
+            raise ImportError(f"{name} is hidden from pyarrow's check here")
 
 
 def _summary(report: Path, chart: Path, as_json: bool) -> None:

@@ -29,6 +29,12 @@ from guard.cli._common import (
 @resolver_option
 @upload_option
 @fetch_remote_option
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    help="Worker processes for many files (default: every core when the batch repays "
+    "starting them; 0: in this process).",
+)
 @json_option
 @handle_errors
 def command(
@@ -40,9 +46,10 @@ def command(
     resolver_urls: tuple[str, ...],
     upload_to_resolver: bool,
     fetch_remote: bool,
+    workers: int | None,
     as_json: bool,
 ) -> None:
-    """Verify PATHS (files or folders).
+    """Verify PATHS (files or folders), on every core, in the order given.
 
     Exit code: 0 every file trusted or valid, 1 some file invalid, without credentials or with
     only a remote manifest not read, 2 usage or input error.
@@ -50,44 +57,42 @@ def command(
     from tqdm import tqdm
 
     from guard.cli._common import PerFile, expand_images, read_key
-    from guard.ledger import Ledger
-    from guard.progress import disable
     from guard.resolvers import from_env
-    from guard.verdict import verify
+    from guard.scan.batch import verify_many
 
     resolvers = from_env(resolver_urls, upload=upload_to_resolver)
     files = expand_images(paths)
     key = read_key(key_file)
     worst, out = 0, []
-    with Ledger(ledger_path) as ledger:
-        bar = tqdm(
-            files, desc="verifying", unit="file", disable=disable(len(files) >= 5), leave=False
-        )
-        # every file gets a result, a single one too: an input error is its JSON entry
-        batch = PerFile(
-            len(files),
-            echo=lambda line: bar.write(line, file=sys.stderr),
-            quiet=as_json,
-            raise_single=False,
-        )
-        for path in bar:
-            with batch.file() as outcome:
-                v = verify(
-                    path,
-                    trust_files=trust_files,
-                    watermark=not no_watermark,
-                    watermark_key=key,
-                    ledger=ledger,
-                    resolvers=resolvers,
-                    fetch_remote=fetch_remote,
-                )
-            if outcome.error is not None:
-                out.append({"file": str(path), "error": outcome.error})
-                continue
-            worst = max(worst, 0 if v.ok else 1)
-            out.append(v.to_dict())
-            if not as_json:
-                bar.write("\n".join(v.summary()))
+    # every file gets a result, a single one too: an input error is its JSON entry
+    batch = PerFile(
+        len(files),
+        echo=lambda line: tqdm.write(line, file=sys.stderr),
+        quiet=as_json,
+        raise_single=False,
+    )
+    verdicts = verify_many(
+        files,
+        trust_files=trust_files,
+        watermark=not no_watermark,
+        watermark_key=key,
+        ledger=ledger_path,
+        resolvers=resolvers,
+        fetch_remote=fetch_remote,
+        workers=workers,
+        progress=len(files) >= 5,
+    )
+    for path, v in verdicts:
+        with batch.file() as outcome:
+            if isinstance(v, BaseException):
+                raise v  # what verify(path) raised, in its worker: one line, the batch goes on
+        if outcome.error is not None or isinstance(v, BaseException):
+            out.append({"file": str(path), "error": outcome.error})
+            continue
+        worst = max(worst, 0 if v.ok else 1)
+        out.append(v.to_dict())
+        if not as_json:
+            tqdm.write("\n".join(v.summary()))
     if as_json:
         emit_json(out)
     batch.finish(worst)

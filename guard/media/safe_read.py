@@ -42,7 +42,11 @@ def read_regular(path: str | os.PathLike[str], limit: int | None = None) -> byte
             return fh.read()
         if size > limit:
             raise FileTooLarge(size)
-        data = fh.read(limit + 1)
+        # what the file holds, and one byte more to see whether it grew: read(limit + 1) would
+        # allocate the whole limit (256 MB for a scan) for every small file
+        data = fh.read(size + 1)
+        if len(data) > size:  # it grew since fstat: read on, up to the limit
+            data += fh.read(limit + 1 - len(data))
     if len(data) > limit:
         raise FileTooLarge(len(data))
     return data

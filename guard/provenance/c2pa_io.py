@@ -7,8 +7,12 @@ What the SDK reports is turned into a `ManifestReport` by `guard.provenance.repo
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +46,27 @@ def _context(trust_pem: str | None = None, *, remote_fetch: bool = False):
     if trust_pem:
         settings["trust"] = {"user_anchors": trust_pem}
     return c2pa.Context.from_dict(settings)
+
+
+_READ_CONTEXTS: dict[tuple[int, str | None], Any] = {}
+_READ_CONTEXTS_LOCK = threading.Lock()
+_MAX_READ_CONTEXTS = 8  # trust lists in use at once (a server's, a test's); more are rebuilt
+
+
+@contextlib.contextmanager
+def _read_context(trust_pem: str | None = None) -> Iterator[Any]:
+    """The Context every Reader of this process with these trust anchors shares: building one
+    (settings parsed from JSON, natively) costs about as much as reading a small file's store,
+    and a batch paid it for every file. The SDK lets readers share a Context (its own default
+    one is shared so); one is never used across a fork (the key holds the process ID)."""
+    key = (os.getpid(), trust_pem)
+    with _READ_CONTEXTS_LOCK:
+        ctx = _READ_CONTEXTS.get(key)
+        if ctx is None:
+            if len(_READ_CONTEXTS) >= _MAX_READ_CONTEXTS:
+                _READ_CONTEXTS.clear()  # readers still holding an old one keep it alive
+            ctx = _READ_CONTEXTS[key] = _context(trust_pem)
+    yield ctx
 
 
 def thumbnail_jpeg(image: Image.Image) -> bytes:
@@ -105,7 +130,7 @@ def has_manifest(data: bytes, mime: str) -> bool:
     import c2pa
 
     try:
-        with _context() as ctx, c2pa.Reader(mime, io.BytesIO(data), context=ctx):
+        with _read_context() as ctx, c2pa.Reader(mime, io.BytesIO(data), context=ctx):
             return True
     except c2pa.C2paError:
         return False
@@ -167,7 +192,7 @@ def read(
     present = sidecar is not None or STORE_UUID in data
     try:
         with (
-            _context(trust_pem) as ctx,
+            _read_context(trust_pem) as ctx,
             c2pa.Reader(mime, io.BytesIO(data), manifest_data=sidecar, context=ctx) as reader,
         ):
             store = json.loads(reader.json())
@@ -212,7 +237,7 @@ def read_store(store: bytes, *, trust_pem: str | None) -> ManifestReport:
 
     try:
         with (
-            _context(trust_pem) as ctx,
+            _read_context(trust_pem) as ctx,
             c2pa.Reader("application/c2pa", io.BytesIO(store), context=ctx) as reader,
         ):
             parsed = json.loads(reader.json())
@@ -243,7 +268,7 @@ def thumbnails(data: bytes, mime: str, *, sidecar: bytes | None = None) -> dict[
     out: dict[str, bytes] = {}
     try:
         with (
-            _context() as ctx,
+            _read_context() as ctx,
             c2pa.Reader(mime, io.BytesIO(data), manifest_data=sidecar, context=ctx) as reader,
         ):
             store = json.loads(reader.json())

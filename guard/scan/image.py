@@ -54,30 +54,41 @@ class Settings:
     fetch_remote: bool | Limits = False  # fetch a manifest store a file only points to
     # the caller's GUARD_* variables (home, ledger, trust, pixel limit): worker processes are
     # forked from a server started earlier, so they are handed over rather than inherited
-    env: dict[str, str] = field(default_factory=lambda: _guard_env(), compare=False)
+    env: dict[str, str] = field(default_factory=lambda: guard_env(), compare=False)
 
     def __post_init__(self) -> None:
         budget.check(self.file_timeout)
 
     def apply_env(self) -> None:
-        for name in [n for n in os.environ if n.startswith("GUARD_") and n not in self.env]:
-            del os.environ[name]
-        os.environ.update(self.env)
+        apply_env(self.env)
 
 
-def _guard_env() -> dict[str, str]:
+def guard_env() -> dict[str, str]:
+    """This process's GUARD_* variables."""
     return {k: v for k, v in os.environ.items() if k.startswith("GUARD_")}
+
+
+def apply_env(env: dict[str, str]) -> None:
+    """Make this process's GUARD_* variables the caller's (`env`, from `guard_env` there)."""
+    for name in [n for n in os.environ if n.startswith("GUARD_") and n not in env]:
+        del os.environ[name]
+    os.environ.update(env)
 
 
 _LEDGERS: dict[tuple[int, str], Ledger] = {}
 
 
 def _ledger(settings: Settings) -> Ledger:
-    """One ledger connection per process (SQLite connections must not cross a fork)."""
+    return ledger_at(settings.ledger_path)
+
+
+def ledger_at(location: str | None) -> Ledger:
+    """One ledger connection per process and location (SQLite connections must not cross a
+    fork); None: the default ledger."""
     from guard import config
     from guard.ledger import Ledger
 
-    path = str(config.ledger_location(settings.ledger_path))
+    path = str(config.ledger_location(location))
     key = (os.getpid(), path)
     if key not in _LEDGERS:
         _LEDGERS[key] = Ledger(path)

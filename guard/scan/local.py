@@ -14,6 +14,9 @@ begins an image, and one still at it after `Settings.file_timeout` seconds is ki
 becomes an `unverifiable` row; the pool is rebuilt and the other images in flight run again.
 Only the oldest image in flight is ever waited on (rows come out in input order), and a later
 one's time counts from when it began, so none can hold the scan past its own budget.
+
+The pool runs a `Job`: the scan's (`ScanJob`, a row per image) or `guard.verify_many`'s (a
+verdict per file, guard.scan.batch), with the same order, bounds, crash and time-out handling.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from multiprocessing.queues import SimpleQueue
+from typing import Any, Generic, Protocol, TypeVar
 
 from guard.errors import GuardError
 from guard.scan import budget
@@ -36,6 +41,9 @@ from guard.scan.policy import Found
 from guard.scan.row import ScanRow
 from guard.scan.sources import Unit
 
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
 FLUSH_ROWS = 2000
 FLUSH_SECONDS = 30.0
 
@@ -44,14 +52,67 @@ START_POLL = 0.5
 
 Start = tuple[int, int, float]  # (the image's number in its pool, the worker's pid, when it began)
 
-_SETTINGS: Settings | None = None
+
+class Job(Protocol[R_co]):
+    """What the pool runs on each item: small and picklable (sent once to each worker; its class
+    at module level, so a worker imports it). The scan's rows are one job (`ScanJob`);
+    `guard.verify_many`'s verdicts another (guard.scan.batch)."""
+
+    @property
+    def file_timeout(self) -> float | None: ...  # seconds one item may take in a worker
+
+    @property
+    def max_bytes(self) -> int: ...  # a shard member over this is not read
+
+    @property
+    def preload(self) -> tuple[str, ...]: ...  # modules the forkserver imports for every worker
+
+    def setup(self) -> None:
+        """Once in each worker process, before its first item."""
+
+    def run(self, item: Item) -> R_co:
+        """The item's answer. Raises only on a bug (the caller gets the exception)."""
+        ...
+
+    def failed(self, item: Item, words: str) -> R_co:
+        """The answer for an item its worker could not give one for (`words` say why)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """guard scan's job: a `ScanRow` per image."""
+
+    settings: Settings
+    # imported once in the forkserver rather than in every worker at its first image
+    preload: tuple[str, ...] = ("guard.scan.image", "guard.verdict", "c2pa")
+
+    @property
+    def file_timeout(self) -> float | None:
+        return self.settings.file_timeout
+
+    @property
+    def max_bytes(self) -> int:
+        return self.settings.max_bytes
+
+    def setup(self) -> None:
+        self.settings.apply_env()
+
+    def run(self, item: Item) -> ScanRow:
+        return scan_item(item, self.settings)
+
+    def failed(self, item: Item, words: str) -> ScanRow:
+        return _failed(item, self.settings, words)
+
+
+_JOB: Job[Any] | None = None
 _STARTS: SimpleQueue[Start] | None = None
 
 
-def _init(settings: Settings, starts: SimpleQueue[Start] | None) -> None:
-    global _SETTINGS, _STARTS
-    _SETTINGS, _STARTS = settings, starts
-    settings.apply_env()
+def _init(job: Job[Any], starts: SimpleQueue[Start] | None) -> None:
+    global _JOB, _STARTS
+    _JOB, _STARTS = job, starts
+    job.setup()
     try:
         import cv2
 
@@ -60,14 +121,14 @@ def _init(settings: Settings, starts: SimpleQueue[Start] | None) -> None:
         pass
 
 
-def _work(item: Item, number: int) -> ScanRow:
-    assert _SETTINGS is not None
+def _work(item: Item, number: int) -> Any:
+    assert _JOB is not None
     if _STARTS is not None:  # a budget is kept: say when this image began (time.monotonic is
         _STARTS.put((number, os.getpid(), time.monotonic()))  # the system's, in every process)
-    return scan_item(item, _SETTINGS)
+    return _JOB.run(item)
 
 
-CRASHED = "the scanner's worker process died on this file (a crash or out of memory)"
+CRASHED = "the worker process died on this file (a crash or out of memory)"
 
 
 def _failed(item: Item, settings: Settings, words: str) -> ScanRow:
@@ -78,9 +139,9 @@ def _failed(item: Item, settings: Settings, words: str) -> ScanRow:
     return row
 
 
-def _out_of_time(item: Item, settings: Settings) -> ScanRow:
-    assert settings.file_timeout is not None
-    return _failed(item, settings, budget.out_of_time(settings.file_timeout))
+def _out_of_time(item: Item, job: Job[R]) -> R:
+    assert job.file_timeout is not None
+    return job.failed(item, budget.out_of_time(job.file_timeout))
 
 
 class PoolError(GuardError):
@@ -91,16 +152,16 @@ class OutOfTime(Exception):
     """An image ran past the budget; its worker was killed, and with it the pool."""
 
 
-class _Pool:
+class _Pool(Generic[R]):
     """A process pool that can be rebuilt after a worker dies."""
 
-    def __init__(self, workers: int, settings: Settings) -> None:
-        self.workers, self.settings = workers, settings
+    def __init__(self, workers: int, job: Job[R]) -> None:
+        self.workers, self.job = workers, job
         self.executor: ProcessPoolExecutor | None = None
         self.results = 0  # rows received: a pool that never gave one could not start
         # with a budget: the workers' word that they began an image, and what it said so far
         self.starts: SimpleQueue[Start] | None = None
-        self.numbers: dict[Future[ScanRow], int] = {}  # each image in flight, numbered
+        self.numbers: dict[Future[R], int] = {}  # each image in flight, numbered
         self.began: dict[int, tuple[int, float]] = {}  # number -> (worker pid, when it began)
         self.pids: set[int] = set()  # the workers heard from
         self.submitted = 0
@@ -108,17 +169,17 @@ class _Pool:
     def start(self) -> ProcessPoolExecutor:
         if self.executor is None:
             ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["guard.scan.image"])
-            self.starts = None if self.settings.file_timeout is None else ctx.SimpleQueue()
+            ctx.set_forkserver_preload(list(self.job.preload))
+            self.starts = None if self.job.file_timeout is None else ctx.SimpleQueue()
             self.executor = ProcessPoolExecutor(
                 self.workers,
                 mp_context=ctx,
                 initializer=_init,
-                initargs=(self.settings, self.starts),
+                initargs=(self.job, self.starts),
             )
         return self.executor
 
-    def submit(self, item: Item) -> Future[ScanRow]:
+    def submit(self, item: Item) -> Future[R]:
         self.submitted += 1
         try:
             future = self.start().submit(_work, item, self.submitted)
@@ -129,11 +190,11 @@ class _Pool:
             self.numbers[future] = self.submitted
         return future
 
-    def result(self, future: Future[ScanRow]) -> ScanRow:
+    def result(self, future: Future[R]) -> R:
         """The row of an image in flight. Raises BrokenProcessPool when a worker died, and
         OutOfTime when the image has been in its worker for longer than the budget (that worker
         is killed first, which breaks the pool: the caller submits what else was in flight)."""
-        limit = self.settings.file_timeout
+        limit = self.job.file_timeout
         number = self.numbers.get(future)
         self._read_starts()  # every time, so the workers never wait to write
         try:
@@ -186,21 +247,21 @@ class _Pool:
         self.began.clear()
         self.pids.clear()
 
-    def isolated(self, item: Item) -> ScanRow:
+    def isolated(self, item: Item) -> R:
         """Run one item alone; if its worker dies again, the item is the cause."""
         try:
             row = self.result(self.submit(item))
         except OutOfTime:
-            return _out_of_time(item, self.settings)
+            return _out_of_time(item, self.job)
         except BrokenProcessPool:
             self.rebuild()
             if not self.results:
                 raise PoolError(
                     "the scan's worker processes could not start. In a script, call guard.scan "
-                    "under `if __name__ == '__main__':` (Python multiprocessing's rule), or pass "
-                    "workers=0 to scan in this process"
+                    "(or guard.verify_many) under `if __name__ == '__main__':` (Python "
+                    "multiprocessing's rule), or pass workers=0 to run in this process"
                 ) from None
-            return _failed(item, self.settings, CRASHED)
+            return self.job.failed(item, CRASHED)
         self.results += 1
         return row
 
@@ -218,7 +279,7 @@ class _Pool:
             self.executor = None
 
 
-def _answered(future: Future[ScanRow]) -> bool:
+def _answered(future: Future[Any]) -> bool:
     return future.done() and not future.cancelled() and future.exception() is None
 
 
@@ -228,20 +289,28 @@ Event = tuple[ScanRow | None, str | None]  # (a row, the unit it finishes if it 
 def run(units: Iterable[Unit], settings: Settings, *, workers: int) -> Iterator[Event]:
     """Rows in input order. The last row of a unit comes with the unit's id, so a caller can
     record the unit as finished together with the row (a unit with no image: (None, id))."""
+    return run_job(units, ScanJob(settings), workers=workers)
+
+
+def run_job(
+    units: Iterable[Unit], job: Job[R], *, workers: int
+) -> Iterator[tuple[R | None, str | None]]:
+    """`run` for any job: its answers in input order, each unit's last with the unit's id.
+    workers <= 0 runs every item in this process."""
     if workers <= 0:
         for unit in units:
             row = None
-            for item in unit.items(settings.max_bytes):
+            for item in unit.items(job.max_bytes):
                 if row is not None:
                     yield row, None
-                row = scan_item(item, settings)
+                row = job.run(item)
             yield row, unit.id
         return
 
-    pool = _Pool(workers, settings)
+    pool = _Pool(workers, job)
     window = 2 * workers
     # entries: (item, future) for an image, or (unit id, None) marking the end of a unit
-    pending: deque[tuple[Item | str, Future[ScanRow] | None]] = deque()
+    pending: deque[tuple[Item | str, Future[R] | None]] = deque()
 
     def unit_end() -> str | None:
         if pending and pending[0][1] is None:
@@ -250,7 +319,7 @@ def run(units: Iterable[Unit], settings: Settings, *, workers: int) -> Iterator[
             return entry
         return None
 
-    def drain_one() -> Iterator[Event]:
+    def drain_one() -> Iterator[tuple[R | None, str | None]]:
         entry, future = pending.popleft()
         if future is None:
             assert isinstance(entry, str)
@@ -268,19 +337,19 @@ def run(units: Iterable[Unit], settings: Settings, *, workers: int) -> Iterator[
         pool.results += 1
         yield row, unit_end()
 
-    def overran(item: Item) -> Iterator[Event]:
+    def overran(item: Item) -> Iterator[tuple[R | None, str | None]]:
         """The oldest image ran out of time and its worker was killed, taking the pool down:
         the images still in flight go to a fresh pool, in order (rows already back are kept)."""
         for i in range(len(pending)):
             entry, future = pending[i]
             if isinstance(entry, Item) and future is not None and not _answered(future):
                 pending[i] = (entry, pool.submit(entry))
-        yield _out_of_time(item, settings), unit_end()
+        yield _out_of_time(item, job), unit_end()
 
-    def recover(first: Item) -> Iterator[Event]:
+    def recover(first: Item) -> Iterator[tuple[R | None, str | None]]:
         """A worker died: every image still in flight is retried alone, in order."""
         pool.rebuild()
-        queued = [(first, None), *pending]
+        queued: list[tuple[Item | str, Future[R] | None]] = [(first, None), *pending]
         pending.clear()
         for i, (entry, _) in enumerate(queued):
             if isinstance(entry, Item):
@@ -291,7 +360,7 @@ def run(units: Iterable[Unit], settings: Settings, *, workers: int) -> Iterator[
 
     try:
         for unit in units:
-            for item in unit.items(settings.max_bytes):
+            for item in unit.items(job.max_bytes):
                 pending.append((item, pool.submit(item)))
                 while len(pending) > window:
                     yield from drain_one()

@@ -7,7 +7,7 @@ Arrow schema from them). docs/scan.md documents every column.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 SCHEMA_VERSION = 1
@@ -56,7 +56,11 @@ class ScanRow:
     error: str | None = None  # why the file could not be read, when it could not
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The row as a dict, its lists copied (what `dataclasses.asdict` gives, without its
+        deep copy of every value: a row holds only texts, numbers and lists of texts)."""
+        return {
+            k: list(v) if isinstance(v, list) else v for k in _FIELDS for v in (getattr(self, k),)
+        }
 
     def utf8_safe(self) -> ScanRow:
         """Every text as UTF-8 can hold it. A hostile sample's .json can carry lone surrogates
@@ -118,4 +122,5 @@ COLUMNS: dict[str, str] = {
     "error": "string",
 }
 COLUMN_NAMES = tuple(COLUMNS)
+_FIELDS = tuple(f.name for f in fields(ScanRow))  # in the class's order, as asdict gave them
 assert set(COLUMN_NAMES) == set(ScanRow.__dataclass_fields__), "COLUMNS and ScanRow disagree"
