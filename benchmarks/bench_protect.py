@@ -242,6 +242,7 @@ def purify(enc, dec, images: list[tuple[str, Image.Image]], methods: list[str], 
     import protect_purify as pp
 
     names = list(pp.PURIFIERS) if not args.purifiers else args.purifiers.split(",")
+    names = [n for n in names if n != "none"]  # the clean drop is always measured
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     t_start = time.perf_counter()
     for name, im in images:
@@ -409,6 +410,7 @@ def main() -> None:
     ap.add_argument("--purify", action="store_true", help="the purification benchmark; stop")
     ap.add_argument("--purifiers", help="comma list of purifier names (default: all)")
     ap.add_argument("--paintings", type=Path, help="folder of public paintings to add (--purify)")
+    ap.add_argument("--only", help="comma list of image names to keep (--purify)")
     ap.add_argument("--plots", type=Path, help="folder for the --purify figures")
     ap.add_argument("--json", type=Path, help="write the --purify figures as JSON")
     args = ap.parse_args()
@@ -423,7 +425,10 @@ def main() -> None:
         return
     if args.purify:
         methods = args.methods.split(",") if args.methods != DEFAULT_METHODS else PURIFY_METHODS
-        purify(enc, dec, with_paintings(args.limit, args.size, args.paintings), methods, args)
+        images = with_paintings(args.limit, args.size, args.paintings)
+        if args.only:
+            images = [(n, im) for n, im in images if n in args.only.split(",")]
+        purify(enc, dec, images, methods, args)
         return
     images = dataset(args.limit, args.size)
     if args.strategies:

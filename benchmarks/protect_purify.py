@@ -149,12 +149,12 @@ PURIFIERS: dict[str, Callable[[Image.Image, Ctx], Image.Image]] = {
     "bilateral 9/75/75": bilateral,
     "taef2 round trip": round_trip,
     "noise 0.05 + taef2": then(noise(0.05), round_trip),
-    "chain (noise 4, x0.5, JPEG 75)": then(noise(4 / 255), resize(0.5), jpeg(75)),
+    "chain (noise 4 → x0.5 → JPEG 75)": then(noise(4 / 255), resize(0.5), jpeg(75)),
     "IMPRESS (TV + JPEG consistency)": impress,
 }
 # the targets for the default preset (share of the drop kept)
 TARGETS = {
-    "chain (noise 4, x0.5, JPEG 75)": 0.5,
+    "chain (noise 4 → x0.5 → JPEG 75)": 0.5,
     "noise 8/255": 0.6,
     "JPEG 75": 0.8,
     "taef2 round trip": 0.6,
@@ -254,7 +254,7 @@ def plots(
 
     # 1. drop against visibility: each image, clean and after the chain
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    chain = "chain (noise 4, x0.5, JPEG 75)"
+    chain = "chain (noise 4 → x0.5 → JPEG 75)"
     for m in methods:
         vis = [r["psnr"] for r in runs[m]]
         ax.scatter(

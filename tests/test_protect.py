@@ -3,8 +3,10 @@ the CLI with its signed, watermarked output, and (opt-in, ../shared) the real ef
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from helpers import art, sha256
 from PIL import Image
 
 from guard.cli import main
-from guard.errors import ModelNotFoundError, TooSmallError
+from guard.errors import GuardError, ModelNotFoundError, TooSmallError
 from guard.protection import ASSERTION_LABEL, PRESETS, Protected, Protection, load_model, protect
 
 EPS = 8 / 255
@@ -380,3 +382,51 @@ def test_default_preset_disrupts_a_trained_autoencoder(shared_dir):
         return -10 * np.log10(mse)
 
     assert psnr(im) - psnr(out) > 4.0  # dB; ~10 dB measured, Mist at eps 16 gets ~7
+
+
+def test_a_batch_loads_the_model_once_and_runs_one_progress_bar(sd, tmp_path, monkeypatch):
+    """protect_files is the batch: one model load for every file, one bar whose total is every
+    file's steps x tiles, and a bad file is yielded as Failed while the others go on."""
+    import tqdm.auto
+
+    import guard.protection as gp
+    from guard.protection.workflow import Failed, ProtectedFile, protect_files
+
+    loads: list[str] = []
+    real_load = gp.load_model
+    monkeypatch.setattr(gp, "load_model", lambda *a, **k: loads.append("x") or real_load(*a, **k))
+    bars: list[Any] = []
+
+    class Bar(tqdm.auto.tqdm):  # records the bars that are drawn
+        def __init__(self, *a: Any, **k: Any) -> None:
+            k["disable"] = k.get("disable") is True  # None: drawn (on a terminal)
+            super().__init__(*a, **{**k, "file": io.StringIO()})
+            if not k["disable"]:
+                bars.append(self)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    jobs = []
+    for i, size in enumerate([(64, 64), (96, 80), (72, 64)]):
+        art(*size, seed=i).save(tmp_path / f"a{i}.png")
+        jobs.append((tmp_path / f"a{i}.png", tmp_path / f"a{i}.protected.png"))
+    (tmp_path / "bad.png").write_bytes(b"")
+    jobs.insert(1, (tmp_path / "bad.png", tmp_path / "bad.protected.png"))
+    out = list(protect_files(jobs, model=str(sd), steps=2, progress=True, keep_going=True))
+    assert [type(r) for r in out] == [ProtectedFile, Failed, ProtectedFile, ProtectedFile]
+    assert loads == ["x"] and len(bars) == 1
+    assert bars[0].total == 2 * 3 + 1 and bars[0].n == bars[0].total  # steps x files + the bad one
+    with pytest.raises(GuardError):
+        list(protect_files(jobs[1:2], model=str(sd), steps=1))
+
+
+def test_low_band_perturbation_is_smooth_and_within_eps(vae):
+    """scale=4: the perturbation is a bilinear upsampling of a 4x coarser one, still <= eps."""
+    enc, dec = encoder_of(vae)
+    im = art(96, 64)
+    out = protect(im, encoder=enc, decoder=dec, eps=EPS, scale=4, eot="purify", **FAST)
+    d = diff(out.image, im).astype(np.float32)
+    fine = diff(protect(im, encoder=enc, decoder=dec, eps=EPS, **FAST).image, im)
+    assert np.abs(d).max() <= 8 and (d != 0).mean() > 0.3
+    step = lambda a: np.abs(np.diff(a.astype(np.float32), axis=1)).mean()  # noqa: E731
+    assert step(d) < 0.5 * step(fine)  # neighbouring pixels move together
+    assert out.record.scale == 4 and out.record.eot == "purify"

@@ -95,8 +95,13 @@ def command(
     interrupted batch resumes where it stopped.
     """
     from guard.cli._common import PerFile, check_collisions, read_key
-    from guard.protection import load_model
-    from guard.protection.workflow import artworks, lossy_warning, output_for, protect_files
+    from guard.protection.workflow import (
+        Failed,
+        artworks,
+        lossy_warning,
+        output_for,
+        protect_files,
+    )
 
     files = artworks(art)
     if not files:
@@ -114,31 +119,32 @@ def command(
     if not batch and jobs[0][1].exists() and not force:
         raise OutputExistsError(f"{jobs[0][1]} exists; pass --force to overwrite it")
     watermark_key = read_key(key_file)
-    shared: Any = model  # loaded once, by the first file that is not skipped (as protect_files)
     results, per_file = [], PerFile(len(jobs))
-    for src, dst in jobs:
-        if isinstance(shared, str | Path | None) and not (batch and dst.exists() and not force):
-            # outside the per-file loop: a model that cannot load stops the batch
-            shared = load_model(model, mode=mode, device=device)  # type: ignore[arg-type]
-        with per_file.file():
-            for r in protect_files(
-                [(src, dst)],
-                resume=batch,
-                force=force,
-                model=shared,
-                mode=mode,  # type: ignore[arg-type]
-                device=device,
-                strength=strength,
-                eps=_eps(eps),
-                steps=steps,
-                robust=not no_robust,
-                identity=identity.resolve,  # resolved only once an input has been protected
-                watermark_key=watermark_key,
-                progress=not as_json,
-            ):
-                results.append(r.to_dict())
-                if not as_json:
-                    click.echo(_line(results[-1]))
+    # one batch: the model is loaded once (a model that cannot load stops it), one progress bar
+    # runs across all files, and a file that fails is one error line while the others go on
+    for r in protect_files(
+        jobs,
+        resume=batch,
+        force=force,
+        model=model,
+        mode=mode,  # type: ignore[arg-type]
+        device=device,
+        strength=strength,
+        eps=_eps(eps),
+        steps=steps,
+        robust=not no_robust,
+        identity=identity.resolve,  # resolved only once an input has been protected
+        watermark_key=watermark_key,
+        progress=not as_json,
+        keep_going=True,
+    ):
+        if isinstance(r, Failed):
+            with per_file.file():  # a single input raises; a batch prints the error and goes on
+                raise r.error
+            continue
+        results.append(r.to_dict())
+        if not as_json:
+            click.echo(_line(results[-1]))
     if as_json:  # a list, one input or many, as every command's --json
         emit_json(results)
     per_file.finish()

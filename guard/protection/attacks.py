@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchattacks.attack import Attack
 
-from guard.protection.transforms import Cycle, NoTransform
+from guard.protection.transforms import EOT, NoTransform
 
 OPTIMISERS = ("sign", "sign-cosine", "momentum", "adam")
 Window = tuple[int, int, int, int]  # top, left, height, width
@@ -118,13 +118,21 @@ class ProtectionAttack(Attack):
         tile: int | None = None,
         seed: int = 0,
         on_step: Callable[[int], None] | None = None,
+        eot: str = "cycle",
+        scale: int = 1,
+        bf16: bool = False,
     ) -> None:
         super().__init__(type(self).__name__, model)
         if optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser must be one of {OPTIMISERS}")
+        if eot not in EOT:
+            raise ValueError(f"eot must be one of {', '.join(EOT)}")
+        if scale < 1:
+            raise ValueError("scale must be >= 1")
         self.eps, self.steps, self.optimiser = eps, steps, optimiser
         self.step_size = step_size if step_size is not None else eps / 2
-        self.transform = Cycle(seed) if robust else NoTransform()
+        self.transform = EOT[eot](seed) if robust else NoTransform()
+        self.scale, self.bf16 = scale, bf16
         self.mask, self.grey, self.tile, self.seed = mask, grey, tile, seed
         self.on_step = on_step
         self._cache: dict[Window, dict[str, Any]] = {}
@@ -164,31 +172,49 @@ class ProtectionAttack(Attack):
         x = images.detach().to(self.device).float()
         n, _, h, w = x.shape
         tiles = windows(h, w, self.tile)
-        delta = torch.zeros(n, 1 if self.grey else 3, h, w, device=x.device)
+        c = 1 if self.grey else 3
+        # The perturbation lives at 1/scale of the resolution and is upsampled (bilinear) onto the
+        # image: larger, smoother structure that downscaling, JPEG and filters keep.
+        delta = torch.zeros(n, c, -(-h // self.scale), -(-w // self.scale), device=x.device)
         mask = self.mask.to(x.device).float() if self.mask is not None else None
         m = torch.zeros_like(delta)
         v = torch.zeros_like(delta)
         self._cache, self._clean = {}, x
         for i in range(self.steps):
-            grad = torch.zeros_like(delta)
+            full = self.expand(delta, (h, w), mask).detach()
+            grad = torch.zeros_like(full)
             for win in tiles:
                 t, left, th, tw = win
-                d = delta[..., t : t + th, left : left + tw].clone().requires_grad_(True)
+                d = full[..., t : t + th, left : left + tw].clone().requires_grad_(True)
                 xr = x[..., t : t + th, left : left + tw]
                 xa = (xr + d).clamp(0, 1).contiguous(memory_format=torch.channels_last)
-                loss = self.objective(xa, xr, win, i)
+                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    loss = self.objective(xa, xr, win, i).float()
                 (g,) = torch.autograd.grad(loss, d)
-                grad[..., t : t + th, left : left + tw] += g
+                grad[..., t : t + th, left : left + tw] += g.float()
+            if self.scale > 1:  # the gradient of the low-resolution perturbation
+                low = delta.clone().requires_grad_(True)
+                (grad,) = torch.autograd.grad(self.expand(low, (h, w), None), low, grad)
             with torch.no_grad():
                 delta = self._update(delta, grad, i, m, v)
-                if mask is not None:
-                    delta = delta * mask
                 delta = delta.clamp(-self.eps, self.eps)
-                base = x[:, :1] if self.grey else x
-                delta = (base + delta).clamp(0, 1) - base
+                if self.scale == 1:
+                    base = x[:, :1] if self.grey else x
+                    delta = (base + delta).clamp(0, 1) - base
             if self.on_step is not None:
                 self.on_step(len(tiles))
-        return (x + delta).clamp(0, 1).detach()
+        with torch.no_grad():
+            return (x + self.expand(delta, (h, w), mask)).clamp(0, 1).detach()
+
+    def expand(
+        self, delta: torch.Tensor, size: tuple[int, int], mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The full-resolution perturbation of the (possibly low-resolution) `delta`."""
+        if self.scale > 1:
+            delta = F.interpolate(
+                delta, scale_factor=self.scale, mode="bilinear", align_corners=False
+            )[..., : size[0], : size[1]]
+        return delta * mask if mask is not None else delta
 
     def _update(
         self, delta: torch.Tensor, g: torch.Tensor, i: int, m: torch.Tensor, v: torch.Tensor
@@ -227,9 +253,12 @@ class TexturalAttack(ProtectionAttack):
         target: torch.Tensor | None = None,
         target_weight: float = 1.0,
         use_decoder: bool = True,
+        decoder_every: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, **kwargs)
+        self.decoder_every = max(1, decoder_every)
+        self._latent_grad: dict[Window, torch.Tensor] = {}
         self.target = target
         self.target_weight = target_weight
         self.use_decoder = use_decoder and model.decoder is not None
@@ -254,7 +283,14 @@ class TexturalAttack(ProtectionAttack):
         xt, ref = self.apply_transform(x_adv, x_ref, step)
         z = self.encode(xt).float()
         loss = torch.zeros((), device=z.device)
-        if self.use_decoder:
+        g = self._latent_grad.get(window)
+        if self.use_decoder and g is not None and step % self.decoder_every:
+            # between decoder steps: the decoder linearised at the last one, so a step costs
+            # the encoder's forward and backward only
+            loss = loss + (z * g).sum()
+        elif self.use_decoder:
+            if self.decoder_every > 1 and z.requires_grad:
+                z.register_hook(lambda grad: self._latent_grad.__setitem__(window, grad.detach()))
             rec = self._decoder(z.to(self._dtype(self._decoder))).float()
             loss = loss + F.mse_loss(rec, ref) / c["rec_scale"]
         if self.target is not None:

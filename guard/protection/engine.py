@@ -115,6 +115,10 @@ def protect(
     strategy: Literal["tiles", "resize"] = "tiles",
     tile: int | None = None,
     seed: int = 0,
+    eot: str = "cycle",
+    scale: int = 1,
+    bf16: bool = False,
+    decoder_every: int = 1,
 ) -> Protected:
     """Return `image` with an adversarial perturbation of at most `eps` per pixel (0-1 scale),
     and the record of the run (`Protected.image`, `Protected.record`).
@@ -221,7 +225,12 @@ def protect(
         tile=tile_side,
         seed=seed,
         on_step=on_step,
+        eot=eot,
+        scale=scale,
+        bf16=bf16,
     )
+    if mode != "semantic":
+        kwargs["decoder_every"] = decoder_every
     if target_t is not None:  # set exactly when use_target
         kwargs["target"] = target_t.to(dev)
     attack = ATTACKS[mode](sur, **kwargs)
@@ -247,8 +256,20 @@ def protect(
         if sur.decoder is not None and mode != "semantic"
         else ("denoiser" if mode == "semantic" else "latent-target"),
         strategy=strategy,
+        eot=eot,
+        scale=scale,
     )
     return Protected(result, record)
+
+
+def work_units(size: tuple[int, int], model: ProtectionModel, steps: int) -> int:
+    """Progress units (steps x tiles) that protect() reports for an image of `size` (w, h) with
+    the default tiling: what a batch's one progress bar adds up."""
+    from guard.protection.attacks import windows
+
+    w, h = size
+    tile = _default_tile(model.surrogate, model.device.type)
+    return steps * len(windows(h + (-h) % 8, w + (-w) % 8, tile))
 
 
 def _default_tile(sur: Any, device_type: str) -> int:

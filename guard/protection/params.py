@@ -58,6 +58,8 @@ class Protection:
     optimiser: str = DEFAULT_OPTIMISER
     objective: str = "reconstruction"  # 'reconstruction' (with a decoder) or 'latent-target'
     strategy: str = "tiles"
+    eot: str = "cycle"  # the transformations optimised over (robust only)
+    scale: int = 1  # the perturbation's resolution is 1/scale of the image's (upsampled onto it)
     version: str = VERSION
 
     def to_assertion(self) -> dict[str, Any]:

@@ -57,6 +57,50 @@ class Cycle:
         return x, _identity
 
 
+def noise(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    n = torch.randn(x.shape, generator=generator).to(device=x.device, dtype=x.dtype)
+    return (x + sigma * n).clamp(0, 1)
+
+
+class Family:
+    """One transformation per step from a fixed cycle of `kinds` (see KINDS), with random strengths."""
+
+    KINDS = ("identity", "jpeg", "resize", "noise", "chain")
+
+    def __init__(self, seed: int = 0, kinds: tuple[str, ...] = KINDS, noise_all: float = 0.0):
+        self.rng = random.Random(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.kinds, self.noise_all = kinds, noise_all
+
+    def __call__(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, Cut]:
+        kind = self.kinds[step % len(self.kinds)]
+        if self.noise_all:
+            x = noise(x, self.rng.uniform(0, self.noise_all), self.gen)
+        if kind == "jpeg":
+            x = jpeg(x, self.rng.uniform(50, 90))
+        elif kind == "resize":
+            x = resize_round_trip(x, self.rng.uniform(0.5, 0.9))
+        elif kind == "noise":
+            x = noise(x, self.rng.uniform(2 / 255, 0.05), self.gen)
+        elif kind == "chain":  # the mild purification chain: noise, downscale and back, JPEG
+            x = noise(x, self.rng.uniform(2 / 255, 6 / 255), self.gen)
+            x = jpeg(resize_round_trip(x, self.rng.uniform(0.5, 0.75)), self.rng.uniform(60, 90))
+        return x, _identity
+
+
+def _family(**kw):
+    return lambda seed=0: Family(seed, **kw)
+
+
+EOT = {
+    "cycle": Cycle,
+    "purify": _family(),
+    "purify-noise": _family(noise_all=8 / 255),
+    "jpeg-resize-chain": _family(kinds=("identity", "jpeg", "resize", "chain")),
+    "chain-noise": _family(kinds=("identity", "chain", "noise")),
+}
+
+
 class NoTransform:
     def __call__(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, Cut]:
         return x, _identity

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guard.errors import ImageInputError, OutputExistsError
+from PIL import Image
+
+from guard.errors import GuardError, ImageInputError, OutputExistsError
 from guard.media import imageio
 from guard.media.atomic_write import make_folder
 from guard.media.formats import EXTENSIONS
@@ -186,6 +188,15 @@ def protect_file(
     )
 
 
+@dataclass
+class Failed:
+    """A batch artwork that could not be protected (the batch went on without it)."""
+
+    source: Path
+    path: Path
+    error: GuardError | OSError
+
+
 def protect_files(
     jobs: Iterable[tuple[Path, Path]],
     *,
@@ -194,26 +205,88 @@ def protect_files(
     model: str | Path | ProtectionModel | None = None,
     mode: Mode = "textural",
     device: str | torch.device | None = None,
+    progress: bool | str = False,
+    keep_going: bool = False,
     **options: Any,
-) -> Iterator[ProtectedFile | Skipped]:
-    """Protect (source, output) pairs with the model loaded once, on first need.
+) -> Iterator[ProtectedFile | Skipped | Failed]:
+    """Protect (source, output) pairs as one batch: the model is loaded once, on first need,
+    and one progress bar runs across the whole batch (its unit is an optimisation step of one
+    tile, so images of any size count for what they cost).
 
     resume: an output that already exists is skipped (without `force`), so a batch that was
-    interrupted picks up where it stopped. Other options are those of `protect_file`.
+    interrupted picks up where it stopped. keep_going: an artwork that cannot be protected
+    (a guard error or an OSError) is yielded as `Failed` and the batch goes on; otherwise it is
+    raised. A model that cannot be loaded is always raised. Other options are those of
+    `protect_file` (`on_progress` gets each file's own (done, total)).
     """
+    from tqdm.auto import tqdm
+
+    from guard.progress import disable as bar_disable
     from guard.protection import load_model
 
-    loaded = model if not (model is None or isinstance(model, str | Path)) else None
-    for src, dst in jobs:
-        if resume and dst.exists() and not force:
-            yield Skipped(src, dst)
-            continue
-        if loaded is None:
-            loaded = load_model(model, mode=mode, device=device)  # type: ignore[arg-type]
-        per_file = dict(options)
-        if per_file.get("progress") is True:
-            per_file["progress"] = src.name  # the bar names the file it works on
-        yield protect_file(src, dst, model=loaded, mode=mode, force=force, **per_file)
+    jobs = list(jobs)
+    todo = [(src, dst) for src, dst in jobs if not (resume and dst.exists() and not force)]
+    loaded = None if model is None or isinstance(model, str | Path) else model
+    if todo and loaded is None:
+        ref = model if model is None or isinstance(model, str | Path) else None
+        loaded = load_model(ref, mode=mode, device=device)
+    units = {src: _work(src, loaded, options) for src, _ in todo}
+    bar = tqdm(
+        total=sum(units.values()),
+        desc=progress if isinstance(progress, str) else "protect",
+        unit="step",
+        disable=bar_disable(bool(progress)),
+        dynamic_ncols=True,
+    )
+    own = options.pop("on_progress", None)
+    finished = 0
+    try:
+        for src, dst in jobs:
+            if (src, dst) not in todo:
+                yield Skipped(src, dst)
+                continue
+            bar.set_postfix_str(f"{finished}/{len(todo)} images, {src.name}")
+            start = bar.n
+
+            def tick(done: int, total: int, start: float = start, src: Path = src) -> None:
+                # a file's own total may differ from the estimate (an odd format's real size)
+                bar.update(start + done * units[src] / max(total, 1) - bar.n)
+                if own is not None:
+                    own(done, total)
+
+            try:
+                result: ProtectedFile | Failed = protect_file(
+                    src, dst, model=loaded, mode=mode, force=force, on_progress=tick, **options
+                )
+            except (GuardError, OSError) as exc:
+                if not keep_going:
+                    raise
+                result = Failed(src, dst, exc)
+            bar.update(start + units[src] - bar.n)
+            finished += 1
+            bar.set_postfix_str(f"{finished}/{len(todo)} images")
+            with bar.external_write_mode(nolock=True):  # the caller's lines print above the bar
+                yield result
+    finally:
+        bar.close()
+
+
+def _work(src: Path, model: Any, options: dict[str, Any]) -> int:
+    """Optimisation steps x tiles that protecting `src` will take (1 when it cannot be read)."""
+    from guard.protection.engine import work_units
+
+    try:
+        with Image.open(src) as im:
+            size = im.size
+    except (OSError, ValueError):
+        return 1
+    eps = options.get("eps")
+    steps = options.get("steps") or preset(options.get("strength", DEFAULT_STRENGTH))[1]
+    if eps is not None and not options.get("steps"):
+        from guard.protection.params import default_steps
+
+        steps = default_steps(eps)
+    return work_units(size, model, steps)
 
 
 def _source(loaded: imageio.LoadedImage) -> str:
