@@ -128,6 +128,51 @@ def rounds(commands: dict[str, list[str]], n: int, images: int) -> dict[str, dic
     return out
 
 
+def steady_run(folder: Path, watermark: bool, workers: int) -> dict:
+    """(in a fresh interpreter) guard.verify_many over `folder`, its imports and first file
+    done before the clock starts: the rate once started. With workers, the rate between the
+    first answer and the last (the pool's own start-up is reported apart)."""
+    from guard.scan.batch import verify_many
+
+    files = sorted(folder.glob("*.jpg"))
+    list(verify_many(files[:1], watermark=watermark, workers=0))
+    start = time.perf_counter()
+    stamps = [time.perf_counter() for _ in verify_many(files, watermark=watermark, workers=workers)]
+    n = len(stamps)
+    return {
+        "images": n,
+        "seconds": round(stamps[-1] - start, 3),
+        "images_per_s": round(n / (stamps[-1] - start), 1),
+        "first_answer_s": round(stamps[0] - start, 3),
+        "images_per_s_after_first": round((n - 1) / (stamps[-1] - stamps[0]), 1),
+    }
+
+
+def steady(folder: Path, reps: int) -> dict[str, dict]:
+    """The library's rate, start-up excluded, for each setting; the median of `reps` runs."""
+    settings = {
+        f"verify_many, watermark {'on' if wm else 'off'}, workers={w}": (wm, w)
+        for wm in (True, False)
+        for w in (0, 2)
+    }
+    runs: dict[str, list[dict]] = {name: [] for name in settings}
+    for _ in range(reps):
+        for name, (wm, w) in settings.items():
+            cmd = [sys.executable, __file__, "--steady-run", str(folder), str(int(wm)), str(w)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    out = {}
+    for name, rs in runs.items():
+        best = max(rs, key=lambda r: r["images_per_s"])
+        out[name] = {
+            "images_per_s_median": statistics.median(r["images_per_s"] for r in rs),
+            "images_per_s_best": best["images_per_s"],
+            "after_first_median": statistics.median(r["images_per_s_after_first"] for r in rs),
+            "first_answer_s_median": statistics.median(r["first_answer_s"] for r in rs),
+        }
+    return out
+
+
 def verify_part(tmp: Path, n: int, reps: int) -> dict:
     folder = tmp / "verify50"
     kinds = mixed_folder(folder, n)
@@ -151,7 +196,8 @@ def verify_part(tmp: Path, n: int, reps: int) -> dict:
         ],
         "exiftool -j -q -r": [tool, "-j", "-q", "-r", str(folder)],
     }
-    return {"files": kinds, "rounds": reps, "results": rounds(commands, reps, n)}
+    results = rounds(commands, reps, n)
+    return {"files": kinds, "rounds": reps, "results": results, "steady": steady(folder, reps)}
 
 
 def scan_part(tmp: Path, n: int, reps: int) -> dict:
@@ -206,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify-images", type=int, default=50)
     ap.add_argument("--scan-images", type=int, default=1000)
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--steady-run", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.steady_run:
+        folder, wm, workers = args.steady_run
+        print(json.dumps(steady_run(Path(folder), wm == "1", int(workers))))
+        return 0
 
     home = tempfile.mkdtemp(prefix="guard-bench-verify-")
     os.environ["GUARD_HOME"] = home
@@ -216,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "verify"):
             out["verify"] = verify_part(Path(tmp), args.verify_images, args.rounds)
             print(f"verify, {out['verify']['files']}:\n{table(out['verify'])}\n", flush=True)
+            for name, r in out["verify"]["steady"].items():
+                print(f"{name}: {r}", flush=True)
         if args.only in (None, "scan"):
             out["scan"] = scan_part(Path(tmp), args.scan_images, args.rounds)
             print(
