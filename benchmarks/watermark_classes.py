@@ -183,13 +183,17 @@ def _git_show(mirrors: Path, repo: str, path: str) -> bytes:
 
 def _render_svg(path: Path) -> Image.Image:
     """On white, its short side SIDE px (vector art drawn at the size it is measured at)."""
-    probe = subprocess.run(["rsvg-convert", "-w", "64", str(path)], capture_output=True)
-    w, h = Image.open(io.BytesIO(probe.stdout)).size
-    size = ["-w", str(SIDE)] if w <= h else ["-h", str(SIDE)]
-    png = subprocess.run(
-        ["rsvg-convert", *size, "-a", "-b", "white", str(path)], capture_output=True, check=True
-    ).stdout
-    return Image.open(io.BytesIO(png))
+
+    def render(side: str) -> Image.Image:
+        png = subprocess.run(
+            ["rsvg-convert", side, str(SIDE), "-a", "-b", "white", str(path)],
+            capture_output=True,
+            check=True,
+        ).stdout
+        return Image.open(io.BytesIO(png))
+
+    im = render("-w")
+    return im if im.size[1] >= SIDE else render("-h")
 
 
 def load_source(where: str, *, debs: Path | None, mirrors: Path | None) -> Image.Image:
