@@ -447,6 +447,43 @@ def run(pictures: Path, crops: Path | None) -> dict:
     return {"classes": summary, "pictures": per_class, "synthetic": synthetic(crops)}
 
 
+def budget_check(pictures: Path, result: dict, budget: float) -> dict:
+    """What a per-picture PSNR budget would cost: every picture the default strength leaves
+    under `budget` dB is marked again at the strength that meets it (the mark's own
+    `strength` argument, nothing else changed), and both marks are attacked with
+    benchmarks/bench_watermark.py's suite. Detection rates over those pictures."""
+    from bench_watermark import ATTACKS
+
+    from guard import watermark
+
+    rng = np.random.default_rng(43)
+    rates: dict[str, dict[str, int]] = {a: {"default": 0, "budget": 0} for a in ATTACKS}
+    chosen = []
+    for cls, rows in result["pictures"].items():
+        for r in rows:
+            if r["psnr"] >= budget:
+                continue
+            im = Image.open(pictures / cls.replace(" ", "_") / f"{r['name']}.png").convert("RGB")
+            strength = 0.995 * 10 ** ((r["psnr"] - budget) / 20)
+            payload = bytes(rng.integers(0, 256, 8, dtype=np.uint8))
+            marks = {
+                "default": watermark.embed(im, payload),
+                "budget": watermark.embed(im, payload, strength=strength),
+            }
+            a = np.asarray(im)
+            after = float(
+                10
+                * np.log10(255**2 / np.mean((np.asarray(marks["budget"]).astype(float) - a) ** 2))
+            )
+            chosen.append({"class": cls, "name": r["name"], "strength": strength, "psnr": after})
+            for attack, fn in ATTACKS.items():
+                for which, marked in marks.items():
+                    hit = watermark.detect(fn(marked))
+                    rates[attack][which] += bool(hit.found and hit.payload == payload)
+            print(f"budget {cls:14s} {r['name']:32s} strength {strength:.2f} -> {after:.2f} dB", flush=True)  # fmt: skip
+    return {"budget_db": budget, "pictures": chosen, "detected": rates}
+
+
 def table(result: dict) -> str:
     lines = [
         "| class | n | mean PSNR | min PSNR (picture) | mean SSIM | min SSIM | mean PSNR-HVS-M | min PSNR-HVS-M | read back |",
@@ -477,12 +514,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pictures", type=Path, help="measure the pictures gathered here")
     ap.add_argument("--crops", type=Path, help="write the synthetic cases' crops here (PNG)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        help="also mark every picture under this PSNR again at the strength that meets it, and "
+        "attack both marks (bench_watermark.py's suite)",
+    )
     args = ap.parse_args(argv)
     if args.collect:
         collect(args.collect, args.debs, args.mirrors)
     if args.pictures:
         result = run(args.pictures, args.crops)
         print(table(result))
+        if args.budget:
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+            result["budget"] = budget_check(args.pictures, result, args.budget)
+            n = len(result["budget"]["pictures"])
+            print(
+                f"\n| attack | default strength (n={n}) | {args.budget:g} dB budget |\n|---|---|---|"
+            )
+            for attack, r in result["budget"]["detected"].items():
+                print(f"| {attack} | {r['default'] / n:.2f} | {r['budget'] / n:.2f} |")
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
     return 0
