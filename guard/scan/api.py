@@ -148,6 +148,8 @@ def plan(
 def _todo(datasets: list[str], writer: ReportWriter | None, record: bool = True) -> Iterator[Unit]:
     """The units not finished by an earlier run; every unit joins the report's scope."""
     done = writer.previous.done_units if writer is not None else None
+    if done is not None and not len(done):
+        done = None  # a fresh report: nothing to skip, no id to hash for it
     found = 0
     for unit in units(datasets):
         found += 1

@@ -49,6 +49,8 @@ FLUSH_SECONDS = 30.0
 
 # how often the oldest image in flight is looked at while its worker has not yet said it began
 START_POLL = 0.5
+# the workers' starts are read at least this often (in rows): a few KB in their pipe, never 64 KB
+READ_STARTS_EVERY = 64
 
 Start = tuple[int, int, float]  # (the image's number in its pool, the worker's pid, when it began)
 
@@ -165,6 +167,7 @@ class _Pool(Generic[R]):
         self.began: dict[int, tuple[int, float]] = {}  # number -> (worker pid, when it began)
         self.pids: set[int] = set()  # the workers heard from
         self.submitted = 0
+        self.unread = 0  # rows taken since the workers' word was last read
 
     def start(self) -> ProcessPoolExecutor:
         if self.executor is None:
@@ -196,7 +199,11 @@ class _Pool(Generic[R]):
         is killed first, which breaks the pool: the caller submits what else was in flight)."""
         limit = self.job.file_timeout
         number = self.numbers.get(future)
-        self._read_starts()  # every time, so the workers never wait to write
+        # a row already back needs no start time: the workers' word is read when one is waited
+        # for, and at least every READ_STARTS_EVERY rows, so their pipe never fills
+        self.unread += 1
+        if not future.done() or self.unread >= READ_STARTS_EVERY:
+            self._read_starts()
         try:
             if limit is None or number is None:
                 return future.result()
@@ -220,6 +227,7 @@ class _Pool(Generic[R]):
     def _read_starts(self) -> None:
         """Note when each image still in flight began (the word of one already answered is
         dropped, so nothing here grows with the data set)."""
+        self.unread = 0
         live = set(self.numbers.values())
         while self.starts is not None and not self.starts.empty():
             number, pid, when = self.starts.get()
