@@ -115,17 +115,21 @@ def _terms(ratio: np.ndarray, shape: tuple[int, int], maps: np.ndarray, k: np.nd
     m = maps[:, None]  # f = k @ m, per map: [map, frequency]
     fx = (kx * m[..., 0, 0] + ky * m[..., 1, 0]) * (w / TILE)
     fy = (kx * m[..., 0, 1] + ky * m[..., 1, 1]) * (h / TILE)
-    flip = fx < 0
-    fx, fy = np.where(flip, -fx, fx), np.where(flip, -fy, fy) + h // 2
-    x0, y0 = np.floor(fx).astype(int), np.floor(fy).astype(int)
-    ax, ay = fx - x0, fy - y0
+    sign = np.sign(fx) + (fx == 0)  # the rfft keeps kx >= 0: f and -f are the same peak
+    fx *= sign
+    fy *= sign
+    fy += h // 2
     ph, pw = ratio.shape
-    total = np.zeros_like(ax)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            v = ratio[np.clip(y0 + dy, 0, ph - 1), np.clip(x0 + dx, 0, pw - 1)]
-            total += v * (ax if dx else 1 - ax) * (ay if dy else 1 - ay)
-    return total - 1.0
+    # the 2×2 cell's corner, kept inside the array (as clipping each corner would, except at
+    # the very edge, where no sync or pilot frequency of a plausible pose falls)
+    x0 = np.clip(np.floor(fx), 0, pw - 2)
+    y0 = np.clip(np.floor(fy), 0, ph - 2)
+    ax, ay = np.clip(fx - x0, 0, 1), np.clip(fy - y0, 0, 1)
+    flat = ratio.ravel()
+    i = (y0 * pw + x0).astype(np.intp)
+    top = flat[i] * (1 - ax) + flat[i + 1] * ax
+    bottom = flat[i + pw] * (1 - ax) + flat[i + pw + 1] * ax
+    return top * (1 - ay) + bottom * ay - 1.0
 
 
 def candidate_maps(ratio: np.ndarray, shape: tuple[int, int], k: int) -> list[np.ndarray]:
@@ -144,11 +148,11 @@ def candidate_maps(ratio: np.ndarray, shape: tuple[int, int], k: int) -> list[np
     # the template (the angle flips sign in a mirror image): a cheap test before any 2×2 solve.
     length_q = np.log(np.hypot(qb[:, 0], qb[:, 1]) / np.hypot(qa[:, 0], qa[:, 1]))
     turn_q = np.arctan2(qb[:, 1], qb[:, 0]) - np.arctan2(qa[:, 1], qa[:, 0])
-    dl = np.abs(length_q[None, :] - _LENGTH_K[:, None])
-    near = dl <= _LENGTH_TOL
-    same = np.abs(_wrap(turn_q[None, :] - _TURN_K[:, None])) <= _TURN_TOL
-    flipped = np.abs(_wrap(turn_q[None, :] + _TURN_K[:, None])) <= _TURN_TOL
-    t, o = np.nonzero(near & (same | flipped))
+    t, o = np.nonzero(np.abs(length_q[None, :] - _LENGTH_K[:, None]) <= _LENGTH_TOL)
+    turn_t, turn_o = _TURN_K[t], turn_q[o]  # the angle test only where the lengths agree
+    same = np.abs(_wrap(turn_o - turn_t)) <= _TURN_TOL
+    flipped = np.abs(_wrap(turn_o + turn_t)) <= _TURN_TOL
+    t, o = t[same | flipped], o[same | flipped]
     if not len(t):
         return []
     kinv, qa, qb = _K2_INV[t], qa[o], qb[o]
