@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-# one PostgreSQL server per session, shared by every test file that asks for one
-from pg_support import ledger_at, pg_cluster, pg_url  # noqa: F401
+# one PostgreSQL server per session, shared by every test file that asks for one (a plugin, not
+# an import: `import tests.conftest` outside pytest, as test_offline does, has no tests/ on the path)
+pytest_plugins = ["pg_support"]
 
 # Before anything imports huggingface_hub, transformers or diffusers: they read these once, at
 # import, so setting them later (per test) leaves the first importer online with retries.

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,12 +79,13 @@ def live_server(app, port: int | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serve_process(home: Path, *args: str) -> Iterator[str]:
+def serve_process(home: Path, *args: str, port: int | None = None) -> Iterator[str]:
     """`guard serve ARGS` as a user runs it: its own process and GUARD_HOME, a free loopback
-    port; yields its base URL once it answers, and stops it (and its check workers) after."""
+    port (or `port`: a server that names this one can then start beside it); yields its base
+    URL once it answers, and stops it (and its check workers) after."""
     import httpx
 
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
     env["GUARD_HOME"] = str(home)
     proc = subprocess.Popen(
@@ -115,6 +117,17 @@ def serve_process(home: Path, *args: str) -> Iterator[str]:
             proc.wait(5)
         if proc.stderr:
             proc.stderr.close()
+
+
+def entered(stack: contextlib.ExitStack, *servers: contextlib.AbstractContextManager[str]):
+    """Starts servers at once, each in a thread of its own (a start is mostly waiting for a
+    process to import), onto `stack`; their URLs."""
+    with ThreadPoolExecutor(len(servers)) as pool:
+        started = [pool.submit(server.__enter__) for server in servers]
+    for server, future in zip(servers, started, strict=True):
+        if future.exception() is None:
+            stack.push(server.__exit__)
+    return [future.result() for future in started]
 
 
 def folder_state(folder: Path) -> dict[str, tuple[int, int]]:

@@ -8,6 +8,7 @@ reported as belonging to another image, and none of the record's claims reach th
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +31,31 @@ def _bare(im: Image.Image, path: Path, fmt: str = "JPEG", **params: object) -> P
     return path
 
 
-@pytest.fixture
-def published(tmp_path: Path) -> tuple[Path, Image.Image, Image.Image]:
-    """An AI-generated picture, signed as such (a stand-in for `guard generate` output), in this
-    test's own guard home (identity and ledger)."""
-    src = tmp_path / "gen.png"
+@pytest.fixture(scope="module")
+def signed_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Image.Image]:
+    """An AI-generated picture, signed as such (a stand-in for `guard generate` output), once
+    for the module, in a guard home of its own (identity and ledger): that home, the signed
+    file, the original."""
+    home, folder = tmp_path_factory.mktemp("signer_home"), tmp_path_factory.mktemp("signed")
+    src = folder / "gen.png"
     original = _photo("astronaut")
     original.save(src)
-    out = guard.sign(src, tmp_path / "gen.signed.png", source="ai", training="notAllowed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GUARD_HOME", str(home))
+        out = guard.sign(src, folder / "gen.signed.png", source="ai", training="notAllowed")
     assert out.watermark_id is not None
-    with Image.open(out.path) as im:
+    return home, out.path, original
+
+
+@pytest.fixture
+def published(signed_once, guard_home: Path) -> tuple[Path, Image.Image, Image.Image]:
+    """That picture, with this test's own guard home a copy of the signer's (identity and
+    ledger): what a test does there reaches no other test."""
+    home, path, original = signed_once
+    shutil.copytree(home, guard_home, dirs_exist_ok=True)
+    with Image.open(path) as im:
         marked = im.convert("RGB")
-    return out.path, original, marked
+    return path, original.copy(), marked
 
 
 def _turn(im: Image.Image) -> Image.Image:

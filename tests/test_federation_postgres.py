@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import numpy as np
 import pytest
 from helpers import art
 from PIL import Image
-from serve_support import jpeg, live_server, serve_process
+from serve_support import HOST, entered, free_port, jpeg, live_server, serve_process
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
@@ -133,25 +132,15 @@ def stopped(procs: list[subprocess.Popen[str]]) -> None:
             p.communicate()
 
 
-def entered(stack: contextlib.ExitStack, *servers: contextlib.AbstractContextManager[str]):
-    """Starts servers at once, each in a thread of its own (a start is mostly waiting for a
-    process to import), onto `stack`; their URLs."""
-    with ThreadPoolExecutor(len(servers)) as pool:
-        started = [pool.submit(server.__enter__) for server in servers]
-    for server, future in zip(servers, started, strict=True):
-        if future.exception() is None:
-            stack.push(server.__exit__)
-    return [future.result() for future in started]
-
-
 @pytest.fixture(scope="module")
 def studio(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     """The database is made first (its first writer's open, as `guard ledger import` would);
     then four `guard sign --ledger postgresql://…` processes start at once, two pictures each,
     with one shared identity (a studio's four GPU workers sign with its one certificate). While
-    they sign, the servers start, each `guard serve` in its own process with its own GUARD_HOME:
-    A serves the database read-only; B, with no ledger and no trust of its own, fronts A; and
-    another such B fronts the forger."""
+    they sign, the servers start, all at once, each `guard serve` in its own process with its
+    own GUARD_HOME: A serves the database read-only; B, with no ledger and no trust of its own,
+    fronts A (on the port A is given: B asks nothing of A until it is asked); and another such
+    B fronts the forger."""
     from guard import config
     from guard.identity.local_ca import init_local
 
@@ -178,12 +167,14 @@ def studio(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         no_proxy(stack.enter_context(pytest.MonkeyPatch.context()))  # the servers' too
         front = ["--read-only", "--upstream-only", "--upstream"]
         bad = stack.enter_context(live_server(forger.hostile.app(None)))  # it needs no World
-        b_forger, a = entered(
+        a_port = free_port()
+        b_forger, a, b = entered(
             stack,
             serve_process(folder / "b_forger_home", *front, bad),
-            serve_process(folder / "a_home", "--read-only", "--ledger", url),
+            serve_process(folder / "a_home", "--read-only", "--ledger", url, port=a_port),
+            serve_process(folder / "b_home", *front, f"http://{HOST}:{a_port}"),
         )
-        b = stack.enter_context(serve_process(folder / "b_home", *front, a))
+        assert a == f"http://{HOST}:{a_port}"
         outputs = [p.communicate(timeout=120) for p in procs]
         assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
         signed = {Path(r["path"]).name: r for out, _ in outputs for r in json.loads(out)}
@@ -255,10 +246,35 @@ def test_2_b_answers_from_a(studio: Studio) -> None:
     assert from_b.headers["content-type"] == "application/c2pa"
 
 
-def test_3_a_stripped_copy_gets_as_record_through_b(studio: Studio, tmp_path: Path) -> None:
+def transplant(p: Picture, path: Path) -> Path:
+    """The copy attack: one signed picture's mark (signed minus original) added to another
+    picture."""
+    marked = np.asarray(Image.open(p.signed).convert("RGB"), dtype=np.int16)
+    clean = np.asarray(Image.open(p.original).convert("RGB"), dtype=np.int16)
+    other = np.asarray(art(*SIZE, seed=7), dtype=np.int16)
+    Image.fromarray(np.clip(other + marked - clean, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def through_b(studio: Studio, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """What tests 3 and 4 ask of B, in one `guard verify --resolver B` launch (one recipient,
+    two files): a stripped copy of a picture that is neither the first signer's nor the last's,
+    and the first picture's mark transplanted onto another picture."""
+    folder = tmp_path_factory.mktemp("through_b")
+    stripped = studio.pictures[SIGNERS * EACH // 2 + 1].stripped
+    lifted = transplant(studio.pictures[0], folder / "transplant.png")
+    d_stripped, d_lifted = client_verify(studio, folder / "client", studio.b, stripped, lifted)
+    return {"stripped": d_stripped, "transplant": d_lifted}
+
+
+def test_3_a_stripped_copy_gets_as_record_through_b(
+    studio: Studio, through_b: dict[str, dict]
+) -> None:
     b = studio.b
     p = studio.pictures[SIGNERS * EACH // 2 + 1]  # neither the first signer's nor the last's
-    (d,) = client_verify(studio, tmp_path / "client", b, p.stripped)
+    d = through_b["stripped"]
+    assert d["file"] == str(p.stripped)
     assert d["watermark"]["status"] == "found" and d["watermark"]["id"] == p.watermark_id
     ledger = d["ledger"]
     assert ledger["match"] and ledger["verified"] and ledger["content_match"] is True
@@ -272,17 +288,12 @@ def test_3_a_stripped_copy_gets_as_record_through_b(studio: Studio, tmp_path: Pa
     assert answer["manifest_id"] == p.manifest_id
 
 
-def test_4_a_transplanted_mark_gets_no_claims(studio: Studio, tmp_path: Path) -> None:
+def test_4_a_transplanted_mark_gets_no_claims(studio: Studio, through_b: dict[str, dict]) -> None:
     """The copy attack: one signed picture's mark (signed minus original) added to another
     picture. B finds A's true record by the mark; the client's content check refuses it."""
-    b = studio.b
     p = studio.pictures[0]
-    marked = np.asarray(Image.open(p.signed).convert("RGB"), dtype=np.int16)
-    clean = np.asarray(Image.open(p.original).convert("RGB"), dtype=np.int16)
-    other = np.asarray(art(*SIZE, seed=7), dtype=np.int16)
-    lifted = tmp_path / "transplant.png"
-    Image.fromarray(np.clip(other + marked - clean, 0, 255).astype(np.uint8)).save(lifted)
-    (d,) = client_verify(studio, tmp_path / "client", b, lifted)
+    d = through_b["transplant"]
+    assert d["file"].endswith("transplant.png")
     assert d["watermark"]["id"] == p.watermark_id  # the mark survived the transplant
     assert d["ledger"]["verified"] and d["ledger"]["content_match"] is False
     no_claims(d)

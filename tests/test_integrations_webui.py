@@ -821,13 +821,13 @@ def test_verify_shows_guard_serves_card(webui, tmp_path):
 
 
 @pytest.mark.slow
-def test_protect_writes_a_signed_protected_png_and_the_comparison(tmp_path):
+def test_protect_writes_a_signed_protected_png_and_the_comparison(tmp_path, tmp_path_factory):
     import tiny_models as tm
 
     from guard.integrations.webui import tab
     from guard.integrations.webui.settings import Settings
 
-    model = tm.save_tiny_sd(tmp_path / "sd")
+    model = tm.sd_folder(tmp_path_factory)  # the session's tiny SD folder: only read here
     src = tmp_path / "art.png"
     art(256, 256).save(src)
     ticks: list[tuple[int, int]] = []

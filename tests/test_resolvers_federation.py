@@ -10,6 +10,7 @@ transplanted mark and a hostile upstream lend nothing; cycles and hops are bound
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from serve_support import HOST, free_port, live_server, serve_process
+from serve_support import HOST, entered, free_port, live_server, serve_process
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
@@ -50,15 +51,21 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def a_and_b(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    with serve_process(
-        tmp_path_factory.mktemp("a_home"), "--read-only", "--ledger", str(world.ledger)
-    ) as a:
-        b_home = tmp_path_factory.mktemp("b_home")
-        # B trusts the signer's CA only for byContent, which answers with records whose claims
-        # apply to the upload; byBinding and /manifests pass A's answers on unjudged
-        b_args = ["--read-only", "--upstream-only", "--upstream", a, "--trust", str(world.ca)]
-        with serve_process(b_home, *b_args) as b:
-            yield a, b
+    """A and B started at once: B is told A's port, and asks nothing of A until it is asked."""
+    a_port = free_port()
+    a_home, b_home = tmp_path_factory.mktemp("a_home"), tmp_path_factory.mktemp("b_home")
+    # B trusts the signer's CA only for byContent, which answers with records whose claims
+    # apply to the upload; byBinding and /manifests pass A's answers on unjudged
+    upstream = f"http://{HOST}:{a_port}"
+    b_args = ["--read-only", "--upstream-only", "--upstream", upstream, "--trust", str(world.ca)]
+    with contextlib.ExitStack() as stack:
+        a, b = entered(
+            stack,
+            serve_process(a_home, "--read-only", "--ledger", str(world.ledger), port=a_port),
+            serve_process(b_home, *b_args),
+        )
+        assert a == upstream
+        yield a, b
 
 
 def verify_json(world: World, path: Path, *resolvers: str) -> dict:

@@ -211,24 +211,32 @@ def _unmarked_images() -> list[Image.Image]:
     return [Image.fromarray(a) for a in synthetic + natural]
 
 
+@pytest.fixture(scope="module")
+def unmarked_reads() -> list[tuple[Image.Image, wm.Detection]]:
+    """Each unmarked image with what the public key reads in it: read once, for both tests
+    below (a search for a mark that is not there is the slowest read there is)."""
+    return [(im, wm.detect(im)) for im in _unmarked_images()]
+
+
 @pytest.mark.slow
-def test_no_false_positives_on_unmarked_images() -> None:
-    for im in _unmarked_images():
-        for variant in (im, _jpeg(im.convert("RGB"), 75)):
-            hit = wm.detect(variant)
+def test_no_false_positives_on_unmarked_images(unmarked_reads) -> None:
+    for im, read in unmarked_reads:
+        for hit in (read, wm.detect(_jpeg(im.convert("RGB"), 75))):
             assert not hit.found and hit.p_value > 1e-6
 
 
 @pytest.mark.slow
-def test_many_unmarked_images_under_many_keys_stay_far_from_the_threshold() -> None:
+def test_many_unmarked_images_under_many_keys_stay_far_from_the_threshold(unmarked_reads) -> None:
     """The p-value is a bound, so unmarked images should not even come close to 1e-6."""
     keys = [None, b"k1", b"platform key", b"another"]
-    p_values = [
-        wm.detect(variant, key=key).p_value
-        for im in _unmarked_images()
-        for variant in (im, im.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
-        for key in keys[:2]
-    ]
+    p_values = []
+    for im, read in unmarked_reads:
+        for variant in (im, im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)):
+            for key in keys[:2]:
+                if variant is im and key is None:
+                    p_values.append(read.p_value)  # the public key's read of the image itself
+                else:
+                    p_values.append(wm.detect(variant, key=key).p_value)
     assert len(p_values) == 40 and min(p_values) > 1e-3
 
 
