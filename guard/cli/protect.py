@@ -64,7 +64,7 @@ def _eps(value: float | None) -> float | None:
     "--eps", type=float, help="Max change per pixel, in 1/255 units (overrides the preset)."
 )
 @click.option(
-    "--no-robust", is_flag=True, help="Skip the JPEG/resize robustness (faster, fragile)."
+    "--no-robust", is_flag=True, help="Optimise without the purifiers (JPEG, resize, noise)."
 )
 @device_option
 @identity_options
