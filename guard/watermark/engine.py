@@ -139,18 +139,19 @@ def detect(image: Image.Image, *, key: bytes | None = None) -> Detection:
     key = key or DEFAULT_KEY
     layouts = {v: keyed(key, code.N_PAYLOAD_CHIPS, v) for v in SCHEMES}
     r = sync.residual(pixels.working_luma(image))
+    folder = register.Folder(r)  # one fold cache for every registration of this picture
     search = _Search()
     # The identity pose first: a copy whose geometry was left alone (re-encoded, resized,
     # filtered, or stripped of its sync and pilots) is read on the working grid as it is.
-    search.try_v2(r, register.identity(r, layouts[2]), layouts[2], identity=True)
+    search.try_v2(r, register.identity(folder, layouts[2]), layouts[2], identity=True)
     if not search.found:
         poses = sync.sync_candidates(r, CANDIDATES, GENERAL_CANDIDATES, layouts[2].lattice_bins)
         # One fold per pose; the stronger pilot says which version to register and read.
         # Only the CANDIDATES poses whose pilot peaks highest are sharpened and decoded (the
         # pilot is no part of the ID).
-        starts = [register.register(r, pose, list(layouts.values())) for pose in poses]
+        starts = [register.register(folder, pose, list(layouts.values())) for pose in poses]
         starts = sorted((g for g in starts if g.z >= register.POSE_Z), key=lambda g: -g.z)
-        regs = sorted((register.sharpen(r, g) for g in starts[:CANDIDATES]), key=lambda g: -g.z)
+        regs = sorted((register.sharpen(folder, g) for g in starts[:CANDIDATES]), key=lambda g: -g.z)
         for reg in regs:
             if reg.layout.version == 2:
                 search.try_v2(r, reg, reg.layout)

@@ -72,7 +72,7 @@ def grid(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return ys, xs
 
 
-class _Folder:
+class Folder:
     """Folds (a region of) the residual modulo the tile under a given affine map."""
 
     def __init__(self, r: np.ndarray) -> None:
@@ -122,10 +122,14 @@ def _ring_power(bins: np.ndarray) -> np.ndarray:
     return total / np.maximum(np.bincount(BIN_CLASS, minlength=_N_CLASS), 1) + 1e-12
 
 
-def _pilot_offset(
+def _pilot_peak(
     bins: np.ndarray, layout: KeyedLayout, band: np.ndarray = _FULL_BAND
-) -> tuple[np.ndarray, float]:
-    """Cyclic offset (dy, dx) of the pilot in a folded tile, and the peak's z-score."""
+) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
+    """The pilot peak's z-score, and what `_pilot_offset` needs to place it sub-pixel.
+
+    Split from the offset because most peaks are only compared: the Newton refinement is paid
+    for the winner alone.
+    """
     g = bins * np.conj(layout.pilot_bins) / _ring_power(bins)[BIN_CLASS] * band
     # the correlation is real: its spectrum is Hermitian, and the inverse real FFT needs only
     # the half kx >= 0, where the bins are (plus the mirror of those on the kx = 0 column)
@@ -135,9 +139,14 @@ def _pilot_offset(
     corr = np.fft.irfft2(half, s=(TILE, TILE))
     oy, ox = np.unravel_index(np.argmax(corr), corr.shape)
     z = float((corr[oy, ox] - corr.mean()) / (corr.std() + 1e-12))
-    d = np.array([float(oy), float(ox)])
+    return z, (g, np.array([float(oy), float(ox)]))
+
+
+def _pilot_offset(peak: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Cyclic offset (dy, dx) of the pilot in a folded tile: Newton on Re Σ g·e^{i k·d}."""
+    g, d = peak
     ky, kx = 2 * np.pi * BIN_KY / TILE, 2 * np.pi * BIN_KX / TILE
-    for _ in range(3):  # Newton steps on Re Σ g·e^{i k·d}
+    for _ in range(3):
         gp = g * np.exp(1j * (ky * d[0] + kx * d[1]))
         grad = np.array([np.sum((1j * ky * gp).real), np.sum((1j * kx * gp).real)])
         hyy, hxx, hxy = (
@@ -152,11 +161,11 @@ def _pilot_offset(
         if np.abs(step).max() > 1:
             break
         d = d - step
-    return d, z
+    return d
 
 
 def _newton_step(
-    folder: _Folder, reg: Registration, layout: KeyedLayout, band: np.ndarray
+    folder: Folder, reg: Registration, layout: KeyedLayout, band: np.ndarray
 ) -> np.ndarray | None:
     """One Newton step on the pilot correlation over all six affine parameters.
 
@@ -207,13 +216,12 @@ def _newton_step(
     return m + dm
 
 
-def register(r: np.ndarray, pose: Pose, layouts: Sequence[KeyedLayout]) -> Registration:
+def register(folder: Folder, pose: Pose, layouts: Sequence[KeyedLayout]) -> Registration:
     """The cyclic offset from the pilot, and how high the pilot peaks (`sharpen` refines it).
 
     Of several layouts (v1 and v2 under one key), the one whose pilot peaks highest is kept:
     the fold is shared, only the pilot correlation is repeated.
     """
-    folder = _Folder(r)
     best = None
     starts = [pose.inverse_map()]
     if pose.matrix is not None and not pose.general:  # the peak fit is usually better, not always
@@ -223,18 +231,19 @@ def register(r: np.ndarray, pose: Pose, layouts: Sequence[KeyedLayout]) -> Regis
         # the half turn: folding under -m reflects the tile, whose spectrum is the conjugate
         for mm, bb in ((m, bins), (-m, np.conj(bins))):
             for layout in layouts:
-                offset, z = _pilot_offset(bb, layout)
-                if best is None or z > best.z:
-                    best = Registration(mm, offset, bb, _ring_power(bb), z, layout)
+                z, peak = _pilot_peak(bb, layout)
+                if best is None or z > best[0]:
+                    best = (z, peak, mm, bb, layout)
     assert best is not None
-    return best
+    z, peak, mm, bb, layout = best
+    return Registration(mm, _pilot_offset(peak), bb, _ring_power(bb), z, layout)
 
 
-def sharpen(r: np.ndarray, best: Registration, iterations: int = 3) -> Registration:
+def sharpen(folder: Folder, best: Registration, iterations: int = 3) -> Registration:
     """Newton on the whole affine map while the pilot peak grows."""
     if best.z < POSE_Z:  # no pilot here: a wrong pose, or none left to register on
         return best
-    folder, layout = _Folder(r), best.layout
+    layout = best.layout
     # Coarse to fine: steps computed on the low half of the band first, which a drift of a
     # couple of pixels across the image does not yet scramble, then on the whole band. A step is
     # kept only if the full pilot peak grows.
@@ -244,22 +253,23 @@ def sharpen(r: np.ndarray, best: Registration, iterations: int = 3) -> Registrat
             if stepped is None:
                 break
             bins = folder.bins(stepped)
-            offset, z = _pilot_offset(bins, layout)
+            z, peak = _pilot_peak(bins, layout)
             if z <= best.z:
                 break
-            best = Registration(stepped, offset, bins, _ring_power(bins), z, layout)
+            best = Registration(stepped, _pilot_offset(peak), bins, _ring_power(bins), z, layout)
     return best
 
 
-def identity(r: np.ndarray, layout: KeyedLayout) -> Registration:
+def identity(folder: Folder, layout: KeyedLayout) -> Registration:
     """The working grid taken as it is: no scale, turn or crop since the image was marked.
 
     The pilot may refine the offset by a fraction of a pixel (resampling conventions), but is
     not needed: a copy stripped of its pilot is read at offset zero.
     """
     m = np.eye(2)
-    bins = _Folder(r).bins(m)
-    offset, z = _pilot_offset(bins, layout)
+    bins = folder.bins(m)
+    z, peak = _pilot_peak(bins, layout)
+    offset = _pilot_offset(peak)
     wrapped = (offset + TILE / 2) % TILE - TILE / 2
     if z < PILOT_Z or np.abs(wrapped).max() > 0.5:  # no pilot to trust: the grid as it is
         wrapped = np.zeros(2)

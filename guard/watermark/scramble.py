@@ -117,7 +117,7 @@ def _fold_mapped(
     from guard.watermark.register import grid
 
     ys, xs = grid(r.shape)
-    x, y = xs[0], ys[:, :1]  # the map broadcasts a row and a column (as register._Folder)
+    x, y = xs[0], ys[:, :1]  # the map broadcasts a row and a column (as register.Folder)
     m = inverse_map
     ux = m[0, 0] * x + m[0, 1] * y
     uy = m[1, 0] * x + m[1, 1] * y
