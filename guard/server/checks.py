@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from guard.resolvers import Resolvers
     from guard.server.ledgers import Ledgers
     from guard.server.settings import ServeSettings
-    from guard.server.uploads import Upload
+    from guard.server.verifying import Upload
 
 log = logging.getLogger("guard.server")
 START_S = 120.0  # a worker imports guard, c2pa and numpy: seconds on a busy machine
@@ -77,8 +77,7 @@ def check(
     """One file's check, in a worker: 'card' is what /api/verify shows, 'verdict' the
     `guard verify --json` object alone (byContent)."""
     from guard.server.cards import card
-    from guard.server.uploads import Upload
-    from guard.server.verifying import verify_upload
+    from guard.server.verifying import Upload, verify_upload
 
     ledger = worker.ledger()
     upload = Upload(name, data)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from typing import TYPE_CHECKING, Any
 
 from guard.errors import GuardError, ImageInputError, OutputExistsError, TooSmallError
 from guard.ledger import LedgerError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
 
 log = logging.getLogger("guard.server")
 
@@ -49,6 +48,12 @@ def status_for(exc: GuardError) -> int:
 
 
 def install(app: FastAPI) -> None:
+    # The framework is imported here, not above: the check workers use the error words and
+    # statuses of this module, and need no web framework for them.
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
     def scrub(request: Request, text: str) -> str:
         workspace = getattr(request.app.state, "workspace", None)
         return workspace.scrub(text) if workspace else text

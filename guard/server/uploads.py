@@ -25,15 +25,10 @@ from PIL import Image
 from starlette.datastructures import UploadFile
 
 from guard.server.settings import Limits
+from guard.server.verifying import Upload
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]+")
 CHUNK = 1024 * 1024
-
-
-@dataclass
-class Upload:
-    name: str  # safe to put in a file name and in a response
-    data: bytes
 
 
 @dataclass

@@ -4,6 +4,7 @@ it in a worker process, under the per-file budget."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,8 +13,16 @@ from guard.verdict import verify_bytes
 if TYPE_CHECKING:
     from guard.ledger import Ledger
     from guard.resolvers import Resolvers
-    from guard.server.uploads import Upload
     from guard.verdict import Verdict
+
+
+@dataclass
+class Upload:
+    """A file as received: here, not in guard.server.uploads, so that a check worker needs no
+    web framework to hold one."""
+
+    name: str  # safe to put in a file name and in a response (uploads.safe_name)
+    data: bytes
 
 
 def verify_upload(

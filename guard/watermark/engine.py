@@ -151,7 +151,9 @@ def detect(image: Image.Image, *, key: bytes | None = None) -> Detection:
         # pilot is no part of the ID).
         starts = [register.register(folder, pose, list(layouts.values())) for pose in poses]
         starts = sorted((g for g in starts if g.z >= register.POSE_Z), key=lambda g: -g.z)
-        regs = sorted((register.sharpen(folder, g) for g in starts[:CANDIDATES]), key=lambda g: -g.z)
+        regs = sorted(
+            (register.sharpen(folder, g) for g in starts[:CANDIDATES]), key=lambda g: -g.z
+        )
         for reg in regs:
             if reg.layout.version == 2:
                 search.try_v2(r, reg, reg.layout)
