@@ -24,13 +24,13 @@ import logging
 import os
 import re
 import sys
-import tomllib
 import types
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from click.testing import CliRunner
 from helpers import art

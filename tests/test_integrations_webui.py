@@ -946,9 +946,9 @@ def test_install_py_installs_guard_into_webuis_environment(monkeypatch, tmp_path
         m.setattr(importlib.util, "find_spec", lambda name: spec)
         assert run_install_script(m, installed=True, script=copy / "install.py") == []
     assert "set GUARD_PIP_REQUIREMENT" in capsys.readouterr().err  # that guard is not this one
-    monkeypatch.setattr(sys, "version_info", (3, 10, 6, "final", 0))
+    monkeypatch.setattr(sys, "version_info", (3, 9, 18, "final", 0))
     assert run_install_script(monkeypatch, installed=False) == []
-    assert "guard needs Python 3.11 or newer, and this web UI runs Python 3.10.6" in (
+    assert "guard needs Python 3.10 or newer, and this web UI runs Python 3.9.18" in (
         capsys.readouterr().err
     )
 

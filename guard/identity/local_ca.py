@@ -44,7 +44,7 @@ def init_local(
         )
     name = name or getpass.getuser() or "guard user"
     org = org or "guard local identity"
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
 
     def subject(cn: str) -> x509.Name:
         return x509.Name(

@@ -254,7 +254,7 @@ def _check_end_entity(cert, where: str) -> None:
             problems.append("its KeyUsage lacks digitalSignature")
     except x509.ExtensionNotFound:
         problems.append("it has no KeyUsage extension")
-    if cert.not_valid_after_utc < dt.datetime.now(dt.UTC):
+    if cert.not_valid_after_utc < dt.datetime.now(dt.timezone.utc):
         problems.append(f"it expired on {cert.not_valid_after_utc:%Y-%m-%d}")
     if problems:
         raise IdentityError(

@@ -41,7 +41,7 @@ class Record:
     manifest: bytes | None = field(default=None, repr=False)
     summary: dict[str, Any] = field(default_factory=dict)
     thumbnail: bytes | None = field(default=None, repr=False)
-    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat())
     fingerprint: bytes | None = field(default=None, repr=False)
     # 'local' (signed on this machine) or 'imported'; for imported records `verified` says
     # whether the stored manifest's signature verified and binds this watermark ID. The

@@ -304,7 +304,10 @@ _BOUND_LOCK = threading.Lock()
 
 def _sha256(path: Path) -> str | None:
     try:
+        h = hashlib.sha256()
         with path.open("rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
     except OSError:
         return None

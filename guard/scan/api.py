@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from guard.resolvers.client import checked
 from guard.scan.budget import DEFAULT_FILE_TIMEOUT
@@ -24,6 +24,8 @@ from guard.scan.sources import SourceError, Unit, check, units
 from guard.scan.unit_set import UnitSet
 
 if TYPE_CHECKING:  # pyarrow is imported only when a report is written
+    from typing import Unpack  # novm (3.11, read by type checkers only: 3.10 never imports it)
+
     from guard.resolvers import Limits
     from guard.scan.report import ReportWriter
 

@@ -22,6 +22,7 @@ A policy file names a base policy and overrides signals:
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,7 +216,10 @@ def _parse(path: Path, text: str) -> Any:
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
-            import tomllib
+            if sys.version_info >= (3, 11):
+                import tomllib  # novm
+            else:  # Python 3.10 (web UI's): the same parser, as a package
+                import tomli as tomllib
 
             return tomllib.loads(text)
         if suffix in (".yaml", ".yml"):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import launch  # web UI's launch.py
 
-MIN_PYTHON = (3, 11)
+MIN_PYTHON = (3, 10)  # guard's requires-python: web UI runs 3.10.6
 HERE = Path(__file__).resolve().parent  # through the link, for a --link install
 
 
@@ -49,7 +49,7 @@ def main() -> None:
             "guard: not installed: guard needs Python "
             f"{'.'.join(map(str, MIN_PYTHON))} or newer, and this web UI runs Python "
             f"{'.'.join(map(str, sys.version_info[:3]))}; the guard extension stays inactive "
-            "(web UI itself is unaffected). Run web UI with Python 3.11 (its venv) to use guard.",
+            "(web UI itself is unaffected). Run web UI with Python 3.10.6, as it recommends.",
             file=sys.stderr,
         )
         return
