@@ -409,7 +409,8 @@ def test_save_image_writes_what_save_image_writes_watermarked_and_signed(comfyui
         assert v.ledger is not None and v.ledger.verified and v.ledger.content_match
         assert v.digital_source_type.endswith("/trainedAlgorithmicMedia")
         assert v.training == "notAllowed"
-        record = v.c2pa.assertions["org.guard.generation"]
+        record = v.c2pa.assertions["org.guard.comfyui.generation"]
+        assert "org.guard.generation" not in v.c2pa.assertions  # web UI's label, web UI's names
         assert {k: record[k] for k in ("checkpoint", "sampler", "scheduler", "seed", "steps")} == {
             "checkpoint": "sd_xl_base_1.0.safetensors",
             "sampler": "dpmpp_2m",
@@ -448,7 +449,7 @@ def _records(output: Path, ui: dict) -> list[dict]:
 
     return [
         guard.verify(output / i["filename"], watermark=False).c2pa.assertions[
-            "org.guard.generation"
+            "org.guard.comfyui.generation"
         ]
         for i in ui["images"]
     ]
@@ -529,7 +530,7 @@ def test_save_image_without_a_workflow_and_with_metadata_disabled(comfyui):
     assert chunks(path) == {}
     v = guard.verify(path)
     assert v.state == "trusted" and v.watermark.found and v.training == "allowed"
-    record = v.c2pa.assertions["org.guard.generation"]
+    record = v.c2pa.assertions["org.guard.comfyui.generation"]
     assert set(record) == {"generator", "width", "height", "batch_index"}  # no parameters
     assert v.digital_source_type.endswith("/trainedAlgorithmicMedia")
 

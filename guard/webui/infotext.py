@@ -230,8 +230,6 @@ def read_file(path: str | Path | LoadedImage) -> tuple[Infotext | None, str | No
 
     report = c2pa_io.read(loaded.data, loaded.mime, trust_pem=None)
     data = report.assertions.get(GENERATION_ASSERTION)
-    # ComfyUI's record (guard.integrations.comfyui) is in ComfyUI's names, not web UI's
-    # (sampler `euler`, scheduler `normal`): guard info reads that image's prompt graph instead
-    if isinstance(data, dict) and data.get("generator") != "ComfyUI":
+    if isinstance(data, dict):
         return Infotext.from_dict(data), "C2PA assertion " + GENERATION_ASSERTION
     return None, None

@@ -14,8 +14,9 @@ The contract is SaveImage's (ComfyUI's nodes.py), kept to the letter so the node
 
 What guard adds goes through its one publishing path (guard.publishing.publish): the watermark,
 then the C2PA manifest (AI-generated: IPTC trainedAlgorithmicMedia; the checkpoint, seed, steps,
-sampler, scheduler and CFG read from the prompt graph, in the `org.guard.generation` assertion
-with `generator: "ComfyUI"`), then the ledger record. The workflow never breaks on guard's
+sampler, scheduler and CFG read from the prompt graph, in the `org.guard.comfyui.generation`
+assertion, in ComfyUI's own names: not web UI's `org.guard.generation`, whose reader would take
+`euler` for a web UI sampler), then the ledger record. The workflow never breaks on guard's
 account: when guard cannot publish an image, it is saved exactly as SaveImage saves it (same
 bytes: Pillow, compress_level 4, the same chunks), and the error is logged and reported in the
 node's text (`ui.text` and its STRING output).
@@ -48,6 +49,7 @@ SaveImagePath = Callable[[str, str, int, int], tuple[str, str, int, str, str]]
 
 COMPRESS_LEVEL = 4  # SaveImage's; PreviewImage uses 1
 GENERATOR = "ComfyUI"
+ASSERTION = "org.guard.comfyui.generation"
 # what the prompt graph says, in the assertion (ComfyUIParameters' fields, ComfyUI's names)
 _FIELDS = (
     "prompt",
@@ -120,7 +122,6 @@ def generation_spec(
     """What the manifest says about one image ComfyUI generated, from SaveImage's text
     `entries`; None (--disable-metadata) states no generation parameters and writes no text."""
     from guard.provenance.generator_tags import comfyui_parameters
-    from guard.webui.infotext import GENERATION_ASSERTION
 
     text = dict(entries or [])
     params = comfyui_parameters(text)
@@ -137,7 +138,7 @@ def generation_spec(
         software_agent={"name": checkpoint or GENERATOR, "version": "unknown"},
         action_parameters={"description": "generated with ComfyUI"},
         text=text,
-        assertions=[Assertion(GENERATION_ASSERTION, data)],
+        assertions=[Assertion(ASSERTION, data)],
     )
 
 
