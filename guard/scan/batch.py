@@ -145,7 +145,13 @@ def verify_many(
     if progress_rule.drawn(progress):  # tqdm is imported only for a bar (30 ms of a start)
         from tqdm import tqdm
 
-        bar = tqdm(total=len(files), desc="verifying", unit="file", leave=False)
+        bar = tqdm(
+            total=len(files),
+            desc="verifying",
+            unit="file",
+            disable=progress_rule.disable(progress),
+            leave=False,
+        )
     try:
         for i, (result, _) in enumerate(local.run_job(units, job, workers=workers)):
             assert result is not None  # every unit is one file, so one answer
