@@ -98,6 +98,43 @@ def test_ecc_gives_up_on_noise() -> None:
     assert sum(h is not None for h in hits) <= 2  # pure noise almost never decodes at all
 
 
+def test_the_v1_decoder_gives_reedsolos_answer_for_every_erasure_pattern() -> None:
+    """v1's Reed-Solomon step computes the syndromes once with numpy and hands reedsolo the
+    rest; for every erasure pattern the detector tries it must decode exactly what reedsolo's
+    own `RSCodec.decode` decodes, and fail exactly where it fails (noise, and codewords with
+    0–29 symbols replaced)."""
+    import reedsolo
+
+    rng = np.random.default_rng(21)
+    cases = decoded = 0
+    for trial in range(60):
+        if trial % 2:
+            symbols = rng.integers(0, 64, code.N_SYMBOLS)
+        else:
+            symbols = np.array(list(code._RS.encode(rng.integers(0, 64, 11).tolist())))
+            wrong = rng.choice(code.N_SYMBOLS, rng.integers(0, 30), replace=False)
+            symbols[wrong] = rng.integers(0, 64, len(wrong))
+        order = rng.permutation(code.N_SYMBOLS)
+        terms = code._syndrome_terms(symbols)
+        full = np.bitwise_xor.reduce(terms, axis=1)
+        erased = np.bitwise_xor.accumulate(terms[:, order], axis=1)
+        for n in code._ERASURES:
+            erase = sorted(order[:n].tolist())
+            with code._RS_LOCK:
+                code._install_field()
+                mine = code._rs_decode(symbols, erase, full ^ erased[:, n - 1] if n else full)
+            try:
+                theirs: list[int] | None = list(
+                    code._RS.decode(symbols.tolist(), erase_pos=erase or None)[1]
+                )
+            except reedsolo.ReedSolomonError:
+                theirs = None
+            assert mine == theirs
+            cases += 1
+            decoded += theirs is not None
+    assert cases == 60 * len(code._ERASURES) and 100 < decoded < cases - 100  # both outcomes
+
+
 def test_v2_code_decodes_where_v1_code_fails() -> None:
     """Soft Viterbi on the convolutional code reads chips whose signs agree only ~64% of the
     time (the v1 code needs ~69%): the margin v2 spends on invisibility."""

@@ -41,7 +41,8 @@ def candidate_maps(
     xs = np.clip(np.rint(axis[:, None] * half[:, 0] / TILE * w).astype(np.intp), 0, pw - 1)
     ys = np.rint(axis[:, None] * half[:, 1] / TILE * h).astype(np.intp) + h // 2
     ys = np.clip(ys, 0, ph - 1)
-    score = (ratio[ys[None, :, :], xs[:, None, :]] - 1.0).sum(-1).astype(np.float32)
+    flat = (ys * pw)[None, :, :] + xs[:, None, :]  # [a, b, frequency]: one flat lookup each
+    score = (np.take(ratio.ravel(), flat).sum(-1) - len(lattice)).astype(np.float32)
     peaks = np.argwhere((score == cv2.dilate(score, np.ones((3, 3), np.uint8))) & (score > 0))
     chosen: list[np.ndarray] = []
     for p in peaks[np.argsort(-score[peaks[:, 0], peaks[:, 1]])]:

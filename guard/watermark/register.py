@@ -85,8 +85,11 @@ class Folder:
 
     def index(self, m: np.ndarray) -> np.ndarray:
         """Tile position (row-major) of every residual pixel under inverse map m."""
-        a = m[0, 0] * self._x + m[0, 1] * self._y
-        b = m[1, 0] * self._x + m[1, 1] * self._y
+        # plain floats keep the products float32 (a numpy float64 would make them float64):
+        # positions to a hundredth of a pixel, at half the time
+        (m00, m01), (m10, m11) = np.asarray(m, dtype=float).tolist()
+        a = m00 * self._x + m01 * self._y
+        b = m10 * self._x + m11 * self._y
         # TILE is a power of two: & is the modulo, also for negative positions (two's complement)
         a = np.rint(a, out=a).astype(np.int32)
         a &= TILE - 1

@@ -118,9 +118,9 @@ def _fold_mapped(
 
     ys, xs = grid(r.shape)
     x, y = xs[0], ys[:, :1]  # the map broadcasts a row and a column (as register.Folder)
-    m = inverse_map
-    ux = m[0, 0] * x + m[0, 1] * y
-    uy = m[1, 0] * x + m[1, 1] * y
+    (m00, m01), (m10, m11) = np.asarray(inverse_map, dtype=float).tolist()  # float32 products
+    ux = m00 * x + m01 * y
+    uy = m10 * x + m11 * y
     slot = slot_of(
         np.floor((uy - offset[0]) / TILE).astype(np.int32),
         np.floor((ux - offset[1]) / TILE).astype(np.int32),
