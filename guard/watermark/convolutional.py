@@ -63,11 +63,10 @@ def _trellis() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         for j, g in enumerate(_GENERATORS):
             out[:, bit, j] = 1 - 2 * _parity(register & g)
         nxt[:, bit] = register >> 1
-    # for each state, the two (previous state, input bit) pairs that lead into it
-    prev = [[(s, b) for s in range(_N_STATE) for b in (0, 1) if nxt[s, b] == n] for n in states]
-    prev_state = np.array([[p[0] for p in row] for row in prev])
-    prev_bit = np.array([[p[1] for p in row] for row in prev])
-    return out, nxt, prev_state, prev_bit
+    # for each state, the two (previous state, input bit) pairs that lead into it, in (state,
+    # bit) order: a stable sort of the transitions by where they lead
+    into = np.argsort(nxt.ravel(), kind="stable").reshape(_N_STATE, 2)
+    return out, nxt, into // 2, into % 2
 
 
 _OUT, _NEXT, _PREV_STATE, _PREV_BIT = _trellis()
