@@ -14,7 +14,8 @@ import guard
 from guard.cli import main
 from guard.errors import GuardError
 from guard.ledger import Ledger
-from guard.scan.batch import auto_workers, verify_many
+from guard.scan.batch import verify_many
+from guard.scan.forkserver import auto_workers
 from tests.helpers import art, write
 
 
@@ -102,3 +103,33 @@ def test_the_cli_prints_the_same_verdicts_in_order_with_its_exit_codes(mixed) ->
 def test_small_batches_stay_in_this_process() -> None:
     assert auto_workers(1, True) == auto_workers(7, True) == auto_workers(399, False) == 0
     assert auto_workers(8, True) >= 1 and auto_workers(400, False) >= 1
+
+
+@pytest.mark.parametrize("watermark", [True, False])
+def test_the_forkserver_preload_leaves_a_worker_nothing_heavy_to_import(
+    mixed: list[Path], watermark: bool
+) -> None:
+    """Workers are forked from a server that imported `forkserver.preload(...)`; a module a
+    worker's first file still imports (the detector, OpenCV, exiv2, the C2PA SDK, the ledger)
+    would be paid again by every worker before its first answer. Checked in a fresh interpreter:
+    after the preload, verifying a signed, a marked and a plain file imports none of them."""
+    import subprocess
+    import sys
+
+    files = [str(p) for p in mixed if "broken" not in p.name]
+    script = (
+        "import importlib, sys\n"
+        "from guard.scan import forkserver\n"
+        f"for m in forkserver.preload({watermark}): importlib.import_module(m)\n"
+        "before = set(sys.modules)\n"
+        "from guard.verdict import verify\n"
+        f"for f in {files!r}: verify(f, watermark={watermark})\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    heavy = ("guard.watermark", "guard.ledger", "guard.verdict", "guard.provenance", "cv2")
+    heavy += ("pywt", "pyexiv2", "c2pa", "sqlite3", "scipy", "skimage", "reedsolo")
+    assert not [m for m in out if m.split(".")[0] in heavy or m.startswith(heavy)]
+    assert any(m.startswith("PIL.") for m in out)  # the run did read the files (Pillow's plugins)

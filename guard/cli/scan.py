@@ -130,10 +130,7 @@ def command(
     Decisions: allowed, opted_out, ai_generated, unverifiable (a file that could not be checked
     is never allowed). Exit code 0 when the scan finished, 2 on a usage or input error.
     """
-    from guard.cli._common import read_key
-    from guard.resolvers import from_env
-    from guard.scan import export
-    from guard.scan import report as report_mod
+    from guard.scan import forkserver
 
     if summary_of is not None:
         if datasets:
@@ -149,6 +146,14 @@ def command(
         raise click.UsageError("give at least one DATASET (or --summary REPORT)")
     if keep_list and copy_clean:
         raise click.UsageError("--keep-list and --copy-clean: choose one")
+    if ray_address is None and (workers is None or workers > 0):
+        forkserver.start(forkserver.preload(not no_watermark))  # imports beside the ones below
+
+    from guard.cli._common import read_key
+    from guard.resolvers import from_env
+    from guard.scan import export
+    from guard.scan import report as report_mod
+
     resolvers = from_env(resolver_urls, upload=upload_to_resolver)
     options: ScanOptions = dict(
         policy=policy,

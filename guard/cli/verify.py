@@ -56,13 +56,19 @@ def command(
     Exit code: 0 every file trusted or valid, 1 some file invalid, without credentials or with
     only a remote manifest not read, 2 usage or input error.
     """
-    from guard import progress
     from guard.cli._common import PerFile, expand_images, read_key
+    from guard.scan import forkserver
+
+    files = expand_images(paths)
+    watermark = not no_watermark
+    if (forkserver.auto_workers(len(files), watermark) if workers is None else workers) > 0:
+        forkserver.start(forkserver.preload(watermark))  # its imports run beside the ones below
+
+    from guard import progress
     from guard.resolvers import from_env
     from guard.scan.batch import verify_many
 
     resolvers = from_env(resolver_urls, upload=upload_to_resolver)
-    files = expand_images(paths)
     bar = progress.drawn(len(files) >= 5)
     write = _writer(bar)
     key = read_key(key_file)
@@ -77,7 +83,7 @@ def command(
     verdicts = verify_many(
         files,
         trust_files=trust_files,
-        watermark=not no_watermark,
+        watermark=watermark,
         watermark_key=key,
         ledger=ledger_path,
         resolvers=resolvers,

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from guard.errors import GuardError
+from guard.scan import forkserver
+from guard.scan.forkserver import auto_workers
 from guard.scan.image import apply_env, guard_env, ledger_at
 from guard.scan.item import DEFAULT_MAX_BYTES, Item
 from guard.scan.sources import Unit
@@ -33,13 +35,6 @@ if TYPE_CHECKING:
     from guard.verdict import Verdict
 
 P = TypeVar("P", bound="str | os.PathLike[str]")
-
-# A pool pays for itself from this many files on 2 free cores (docs/benchmarks.md, "guard
-# verify on a folder"): it costs about 0.5 s before its first answer (a forkserver that imports
-# the checks, then each worker's watermark detector), against about 0.1 s of one core per file
-# with the watermark check and 2.5 ms without it (and 0.3 ms of this process's time per file
-# sent to a worker).
-POOL_FROM_FILES = {True: 8, False: 400}
 
 
 @dataclass(frozen=True)
@@ -60,7 +55,7 @@ class VerifyJob:
 
     @property
     def preload(self) -> tuple[str, ...]:
-        return ("guard.scan.batch", "guard.verdict", "c2pa")  # once, not in every worker
+        return forkserver.preload(self.watermark)
 
     def setup(self) -> None:
         apply_env(self.env)
@@ -84,13 +79,6 @@ class VerifyJob:
 
     def failed(self, item: Item, words: str) -> Verdict | GuardError | OSError:
         return GuardError(f"{item.path}: {words}")
-
-
-def auto_workers(files: int, watermark: bool) -> int:
-    """Every core for a batch that repays the pool's start-up, else 0 (this process)."""
-    if files < POOL_FROM_FILES[watermark]:
-        return 0
-    return min(os.cpu_count() or 1, files)
 
 
 def verify_many(

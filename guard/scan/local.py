@@ -21,7 +21,6 @@ verdict per file, guard.scan.batch), with the same order, bounds, crash and time
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import time
@@ -34,7 +33,7 @@ from multiprocessing.queues import SimpleQueue
 from typing import Any, Generic, Protocol, TypeVar
 
 from guard.errors import GuardError
-from guard.scan import budget
+from guard.scan import budget, forkserver
 from guard.scan.image import Settings, scan_item
 from guard.scan.item import Item
 from guard.scan.policy import Found
@@ -86,8 +85,10 @@ class ScanJob:
     """guard scan's job: a `ScanRow` per image."""
 
     settings: Settings
-    # imported once in the forkserver rather than in every worker at its first image
-    preload: tuple[str, ...] = ("guard.scan.image", "guard.verdict", "c2pa")
+
+    @property
+    def preload(self) -> tuple[str, ...]:
+        return forkserver.preload(self.settings.watermark)
 
     @property
     def file_timeout(self) -> float | None:
@@ -171,8 +172,7 @@ class _Pool(Generic[R]):
 
     def start(self) -> ProcessPoolExecutor:
         if self.executor is None:
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(list(self.job.preload))
+            ctx = forkserver.context(self.job.preload)
             self.starts = None if self.job.file_timeout is None else ctx.SimpleQueue()
             self.executor = ProcessPoolExecutor(
                 self.workers,
