@@ -161,3 +161,55 @@ def test_encode_writes_parameters_where_web_ui_reads_them() -> None:
     for fmt in ("PNG", "JPEG", "WEBP"):
         data = encode(art(32, 32), fmt, text={"parameters": text})
         assert imageio.decode(data).text["parameters"] == text
+
+
+# ---- web UI's Pillow (9.5): what it lacks, simulated on the locked Pillow --------------------
+def test_a_jpegs_xmp_is_read_where_pillow_does_not_hand_it_over(monkeypatch) -> None:
+    """Pillow before 10 keeps a JPEG's XMP segment in `applist` only, not in `info`: other
+    tools' XMP was then lost from every signed or re-encoded JPEG (the suite on Pillow 9.5)."""
+    from PIL import JpegImagePlugin
+
+    packet = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    body = b"http://ns.adobe.com/xap/1.0/\x00" + packet
+    plain = io.BytesIO()
+    art(32, 32).save(plain, "JPEG")
+    segment = b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body  # as an XMP writer puts it
+    buf = io.BytesIO(plain.getvalue()[:2] + segment + plain.getvalue()[2:])
+    opened = JpegImagePlugin.JpegImageFile._open
+
+    def like_pillow_9(self) -> None:
+        opened(self)
+        self.info.pop("xmp", None)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "_open", like_pillow_9)
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        assert "xmp" not in im.info  # the simulation holds
+    assert imageio.decode(buf.getvalue(), name="x.jpg").xmp == packet
+
+
+def test_a_multi_strip_tiff_keeps_its_exif_where_pillow_cannot_rebuild_it(monkeypatch) -> None:
+    """Pillow before 10 raises NotImplementedError rebuilding a TIFF directory with several
+    strips; loading such a TIFF failed with a traceback. Its EXIF is then read as written."""
+    from guard.media import exif_block
+
+    exif = Image.Exif()
+    exif[0x0131] = "some editor 1.0"  # Software
+    buf = io.BytesIO()
+    art(64, 256).save(buf, "TIFF", exif=exif, rowsperstrip=16)  # 16 strips
+    data = buf.getvalue()
+
+    def like_pillow_9(self, offset: int = 8) -> bytes:
+        raise NotImplementedError("multistrip support not yet implemented")
+
+    monkeypatch.setattr(Image.Exif, "tobytes", like_pillow_9)
+    loaded = imageio.decode(data, name="x.tif")
+    assert loaded.exif == exif_block.from_tiff(data) and loaded.exif is not None
+    assert b"some editor 1.0" in loaded.exif
+
+
+def test_a_format_this_pillow_cannot_write_is_an_input_error(monkeypatch) -> None:
+    """AVIF needs Pillow 11.2 or pillow-avif-plugin; without either, encoding raised KeyError."""
+    Image.init()
+    monkeypatch.delitem(Image.SAVE, "AVIF", raising=False)  # web UI's Pillow 9.5 has none
+    with pytest.raises(ImageInputError, match=r"cannot write AVIF: install pillow>=11\.2"):
+        encode(art(32, 32), "AVIF")

@@ -134,11 +134,15 @@ def test_read_png_text_chunk(tmp_path):
 
 @pytest.mark.parametrize(("fmt", "suffix"), [("JPEG", ".jpg"), ("WEBP", ".webp")])
 def test_read_exif_user_comment(tmp_path, fmt, suffix):
-    """JPEG/WebP from web UI: EXIF UserComment, 'UNICODE' prefix + UTF-16 (piexif's helper)."""
-    exif = Image.Exif()
-    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + ISSUE_EXAMPLE.encode("utf-16-be")
+    """JPEG/WebP from web UI: EXIF UserComment, 'UNICODE' prefix + UTF-16, written as web UI
+    writes it (modules/images.py: piexif.dump of piexif.helper.UserComment.dump, "unicode")."""
+    import piexif
+    import piexif.helper
+
+    comment = piexif.helper.UserComment.dump(ISSUE_EXAMPLE, encoding="unicode")
+    exif = piexif.dump({"Exif": {piexif.ExifIFD.UserComment: comment}})
     path = tmp_path / f"webui{suffix}"
-    Image.new("RGB", (32, 32), "blue").save(path, fmt, exif=exif.tobytes())
+    Image.new("RGB", (32, 32), "blue").save(path, fmt, exif=exif)
     info, where = read_file(path)
     assert info is not None and info.to_text() == ISSUE_EXAMPLE
     assert where == "EXIF UserComment"

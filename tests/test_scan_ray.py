@@ -100,7 +100,7 @@ def test_files_ray_must_not_read_are_answered_by_the_driver(tmp_path: Path, loca
     folder = tmp_path / "data"
     folder.mkdir()
     corpus.picture(1, 96, 64).save(folder / "fine.jpg")
-    corpus.picture(2, 96, 64).save(os.fsencode(folder) + b"/caf\xe9.jpg")
+    corpus.picture(2, 96, 64).save(os.fsencode(folder) + b"/caf\xe9.jpg", "JPEG")
     os.mkfifo(folder / "pipe.jpg")
     os.mkfifo(folder / "pipe.tar")
     import io

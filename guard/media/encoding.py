@@ -38,6 +38,12 @@ def encode(
     """
     if fmt not in MIME:
         raise ImageInputError(f"cannot write {fmt}; guard writes {', '.join(MIME)}")
+    Image.init()
+    if fmt not in Image.SAVE:  # AVIF: Pillow 11.2 and later, or pillow-avif-plugin (web UI's)
+        raise ImageInputError(
+            f"this Pillow ({Image.__version__}) cannot write {fmt}: install pillow>=11.2, or "
+            "pillow-avif-plugin; or write PNG, JPEG, WebP or TIFF"
+        )
     text = dict(text or {})
     if fmt != "PNG" and "parameters" in text:
         exif = exif_block.set_user_comment(exif, text["parameters"])

@@ -51,6 +51,7 @@ _MAGIC = (
     (0, b"MM\x00*", "TIFF"),
 )
 _AVIF_BRANDS = (b"avif", b"avis")
+_XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"  # a JPEG APP1 segment that holds an XMP packet
 # EXIF orientation -> the transposition that displays the pixels upright (as ImageOps does)
 _TRANSPOSE = {
     2: lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
@@ -181,7 +182,7 @@ def decode(
         format=fmt,
         data=data,
         icc_profile=info.get("icc_profile") or None,
-        xmp=_as_bytes(info.get("xmp") or info.get("XML:com.adobe.xmp")),
+        xmp=_as_bytes(info.get("xmp") or info.get("XML:com.adobe.xmp") or _jpeg_xmp(im)),
         text={
             k: v
             for k, v in info.items()
@@ -198,7 +199,14 @@ def decode(
     _apply_orientation(loaded, exif.get(0x0112, 1))
     if exif:
         exif.pop(0x0112, None)  # orientation is now baked into the pixels
-        loaded.exif = exif.tobytes()
+        try:
+            loaded.exif = exif.tobytes()
+        except NotImplementedError:  # Pillow < 10 (web UI's 9.5) cannot rebuild a TIFF whose
+            if fmt != "TIFF":  # image data is in several strips: its EXIF as written instead
+                raise
+            from guard.media import exif_block
+
+            loaded.exif = exif_block.from_tiff(data)
     return loaded
 
 
@@ -289,6 +297,15 @@ def _reduce(loaded: LoadedImage, size: tuple[int, int], min_side: int) -> None:
         loaded.image = im.reduce(factor)
     if loaded.image.size != size:
         loaded.reduced_from = size
+
+
+def _jpeg_xmp(im: Image.Image) -> bytes | None:
+    """A JPEG's XMP packet where Pillow does not put it in `info` (before Pillow 10, which web UI
+    and Forge pin at 9.5): the first XMP APP1 segment, as Pillow 10 and later read it."""
+    for marker, body in getattr(im, "applist", ()):
+        if marker == "APP1" and body.startswith(_XMP_APP1):
+            return bytes(body[len(_XMP_APP1) :])
+    return None
 
 
 def _as_bytes(value: str | bytes | None) -> bytes | None:
