@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-# one PostgreSQL server per session, shared by every test file that asks for one (a plugin, not
-# an import: `import tests.conftest` outside pytest, as test_offline does, has no tests/ on the path)
-pytest_plugins = ["pg_support"]
+# one PostgreSQL server per session, shared by every test file that asks for one, and the
+# resolver tests' signer world and loopback rule (plugins, not imports: `import tests.conftest`
+# outside pytest, as test_offline does, has no tests/ on the path)
+pytest_plugins = ["pg_support", "resolver_support"]
 
 # Before anything imports huggingface_hub, transformers or diffusers: they read these once, at
 # import, so setting them later (per test) leaves the first importer online with retries.

@@ -148,6 +148,19 @@ def _make_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     )
 
 
+@pytest.fixture(scope="module", name="world")
+def world_fixture(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The session's signer world (a module may define its own `world` instead)."""
+    return make_world(tmp_path_factory)
+
+
+@pytest.fixture(name="loopback_only")
+def loopback_only_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's HTTP clients take no proxy and no default resolvers from the environment (the
+    resolver modules use it for every test: `pytestmark`)."""
+    no_proxy(monkeypatch)
+
+
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Loopback only: no proxy from the environment, no default resolvers."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):

@@ -26,9 +26,7 @@ from resolver_support import (
     World,
     c2pa_bytes,
     guard_serve,
-    make_world,
     no_claims,
-    no_proxy,
     verify_with,
 )
 from starlette.requests import Request
@@ -36,15 +34,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from guard.resolvers import Resolvers, from_env
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_proxy(monkeypatch)
+pytestmark = pytest.mark.usefixtures("loopback_only")  # resolver_support
 
 
 # -- the honest resolver ------------------------------------------------------------------------

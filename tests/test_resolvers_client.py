@@ -21,9 +21,7 @@ from resolver_support import (
     World,
     c2pa_bytes,
     guard_serve,
-    make_world,
     no_claims,
-    no_proxy,
     raw_server,
     verify_with,
 )
@@ -32,15 +30,7 @@ from starlette.responses import Response
 
 from guard.resolvers import Resolvers
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_proxy(monkeypatch)
+pytestmark = pytest.mark.usefixtures("loopback_only")  # resolver_support
 
 
 @pytest.fixture(scope="module")

@@ -28,25 +28,15 @@ from resolver_support import (
     Hostile,
     World,
     c2pa_bytes,
-    make_world,
-    no_proxy,
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from guard.resolvers.client import PATH_HEADER
 
+pytestmark = pytest.mark.usefixtures("loopback_only")  # resolver_support
+
 ALG = "org.guard.watermark.v2"
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_proxy(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,7 @@ from resolver_support import (
     Hostile,
     World,
     c2pa_bytes,
-    make_world,
     no_claims,
-    no_proxy,
     raw_server,
     verify_with,
 )
@@ -34,15 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from guard.resolvers import Limits, Resolvers
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_proxy(monkeypatch)
+pytestmark = pytest.mark.usefixtures("loopback_only")  # resolver_support
 
 
 QUICK = Limits(connect_s=2.0, read_s=2.0, total_s=0.5, budget_s=10.0)
