@@ -24,6 +24,7 @@ from guard.watermark.layout import TILE
 # whose sync peaks are too weak to fit the squash from, were lost: 3 of 5 such misses found now).
 AXIS_RANGE = (0.70, 1.18)
 STEP = 0.004  # relative grid step: half a bin at the outermost pilot ring of a 512 px side
+_ROWS = 8
 
 
 def candidate_maps(
@@ -42,11 +43,16 @@ def candidate_maps(
     axis = np.exp(np.linspace(math.log(AXIS_RANGE[0]), math.log(AXIS_RANGE[1]), n))
     half = np.where(lattice[:, :1] < 0, -1.0, 1.0) * lattice  # the rfft keeps kx >= 0
     ph, pw = ratio.shape
-    xs = np.clip(np.rint(axis[:, None] * half[:, 0] / TILE * w).astype(np.intp), 0, pw - 1)
-    ys = np.rint(axis[:, None] * half[:, 1] / TILE * h).astype(np.intp) + h // 2
-    ys = np.clip(ys, 0, ph - 1)
-    flat = (ys * pw)[None, :, :] + xs[:, None, :]  # [a, b, frequency]: one flat lookup each
-    score = (np.take(ratio.ravel(), flat).sum(-1) - len(lattice)).astype(np.float32)
+    xs = np.clip(np.rint(axis[:, None] * half[:, 0] / TILE * w).astype(np.int32), 0, pw - 1)
+    ys = np.rint(axis[:, None] * half[:, 1] / TILE * h).astype(np.int32) + h // 2
+    ys = np.clip(ys, 0, ph - 1) * np.int32(pw)
+    values = ratio.ravel()
+    score = np.empty((n, n), np.float32)
+    # [a, b, frequency]: one flat lookup each, a few rows of a at a time (the whole table is
+    # 30 MB, and fresh memory that size cost a process's first detect 100 ms)
+    for a in range(0, n, _ROWS):
+        flat = ys[None, :, :] + xs[a : a + _ROWS, None, :]
+        score[a : a + _ROWS] = np.take(values, flat).sum(-1) - len(lattice)
     peaks = np.argwhere((score == cv2.dilate(score, np.ones((3, 3), np.uint8))) & (score > 0))
     chosen: list[np.ndarray] = []
     for p in peaks[np.argsort(-score[peaks[:, 0], peaks[:, 1]])]:
