@@ -72,24 +72,27 @@ def grid(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return ys, xs
 
 
+def mapped(m: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tile coordinates (x, y) of the working pixels under inverse map m, from a row of x and a
+    column of y: the map broadcasts them, two fewer full-size products than mapping the grids.
+    Plain floats keep the products float32 (a numpy float64 would make them float64):
+    positions to a hundredth of a pixel, at half the time."""
+    (m00, m01), (m10, m11) = np.asarray(m, dtype=float).tolist()
+    return m00 * x + m01 * y, m10 * x + m11 * y
+
+
 class Folder:
     """Folds (a region of) the residual modulo the tile under a given affine map."""
 
     def __init__(self, r: np.ndarray) -> None:
         self.r = r
         self.ys, self.xs = grid(r.shape)
-        # one row of x and one column of y: a map broadcasts them over the image, which costs
-        # two fewer full-size products than mapping the full grids (and gives the same numbers)
         self._x, self._y = self.xs[0], self.ys[:, :1]
         self._w = r.ravel().astype(np.float64)  # bincount's weight type: converted once
 
     def index(self, m: np.ndarray) -> np.ndarray:
         """Tile position (row-major) of every residual pixel under inverse map m."""
-        # plain floats keep the products float32 (a numpy float64 would make them float64):
-        # positions to a hundredth of a pixel, at half the time
-        (m00, m01), (m10, m11) = np.asarray(m, dtype=float).tolist()
-        a = m00 * self._x + m01 * self._y
-        b = m10 * self._x + m11 * self._y
+        a, b = mapped(m, self._x, self._y)
         # TILE is a power of two: & is the modulo, also for negative positions (two's complement)
         a = np.rint(a, out=a).astype(np.int32)
         a &= TILE - 1

@@ -114,13 +114,10 @@ def _fold_in_place(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _fold_mapped(
     r: np.ndarray, inverse_map: np.ndarray, offset: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    from guard.watermark.register import grid
+    from guard.watermark.register import grid, mapped
 
     ys, xs = grid(r.shape)
-    x, y = xs[0], ys[:, :1]  # the map broadcasts a row and a column (as register.Folder)
-    (m00, m01), (m10, m11) = np.asarray(inverse_map, dtype=float).tolist()  # float32 products
-    ux = m00 * x + m01 * y
-    uy = m10 * x + m11 * y
+    ux, uy = mapped(inverse_map, xs[0], ys[:, :1])
     slot = slot_of(
         np.floor((uy - offset[0]) / TILE).astype(np.int32),
         np.floor((ux - offset[1]) / TILE).astype(np.int32),
