@@ -201,9 +201,9 @@ def test_verify_help_does_not_import_torch_or_diffusers() -> None:
     assert result.stdout.strip() == ""
 
 
-def test_verify_without_a_bar_never_imports_tqdm(tmp_path: Path) -> None:
+def test_verify_without_a_bar_or_the_mark_never_imports_tqdm_or_numpy(tmp_path: Path) -> None:
     """Logs and pipes get no bar, so they need no tqdm: 30 ms of every start (a folder of 50
-    files takes 0.4 s in all)."""
+    files takes 0.4 s in all). Without the watermark check nothing needs NumPy (70 ms more)."""
     for i in range(5):  # five files: a bar would be drawn on a terminal
         art(96, 80, seed=i).save(tmp_path / f"{i}.png")
     code = (
@@ -213,10 +213,11 @@ def test_verify_without_a_bar_never_imports_tqdm(tmp_path: Path) -> None:
         "try:\n"
         "    main()\n"
         "except SystemExit as exit:\n"
-        "    print('exit', exit.code, 'tqdm' in sys.modules, file=sys.stderr)\n"
+        "    print('exit', exit.code, 'tqdm' in sys.modules, 'numpy' in sys.modules,\n"
+        "          file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.stderr.strip().splitlines()[-1] == "exit 1 False", result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "exit 1 False False", result.stderr
     assert result.stdout.count(": ABSENT — no Content Credentials") == 5  # every verdict printed
 
 

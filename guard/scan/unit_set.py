@@ -12,6 +12,10 @@ it is then in no keep-list either, so a collision can never make an image `allow
 is keyed with a random key drawn by each process (the sets are never stored), so nobody who
 reads this can name a file to collide with another one: without the key, finding a collision
 is guesswork, not the 2³² hashes a birthday search on a public 64-bit hash would take.
+
+NumPy is imported only once a set outgrows its buffer (or is counted or probed in bulk): the
+file-by-file commands (`guard verify` on a folder) never do, and NumPy's import was a fifth of
+`guard verify --no-watermark`'s start-up.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 _BUFFER = 1 << 16  # recent additions kept in a Python set before they join the sorted array
 _KEY = os.urandom(16)  # this process's; a set lives and dies in one process
@@ -33,7 +39,7 @@ def unit_hash(unit_id: str) -> int:
 
 class UnitSet:
     def __init__(self, ids: Iterable[str] = ()) -> None:
-        self._sorted = np.empty(0, np.uint64)
+        self._sorted: np.ndarray | None = None  # None until the first compaction
         self._recent: set[int] = set()
         self.update(ids)
 
@@ -52,24 +58,32 @@ class UnitSet:
         h = unit_hash(unit_id)
         if h in self._recent:
             return True
-        i = int(np.searchsorted(self._sorted, np.uint64(h)))
+        if self._sorted is None:
+            return False
+        i = int(self._sorted.searchsorted(self._sorted.dtype.type(h)))
         return i < len(self._sorted) and int(self._sorted[i]) == h
 
     def __len__(self) -> int:
-        self._compact()
-        return len(self._sorted)
+        return len(self._compact())
 
-    def _compact(self) -> None:
+    def _compact(self) -> np.ndarray:
+        import numpy as np
+
+        if self._sorted is None:
+            self._sorted = np.empty(0, np.uint64)
         if self._recent:
             recent = np.fromiter(self._recent, np.uint64, len(self._recent))
             self._sorted = np.union1d(self._sorted, recent)
             self._recent = set()
+        return self._sorted
 
     def contains_each(self, ids: list[str]) -> np.ndarray:
         """Membership of every id at once (a report's unit column), as a boolean array."""
-        self._compact()
+        import numpy as np
+
+        done = self._compact()
         hashes = np.fromiter((unit_hash(i) for i in ids), np.uint64, len(ids))
-        if not len(self._sorted):
+        if not len(done):
             return np.zeros(len(ids), bool)
-        pos = np.minimum(np.searchsorted(self._sorted, hashes), len(self._sorted) - 1)
-        return self._sorted[pos] == hashes
+        pos = np.minimum(np.searchsorted(done, hashes), len(done) - 1)
+        return done[pos] == hashes
