@@ -18,3 +18,18 @@ def pick_device(device: object = "auto") -> str:
     if name == "mps" and not mps:
         raise GuardError("--device mps: Apple Metal is not available here; use --device cpu")
     return name
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (AVX-512 BF16, AMX, Arm BF16).
+
+    Elsewhere oneDNN emulates bfloat16, and an autocast that halves the time on such a CPU makes
+    it ~25x slower on one without (docs/protect.md, *Speed*). torch asks oneDNN the same question
+    before its own bf16 fast paths; there is no public name for it, so a torch without it says no.
+    """
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
