@@ -69,9 +69,11 @@ def dataset(limit: int, size: int) -> list[tuple[str, Image.Image]]:
     return [(p.stem, square(p, size)) for p in files]
 
 
-def with_paintings(limit: int, size: int, paintings: Path | None) -> list[tuple[str, Image.Image]]:
+def with_paintings(
+    limit: int, size: int, paintings: Path | None, photos_too: bool = True
+) -> list[tuple[str, Image.Image]]:
     """Paintings (every image in the folder, sorted) interleaved with the photos of dataset()."""
-    photos = dataset(limit, size)
+    photos = dataset(limit, size) if photos_too or paintings is None else []
     if paintings is None:
         return photos
     arts = [
@@ -483,6 +485,7 @@ def main() -> None:
     ap.add_argument("--purify", action="store_true", help="the purification benchmark; stop")
     ap.add_argument("--purifiers", help="comma list of purifier names (default: all)")
     ap.add_argument("--paintings", type=Path, help="folder of public paintings to add (--purify)")
+    ap.add_argument("--no-photos", action="store_true", help="--paintings only, no dataset photos")
     ap.add_argument("--jobs", type=int, default=1, help="--purify: processes, images shared")
     ap.add_argument("--only", help="comma list of image names to keep (--purify)")
     ap.add_argument("--plots", type=Path, help="folder for the --purify figures")
@@ -498,11 +501,16 @@ def main() -> None:
         figures(enc, dec, args.figures, args.size)
         return
     if args.batch:
-        batch(enc, dec, with_paintings(args.limit, args.size, args.paintings), args)
+        batch(
+            enc,
+            dec,
+            with_paintings(args.limit, args.size, args.paintings, not args.no_photos),
+            args,
+        )
         return
     if args.purify:
         methods = args.methods.split(",") if args.methods != DEFAULT_METHODS else PURIFY_METHODS
-        images = with_paintings(args.limit, args.size, args.paintings)
+        images = with_paintings(args.limit, args.size, args.paintings, not args.no_photos)
         if args.only:
             images = [(n, im) for n, im in images if n in args.only.split(",")]
         purify(enc, dec, images, methods, args)

@@ -68,12 +68,18 @@ GIMP = "gimp-help-en (Debian), GFDL / GPL"
 SKIMAGE = "scikit-image sample data (see skimage/data/README.txt)"
 SET14 = "Set14 (../shared/datasets/cset14), research benchmark"
 
+
+def _files(kind: str, licence: str, *paths: str) -> list[tuple[str, str, str]]:
+    """(name, "KIND:PATH", licence) for files that share a source and a licence."""
+    return [(Path(p).stem, f"{kind}:{p}", licence) for p in paths]
+
+
 # class -> [(name, where, licence)]; where: "clipart:PATH", "gimp:PATH", "skimage:FILE",
 # "shared:PATH", "mpl:FILE", "git:OWNER/NAME:PATH"
 SOURCES: dict[str, list[tuple[str, str, str]]] = {
-    "line art": [
-        (Path(p).stem, f"clipart:{p}", OPENCLIPART)
-        for p in (
+    "line art": _files(
+        "clipart",
+        OPENCLIPART,
             "food/meats_and_eggs/hamburger_bw.svg",
             "transportation/grain_elevator_ganson.svg",
             "decorations/right_bottom_corner_tri_.svg",
@@ -86,11 +92,10 @@ SOURCES: dict[str, list[tuple[str, str, str]]] = {
             "unsorted/fattoria.svg",
             "office/paper4.svg",
             "recreation/sports/sport_stacco02.svg",
-        )
-    ],
-    "flat graphics": [
-        (Path(p).stem, f"clipart:{p}", OPENCLIPART)
-        for p in (
+    ),
+    "flat graphics": _files(
+        "clipart",
+        OPENCLIPART,
             "office/telephone/telephone_sauvetage_yves_01.svg",
             "special/patterns/pattern-diamond-harlequin-2.svg",
             "computer/icons/lemon-theme/apps/cervisia.svg",
@@ -103,11 +108,10 @@ SOURCES: dict[str, list[tuple[str, str, str]]] = {
             "computer/icons/camera_icon_stuart_moore_01.svg",
             "office/box_with_folders_nicu_bu_01.svg",
             "animals/fish/pescetto_arancione_archi_01.svg",
-        )
-    ],
-    "screenshots": [
-        (Path(p).stem, f"gimp:{p}", GIMP)
-        for p in (
+    ),
+    "screenshots": _files(
+        "gimp",
+        GIMP,
             "dialogs/keyboard-shortcuts-dialog.png",
             "filters/generic/convolution.png",
             "menus/image/metadata-editor-dialog.png",
@@ -120,24 +124,19 @@ SOURCES: dict[str, list[tuple[str, str, str]]] = {
             "using/image-window-single.png",
             "using/multi-window.png",
             "menus/file/save-as.png",
-        )
-    ],
+    ),
     "photos": [
-        *[
-            (Path(f).stem, f"skimage:{f}", SKIMAGE)
-            for f in (
+        *_files(
+            "skimage",
+            SKIMAGE,
                 "astronaut.png",
                 "camera.png",
                 "hubble_deep_field.jpg",
                 "retina.jpg",
                 "ihc.png",
                 "motorcycle_left.png",
-            )
-        ],
-        *[
-            (Path(f).stem, f"shared:cset14/{f}", SET14)
-            for f in ("barbara.png", "monarch.png", "pepper.png", "man.png", "bridge.png")
-        ],
+        ),
+        *_files("shared", SET14, *(f"cset14/{f}.png" for f in ("barbara", "monarch", "pepper", "man", "bridge"))),
         ("grace_hopper", "mpl:grace_hopper.jpg", "matplotlib sample data (US Navy, public domain)"),
     ],
     "paintings": [

@@ -204,6 +204,20 @@ def no_claims(v: guard.Verdict) -> None:
     assert v.c2pa.signer is None or v.state == "invalid"
 
 
+def linked(
+    world: World, link: str, *, trusted: bool = False, name: str = "linked.png"
+) -> guard.Verdict:
+    """The linked file's verdict with its store at `link` fetched, under the test CA if trusted."""
+    return guard.verify_bytes(
+        world.linked.read_bytes(),
+        name=name,
+        watermark=False,
+        trust_files=(world.ca,) if trusted else (),
+        fetch_remote=FAST,
+        remote_link=link,
+    )
+
+
 # -- not fetched ---------------------------------------------------------------------------------
 
 
@@ -274,40 +288,20 @@ def test_fetch_remote_validates_the_store_the_file_points_to(world: World) -> No
 
 
 def test_a_link_header_names_the_store(world: World) -> None:
-    v = guard.verify_bytes(
-        world.linked.read_bytes(),
-        name="linked.png",
-        watermark=False,
-        trust_files=(world.ca,),
-        fetch_remote=FAST,
-        remote_link=f"{world.base}/linked.c2pa",
-    )
+    v = linked(world, f"{world.base}/linked.c2pa", trusted=True)
     assert v.state == "trusted" and v.training == "notAllowed"
     assert v.c2pa.remote is not None and v.c2pa.remote.source == "link"
 
 
 def test_the_urls_own_query_is_kept(world: World) -> None:
-    v = guard.verify_bytes(
-        world.linked.read_bytes(),
-        name="linked.png",
-        watermark=False,
-        fetch_remote=FAST,
-        remote_link=f"{world.base}/linked.c2pa?v=2&sig=a%2Fb",
-    )
+    v = linked(world, f"{world.base}/linked.c2pa?v=2&sig=a%2Fb")
     assert v.state == "valid"
     assert world.server.requests[-1] == "/linked.c2pa?v=2&sig=a%2Fb"
 
 
 @pytest.mark.parametrize("route", ["/other.c2pa", "/pointing.c2pa"])
 def test_a_store_of_another_file_is_invalid_never_trusted(world: World, route: str) -> None:
-    v = guard.verify_bytes(
-        world.linked.read_bytes(),
-        name="linked.png",
-        watermark=False,
-        trust_files=(world.ca,),
-        fetch_remote=FAST,
-        remote_link=world.base + route,
-    )
+    v = linked(world, world.base + route, trusted=True)
     assert v.state == "invalid"
     assert "assertion.dataHash.mismatch" in [f.code for f in v.c2pa.failures]
     no_claims(v)
@@ -349,14 +343,7 @@ def test_c2pa_rs_cloud_store_binds_to_cloud_jpg_only(world: World) -> None:
 def test_a_hostile_server_gives_a_note_and_no_claims(world: World, route: str, words: str) -> None:
     url = world.base + route
     started = time.monotonic()
-    v = guard.verify_bytes(
-        world.linked.read_bytes(),
-        name="linked.png",
-        watermark=False,
-        trust_files=(world.ca,),
-        fetch_remote=FAST,
-        remote_link=url,
-    )
+    v = linked(world, url, trusted=True)
     assert time.monotonic() - started < 3
     assert v.state == "remote" and v.c2pa.remote is not None
     assert v.c2pa.remote.status == "failed" and words in (v.c2pa.remote.problem or "")
@@ -366,13 +353,7 @@ def test_a_hostile_server_gives_a_note_and_no_claims(world: World, route: str, w
 
 
 def test_bytes_that_are_no_store_are_a_damaged_store(world: World) -> None:
-    v = guard.verify_bytes(
-        world.linked.read_bytes(),
-        name="linked.png",
-        watermark=False,
-        fetch_remote=FAST,
-        remote_link=f"{world.base}/garbage.c2pa",
-    )
+    v = linked(world, f"{world.base}/garbage.c2pa")
     assert v.state == "invalid"
     assert [f.code for f in v.c2pa.failures] == ["guard.manifest.damaged"]
     no_claims(v)
@@ -392,13 +373,7 @@ def test_bytes_that_are_no_store_are_a_damaged_store(world: World) -> None:
 )
 def test_a_crafted_url_is_refused_and_not_shown(world: World, link: str, why: str) -> None:
     before = len(world.server.requests)
-    v = guard.verify_bytes(
-        world.linked.read_bytes(),
-        name="x.png",
-        watermark=False,
-        fetch_remote=FAST,
-        remote_link=link,
-    )
+    v = linked(world, link, name="x.png")
     assert v.state == "remote" and v.c2pa.remote is not None
     assert v.c2pa.remote.status == "refused" and v.c2pa.remote.url is None
     assert why in (v.c2pa.remote.problem or "")

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -166,6 +167,11 @@ def test_manifest_is_served_as_a_store_that_c2pa_validates(client, signed):
     assert client.get(f"/manifests/{signed.manifest}?returnActiveManifest=true").content == store
 
 
+def raw(content: bytes, content_type: str) -> dict[str, Any]:
+    """httpx arguments for a request body of the given type."""
+    return {"content": content, "headers": {"content-type": content_type}}
+
+
 @pytest.mark.parametrize(
     ("method", "url", "kwargs", "status"),
     [
@@ -177,36 +183,11 @@ def test_manifest_is_served_as_a_store_that_c2pa_validates(client, signed):
         ("get", "/matches/byBinding?alg={alg}&value=AAAAAAAAAAA=&maxResults=0", {}, 400),
         ("get", "/matches/byBinding?alg={alg}&value=AAAAAAAAAAA=&maxResults=x", {}, 400),
         ("post", "/matches/byBinding", {"json": {"alg": "{alg}"}}, 400),
-        (
-            "post",
-            "/matches/byBinding",
-            {"content": b"{", "headers": {"content-type": "application/json"}},
-            400,
-        ),
-        (
-            "post",
-            "/matches/byContent",
-            {"content": b"%PDF-1.4", "headers": {"content-type": "application/pdf"}},
-            415,
-        ),
-        (
-            "post",
-            "/matches/byContent",
-            {"content": b"not an image", "headers": {"content-type": "image/png"}},
-            415,
-        ),
-        (
-            "post",
-            "/matches/byContent",
-            {"content": b"", "headers": {"content-type": "image/png"}},
-            400,
-        ),
-        (
-            "post",
-            "/matches/byContent?alg=com.example.other",
-            {"content": b"x", "headers": {"content-type": "image/png"}},
-            400,
-        ),
+        ("post", "/matches/byBinding", raw(b"{", "application/json"), 400),
+        ("post", "/matches/byContent", raw(b"%PDF-1.4", "application/pdf"), 415),
+        ("post", "/matches/byContent", raw(b"not an image", "image/png"), 415),
+        ("post", "/matches/byContent", raw(b"", "image/png"), 400),
+        ("post", "/matches/byContent?alg=com.example.other", raw(b"x", "image/png"), 400),
         ("get", "/manifests/not-a-manifest-id", {}, 400),
         ("get", "/manifests/urn:c2pa:00000000-0000-0000-0000-000000000000", {}, 404),
         ("get", "/api/jobs/nope", {}, 404),
